@@ -1,0 +1,58 @@
+#include "core/algorithm_state.h"
+
+namespace sluice {
+
+Decision Admit(AlgorithmState& state, const Limit& limit, Micros now, int64_t cost) {
+  switch (limit.algorithm()) {
+    case Algorithm::kFixedWindow:
+      return FixedWindow::Admit(state.fixed_window, limit, now, cost);
+    case Algorithm::kSlidingWindowCounter:
+      return SlidingWindowCounter::Admit(state.sliding_window_counter, limit, now, cost);
+    case Algorithm::kSlidingWindowLog:
+      if (state.sliding_window_log == nullptr) {
+        state.sliding_window_log = new SlidingWindowLogState();
+      }
+      return SlidingWindowLog::Admit(*state.sliding_window_log, limit, now, cost);
+    case Algorithm::kTokenBucket:
+      return TokenBucket::Admit(state.bucket, limit, now, cost);
+    case Algorithm::kGcra:
+      return Gcra::Admit(state.gcra, limit, now, cost);
+    case Algorithm::kLeakyBucket:
+      return LeakyBucket::Admit(state.bucket, limit, now, cost);
+  }
+  return Decision{};
+}
+
+void Refund(AlgorithmState& state, const Limit& limit, Micros charged_at, int64_t cost) {
+  switch (limit.algorithm()) {
+    case Algorithm::kFixedWindow:
+      return FixedWindow::Refund(state.fixed_window, limit, charged_at, cost);
+    case Algorithm::kSlidingWindowCounter:
+      return SlidingWindowCounter::Refund(state.sliding_window_counter, limit, charged_at, cost);
+    case Algorithm::kSlidingWindowLog:
+      if (state.sliding_window_log != nullptr) {
+        SlidingWindowLog::Refund(*state.sliding_window_log, limit, charged_at, cost);
+      }
+      return;
+    case Algorithm::kTokenBucket:
+      return TokenBucket::Refund(state.bucket, limit, charged_at, cost);
+    case Algorithm::kGcra:
+      return Gcra::Refund(state.gcra, limit, charged_at, cost);
+    case Algorithm::kLeakyBucket:
+      return LeakyBucket::Refund(state.bucket, limit, charged_at, cost);
+  }
+}
+
+void Release(AlgorithmState& state, Algorithm algorithm) {
+  if (algorithm == Algorithm::kSlidingWindowLog) delete state.sliding_window_log;
+  state = AlgorithmState();
+}
+
+size_t HeapBytes(const AlgorithmState& state, Algorithm algorithm) {
+  if (algorithm == Algorithm::kSlidingWindowLog && state.sliding_window_log != nullptr) {
+    return state.sliding_window_log->MemoryBytes();
+  }
+  return 0;
+}
+
+}  // namespace sluice

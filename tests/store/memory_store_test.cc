@@ -1,0 +1,136 @@
+#include "store/memory/memory_store.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/store/store_contract.h"
+
+namespace sluice {
+namespace {
+
+using testing::ChargeSync;
+using testing::ContractLimit;
+using testing::StoreContractTest;
+
+constexpr Micros kSecond = kMicrosPerSecond;
+constexpr Micros kNow = int64_t{1764000000} * kSecond;
+
+ManualClock& ContractClock() {
+  static ManualClock clock(kNow);
+  return clock;
+}
+
+INSTANTIATE_TEST_SUITE_P(Memory, StoreContractTest,
+                         ::testing::Values(testing::StoreFactory{
+                             "memory",
+                             [] { return std::make_unique<MemoryStore>(ContractClock()); }}),
+                         [](const auto& info) { return info.param.name; });
+
+Decision ChargeOne(MemoryStore& store, const std::string& key, const Limit& limit,
+                   int64_t cost = 1) {
+  ChargeItem item{key, &limit, cost};
+  Decision d;
+  store.ChargeNow({&item, 1}, {&d, 1});
+  return d;
+}
+
+// Verifies that a key disappears once its state is as good as fresh, not before, and that
+// sweeping gives the table's memory back.
+TEST(MemoryStoreTest, IdleKeysExpireAndMemoryIsReclaimed) {
+  ManualClock clock(kNow);
+  MemoryStore store(clock, {.shards = 4});
+  const Limit limit = *Limit::Create(
+      {.algorithm = Algorithm::kTokenBucket, .limit = 10, .window = 10 * kSecond});
+  for (int i = 0; i < 20000; ++i) ChargeOne(store, "user:" + std::to_string(i), limit);
+  EXPECT_EQ(store.size(), 20000u);
+  const size_t full_bytes = store.MemoryBytes();
+
+  clock.Advance(kSecond - 1);  // one token (1 s) refilled: not fresh yet
+  EXPECT_EQ(store.Sweep(), 0u);
+  EXPECT_EQ(store.size(), 20000u);
+
+  clock.Advance(2 * kSecond);
+  EXPECT_EQ(store.Sweep(), 20000u);
+  EXPECT_EQ(store.size(), 0u);
+  EXPECT_EQ(store.expirations(), 20000u);
+  EXPECT_LT(store.MemoryBytes(), full_bytes / 10);
+
+  // An expired key starts fresh, exactly as if it had been kept.
+  EXPECT_EQ(ChargeOne(store, "user:1", limit).remaining, 9);
+}
+
+// Verifies that reads (cost 0) and impossible costs never create keys.
+TEST(MemoryStoreTest, ReadsDoNotCreateKeys) {
+  ManualClock clock(kNow);
+  MemoryStore store(clock);
+  const Limit limit = ContractLimit(Algorithm::kGcra, 5);
+  EXPECT_TRUE(ChargeOne(store, "k", limit, 0).allowed);
+  EXPECT_TRUE(ChargeOne(store, "k", limit, 6).cost_exceeds_limit);
+  EXPECT_EQ(store.size(), 0u);
+}
+
+// Verifies the max-key bound: the table never holds more than max_keys, it evicts the keys
+// closest to expiry first, and it keeps admitting new keys.
+TEST(MemoryStoreTest, EnforcesMaxKeysByEvictingSoonestToExpire) {
+  ManualClock clock(kNow);
+  MemoryStore store(clock, {.shards = 2, .max_keys = 1000});
+  const Limit short_limit = *Limit::Create(
+      {.algorithm = Algorithm::kFixedWindow, .limit = 5, .window = 10 * kSecond});
+  const Limit long_limit = *Limit::Create(
+      {.algorithm = Algorithm::kFixedWindow, .limit = 5, .window = 3600 * kSecond});
+  // 500 long-lived keys, fully used.
+  for (int i = 0; i < 500; ++i) {
+    for (int j = 0; j < 5; ++j) ChargeOne(store, "long:" + std::to_string(i), long_limit);
+  }
+  // 5000 short-lived keys push the store past its bound.
+  for (int i = 0; i < 5000; ++i) ChargeOne(store, "short:" + std::to_string(i), short_limit);
+  EXPECT_LE(store.size(), 1000u);
+  EXPECT_GT(store.evictions(), 0u);
+  // The long-lived keys survived: still rejected.
+  int still_limited = 0;
+  for (int i = 0; i < 500; ++i) {
+    still_limited += ChargeOne(store, "long:" + std::to_string(i), long_limit, 0).remaining == 0;
+  }
+  EXPECT_EQ(still_limited, 500);
+}
+
+// Verifies the per-key footprint stays small: a slot is 16 bytes of state, 8 of key hash,
+// 4 of expiry and the algorithm.
+TEST(MemoryStoreTest, SlotIsCompact) {
+  ManualClock clock(kNow);
+  MemoryStore store(clock, {.shards = 1});
+  const Limit limit = ContractLimit(Algorithm::kSlidingWindowCounter, 100);
+  for (int i = 0; i < 100000; ++i) ChargeOne(store, std::to_string(i), limit);
+  const double per_key = static_cast<double>(store.MemoryBytes()) / 100000;
+  // Table slots are 32 + 1 bytes; load between 7/16 and 7/8 bounds it near 33..76 bytes.
+  EXPECT_LE(per_key, 80.0);
+}
+
+// Verifies that many threads over many keys admit exactly limit per key.
+TEST(MemoryStoreTest, ManyThreadsManyKeysAdmitExactly) {
+  ManualClock clock(kNow);
+  MemoryStore store(clock, {.shards = 8});
+  const Limit limit = ContractLimit(Algorithm::kSlidingWindowLog, 20);
+  constexpr int kKeys = 50, kThreads = 6, kRounds = 60;
+  std::vector<std::atomic<int>> admitted(kKeys);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kRounds; ++r) {
+        for (int k = 0; k < kKeys; ++k) {
+          const int key = (k + t * 7) % kKeys;
+          if (ChargeOne(store, "k" + std::to_string(key), limit).allowed) ++admitted[key];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int k = 0; k < kKeys; ++k) EXPECT_EQ(admitted[k].load(), 20) << k;
+}
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,155 @@
+// The contract every Store must keep, as one parameterized suite. Each backend's test file
+// instantiates it with a factory (INSTANTIATE_TEST_SUITE_P(..., StoreContractTest, ...)).
+// Windows are long enough that the time a backend reads does not matter.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "store/store.h"
+
+namespace sluice::testing {
+
+struct StoreFactory {
+  std::string name;
+  std::function<std::unique_ptr<Store>()> make;
+};
+
+inline absl::StatusOr<std::vector<Decision>> ChargeSync(Store& store,
+                                                        const std::vector<ChargeItem>& items) {
+  std::vector<Decision> decisions(items.size());
+  std::promise<absl::Status> done;
+  auto result = done.get_future();
+  store.Charge(items, decisions, [&done](absl::Status s) { done.set_value(std::move(s)); });
+  absl::Status status = result.get();
+  if (!status.ok()) return status;
+  return decisions;
+}
+
+inline Limit ContractLimit(Algorithm a, int64_t limit) {
+  return *Limit::Create({.algorithm = a, .limit = limit, .window = int64_t{3600} * 1'000'000});
+}
+
+class StoreContractTest : public ::testing::TestWithParam<StoreFactory> {
+ protected:
+  void SetUp() override { store_ = GetParam().make(); }
+  // A key no other test (or earlier run against a shared server) has used.
+  std::string Key(const std::string& name) {
+    static std::atomic<int> n{0};
+    return "contract:" + name + ":" + std::to_string(::getpid()) + ":" + std::to_string(++n);
+  }
+  std::unique_ptr<Store> store_;
+};
+
+// Verifies that one key admits exactly its limit, for every algorithm.
+TEST_P(StoreContractTest, OneKeyAdmitsExactlyTheLimit) {
+  for (Algorithm a : kAllAlgorithms) {
+    SCOPED_TRACE(AlgorithmName(a));
+    const Limit limit = ContractLimit(a, 7);
+    const std::string key = Key("one");
+    int admitted = 0;
+    for (int i = 0; i < 12; ++i) {
+      auto d = ChargeSync(*store_, {{key, &limit, 1}});
+      ASSERT_TRUE(d.ok()) << d.status();
+      if ((*d)[0].allowed) ++admitted;
+      EXPECT_EQ((*d)[0].limit, 7);
+    }
+    EXPECT_EQ(admitted, 7);
+  }
+}
+
+// Verifies that distinct keys have distinct counters.
+TEST_P(StoreContractTest, KeysAreIndependent) {
+  const Limit limit = ContractLimit(Algorithm::kFixedWindow, 2);
+  const std::string a = Key("a"), b = Key("b");
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*ChargeSync(*store_, {{a, &limit, 1}}))[0].allowed);
+  EXPECT_FALSE((*ChargeSync(*store_, {{a, &limit, 1}}))[0].allowed);
+  EXPECT_TRUE((*ChargeSync(*store_, {{b, &limit, 1}}))[0].allowed);
+}
+
+// Verifies all-or-nothing: when one item rejects, the others are not charged, and their
+// decisions describe their state without this request.
+TEST_P(StoreContractTest, RejectedRequestChargesNothing) {
+  for (Algorithm a : kAllAlgorithms) {
+    SCOPED_TRACE(AlgorithmName(a));
+    const Limit roomy = ContractLimit(a, 10);
+    const Limit tight = ContractLimit(Algorithm::kFixedWindow, 1);
+    const std::string k1 = Key("roomy"), k2 = Key("tight");
+    ASSERT_TRUE((*ChargeSync(*store_, {{k2, &tight, 1}}))[0].allowed);  // tight is now full
+    for (int i = 0; i < 5; ++i) {
+      auto d = ChargeSync(*store_, {{k1, &roomy, 2}, {k2, &tight, 1}});
+      ASSERT_TRUE(d.ok());
+      EXPECT_FALSE((*d)[1].allowed);
+      EXPECT_TRUE((*d)[0].allowed);
+      EXPECT_EQ((*d)[0].remaining, 10);
+    }
+    auto read = ChargeSync(*store_, {{k1, &roomy, 0}});
+    EXPECT_EQ((*read)[0].remaining, 10);
+  }
+}
+
+// Verifies that cost 0 reads without consuming and that an impossible cost is flagged.
+TEST_P(StoreContractTest, CostZeroReadsAndOversizedCostIsFlagged) {
+  const Limit limit = ContractLimit(Algorithm::kSlidingWindowLog, 3);
+  const std::string key = Key("read");
+  for (int i = 0; i < 5; ++i) {
+    auto d = ChargeSync(*store_, {{key, &limit, 0}});
+    EXPECT_TRUE((*d)[0].allowed);
+    EXPECT_EQ((*d)[0].remaining, 3);
+  }
+  auto big = ChargeSync(*store_, {{key, &limit, 4}});
+  EXPECT_FALSE((*big)[0].allowed);
+  EXPECT_TRUE((*big)[0].cost_exceeds_limit);
+  EXPECT_EQ((*ChargeSync(*store_, {{key, &limit, 3}}))[0].remaining, 0);
+}
+
+// Verifies that many threads on one key admit exactly the limit, and that all-or-nothing
+// two-key requests under contention never charge a key beyond its limit.
+TEST_P(StoreContractTest, ConcurrentChargesAdmitExactlyTheLimit) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 400;
+  for (Algorithm a : kAllAlgorithms) {
+    SCOPED_TRACE(AlgorithmName(a));
+    const Limit limit = ContractLimit(a, 1000);
+    const Limit pair_limit = ContractLimit(a, 300);
+    const std::string hot = Key("hot"), left = Key("left"), right = Key("right");
+    std::atomic<int> admitted{0}, pairs_admitted{0}, errors{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          auto d = ChargeSync(*store_, {{hot, &limit, 1}});
+          if (!d.ok()) { ++errors; continue; }
+          if ((*d)[0].allowed) ++admitted;
+          // Half the threads charge left+right together, half charge right alone.
+          if (t % 2 == 0) {
+            auto p = ChargeSync(*store_, {{left, &pair_limit, 1}, {right, &pair_limit, 1}});
+            if (p.ok() && (*p)[0].allowed && (*p)[1].allowed) ++pairs_admitted;
+          } else {
+            auto p = ChargeSync(*store_, {{right, &pair_limit, 1}});
+            (void)p;
+          }
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(errors.load(), 0);
+    EXPECT_EQ(admitted.load(), 1000);
+    // Every admitted pair charged both keys; left was charged by pairs only.
+    auto l = ChargeSync(*store_, {{left, &pair_limit, 0}});
+    auto r = ChargeSync(*store_, {{right, &pair_limit, 0}});
+    EXPECT_EQ(300 - (*l)[0].remaining, pairs_admitted.load());
+    EXPECT_EQ((*r)[0].remaining, 0);  // right saw 1600 attempts for 300 places
+    EXPECT_LE(pairs_admitted.load(), 300);
+  }
+}
+
+}  // namespace sluice::testing
