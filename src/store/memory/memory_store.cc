@@ -38,7 +38,7 @@ MemoryStore::MemoryStore(const Clock& clock, MemoryStoreOptions options)
 
 MemoryStore::~MemoryStore() {
   for (Shard& shard : shards_) {
-    absl::MutexLock lock(&shard.mu);
+    std::lock_guard lock(shard.mu);
     for (auto& [hash, slot] : shard.map) Release(slot.state, slot.algorithm);
   }
 }
@@ -95,7 +95,7 @@ void MemoryStore::ChargeNow(std::span<const ChargeItem> items, std::span<Decisio
   if (items.size() == 1) {  // the common case: one lock, no bookkeeping
     const uint64_t hash = Hash(items[0].key);
     Shard& shard = ShardFor(hash);
-    absl::MutexLock lock(&shard.mu);
+    std::lock_guard lock(shard.mu);
     decisions[0] = AdmitItem(shard, hash, items[0], now);
     return;
   }
@@ -109,7 +109,7 @@ void MemoryStore::ChargeNow(std::span<const ChargeItem> items, std::span<Decisio
   std::sort(order.begin(), order.end());
   order.erase(std::unique(order.begin(), order.end()), order.end());
   // Locks in ascending shard order, so two multi-key requests can never deadlock.
-  for (size_t s : order) shards_[s].mu.Lock();
+  for (size_t s : order) shards_[s].mu.lock();
 
   bool rejected = false;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -129,7 +129,7 @@ void MemoryStore::ChargeNow(std::span<const ChargeItem> items, std::span<Decisio
       SetExpiry(it->second, now, decisions[i]);
     }
   }
-  for (auto s = order.rbegin(); s != order.rend(); ++s) shards_[*s].mu.Unlock();
+  for (auto s = order.rbegin(); s != order.rend(); ++s) shards_[*s].mu.unlock();
 }
 
 size_t MemoryStore::SweepLocked(Shard& shard, uint32_t now_s) {
@@ -171,7 +171,7 @@ size_t MemoryStore::Sweep() {
   const uint32_t now_s = NowSeconds(clock_.NowMicros());
   size_t removed = 0;
   for (Shard& shard : shards_) {
-    absl::MutexLock lock(&shard.mu);
+    std::lock_guard lock(shard.mu);
     removed += SweepLocked(shard, now_s);
   }
   return removed;
@@ -180,7 +180,7 @@ size_t MemoryStore::Sweep() {
 size_t MemoryStore::size() const {
   size_t n = 0;
   for (const Shard& shard : shards_) {
-    absl::MutexLock lock(&shard.mu);
+    std::lock_guard lock(shard.mu);
     n += shard.map.size();
   }
   return n;
@@ -189,7 +189,7 @@ size_t MemoryStore::size() const {
 size_t MemoryStore::MemoryBytes() const {
   size_t bytes = sizeof(*this) + shards_.size() * sizeof(Shard);
   for (const Shard& shard : shards_) {
-    absl::MutexLock lock(&shard.mu);
+    std::lock_guard lock(shard.mu);
     bytes += shard.map.bucket_count() * (sizeof(Map::value_type) + 1);
     for (const auto& [hash, slot] : shard.map) bytes += HeapBytes(slot.state, slot.algorithm);
   }

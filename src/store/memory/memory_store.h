@@ -4,12 +4,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "core/algorithm_state.h"
 #include "core/time.h"
 #include "store/store.h"
@@ -62,8 +62,10 @@ class MemoryStore final : public Store {
     Algorithm algorithm = Algorithm::kFixedWindow;
   };
   using Map = absl::flat_hash_map<uint64_t, Slot>;
+  // std::mutex rather than absl::Mutex: Debian's Abseil is built without ThreadSanitizer
+  // annotations, so TSan could not see absl::Mutex's ordering; pthread mutexes it intercepts.
   struct alignas(64) Shard {  // one cache line apart: shards do not false-share their locks
-    mutable absl::Mutex mu;
+    mutable std::mutex mu;
     Map map ABSL_GUARDED_BY(mu);
   };
 
