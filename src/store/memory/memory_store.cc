@@ -27,9 +27,7 @@ uint32_t NowSeconds(Micros now) {
 
 MemoryStore::MemoryStore(const Clock& clock, MemoryStoreOptions options)
     : clock_(clock),
-      max_keys_per_shard_(std::max<size_t>(
-          1, (options.max_keys + std::max<size_t>(1, options.shards) - 1) /
-                 std::max<size_t>(1, options.shards))),
+      max_keys_(std::max<size_t>(1, options.max_keys)),
       seed_(std::random_device{}() | (uint64_t{std::random_device{}()} << 32)) {
   const size_t n = std::max<size_t>(1, options.shards);
   shard_storage_ = std::make_unique<Shard[]>(n);
@@ -57,11 +55,13 @@ MemoryStore::Slot& MemoryStore::SlotFor(Shard& shard, uint64_t hash, Algorithm a
                                         Micros now) {
   auto it = shard.map.find(hash);
   if (it != shard.map.end()) return it->second;
-  if (shard.map.size() >= max_keys_per_shard_) {
+  if (keys_.load(std::memory_order_relaxed) >= max_keys_) {
+    // Full: make room in this shard, which is as good as any (keys hash uniformly).
     SweepLocked(shard, NowSeconds(now));
-    if (shard.map.size() >= max_keys_per_shard_) EvictLocked(shard);
+    if (keys_.load(std::memory_order_relaxed) >= max_keys_) EvictLocked(shard);
   }
   Slot& slot = shard.map[hash];
+  keys_.fetch_add(1, std::memory_order_relaxed);
   slot.algorithm = algorithm;
   return slot;
 }
@@ -146,6 +146,7 @@ size_t MemoryStore::SweepLocked(Shard& shard, uint32_t now_s) {
   // flat_hash_map never shrinks by itself; give memory back once the table is mostly empty.
   if (removed > 0 && shard.map.size() * 4 < shard.map.bucket_count()) shard.map.rehash(0);
   expirations_.fetch_add(removed, std::memory_order_relaxed);
+  keys_.fetch_sub(removed, std::memory_order_relaxed);
   return removed;
 }
 
@@ -165,6 +166,7 @@ void MemoryStore::EvictLocked(Shard& shard) {
     shard.map.erase(it);
   }
   evictions_.fetch_add(victims, std::memory_order_relaxed);
+  keys_.fetch_sub(victims, std::memory_order_relaxed);
 }
 
 size_t MemoryStore::Sweep() {
@@ -177,14 +179,7 @@ size_t MemoryStore::Sweep() {
   return removed;
 }
 
-size_t MemoryStore::size() const {
-  size_t n = 0;
-  for (const Shard& shard : shards_) {
-    std::lock_guard lock(shard.mu);
-    n += shard.map.size();
-  }
-  return n;
-}
+size_t MemoryStore::size() const { return keys_.load(std::memory_order_relaxed); }
 
 size_t MemoryStore::MemoryBytes() const {
   size_t bytes = sizeof(*this) + shards_.size() * sizeof(Shard);

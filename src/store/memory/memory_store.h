@@ -20,8 +20,7 @@ struct MemoryStoreOptions {
   // Independent locks. Many more than cores keeps two threads from meeting on one lock unless
   // they want the same key. Not a power of two on purpose: see docs/memory-store.md on memory.
   size_t shards = 48;
-  // Beyond this many keys the store evicts (policy in docs/memory-store.md). Each shard holds
-  // at most ceil(max_keys / shards).
+  // Beyond this many keys the store evicts (policy in docs/memory-store.md).
   size_t max_keys = 10'000'000;
 };
 
@@ -82,12 +81,15 @@ class MemoryStore final : public Store {
   void SetExpiry(Slot& slot, Micros now, const Decision& d);
 
   const Clock& clock_;
-  const size_t max_keys_per_shard_;
+  const size_t max_keys_;
   const uint64_t seed_;  // random per process: keys cannot be chosen to collide
   std::unique_ptr<Shard[]> shard_storage_;
   std::span<Shard> shards_;
   // Relaxed counters: read only for metrics.
   std::atomic<uint64_t> evictions_{0};
+  // Keys in all shards. Relaxed: it bounds the table size, and an insertion racing another
+  // shard's can overshoot max_keys by at most one key per concurrent thread.
+  std::atomic<size_t> keys_{0};
   std::atomic<uint64_t> expirations_{0};
 };
 
