@@ -1,51 +1,246 @@
-// sluice: for now `sluice version` and `sluice demo`, a walk through the six algorithms on the
-// embedded store. The server (`sluice serve`) is built on the same store.
-#include <cstdio>
-#include <cstring>
-#include <string>
+// sluice: serve | validate | version (CONTRACT §1).
+#include <signal.h>
 
-#include "core/limit.h"
-#include "core/time.h"
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "api/http/routes.h"
+#include "api/http/server.h"
+#include "app/config.h"
+#include "app/rules_watcher.h"
+#include "app/version.h"
+#include "limiter/limiter.h"
+#include "obs/log.h"
+#include "obs/metrics.h"
+#include "rules/loader.h"
 #include "store/memory/memory_store.h"
 
+namespace sluice::app {
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
+using spdlog::level::level_enum;
 
-int Demo() {
-  sluice::ManualClock clock(int64_t{1764000000} * sluice::kMicrosPerSecond);
-  sluice::MemoryStore store(clock);
-  std::printf("Each algorithm: limit 5 per second, burst 5, 8 requests at once, then 8 more\n"
-              "spread over the next second (one every 125 ms).\n\n");
-  for (sluice::Algorithm a : sluice::kAllAlgorithms) {
-    auto limit = sluice::Limit::Create(
-        {.algorithm = a, .limit = 5, .window = sluice::kMicrosPerSecond});
-    std::printf("%-24s", std::string(sluice::AlgorithmName(a)).c_str());
-    const std::string key = "demo:" + std::string(sluice::AlgorithmName(a));
-    for (int i = 0; i < 16; ++i) {
-      if (i >= 8) clock.Advance(125 * sluice::kMicrosPerMilli);
-      sluice::ChargeItem item{key, &*limit, 1};
-      sluice::Decision d;
-      store.ChargeNow({&item, 1}, {&d, 1});
-      if (i == 8) std::printf(" |");
-      std::printf(" %s", d.allowed ? (d.delay > 0 ? "D" : "A") : "x");
+struct ServeFlags {
+  std::string config;
+  std::string http;
+  std::string grpc;
+  std::vector<std::string> rules;
+  std::string store;
+  bool http_set = false, grpc_set = false, store_set = false;
+};
+
+std::string StatusText(const absl::Status& s) { return {s.message().data(), s.message().size()}; }
+
+int Serve(const ServeFlags& flags) {
+  ServerConfig config;
+  if (!flags.config.empty()) {
+    std::vector<std::string> problems;
+    config = LoadServerConfig(flags.config, &problems);
+    if (!problems.empty()) {
+      for (const auto& p : problems) std::fprintf(stderr, "%s\n", p.c_str());
+      return 1;
     }
-    clock.Advance(10 * sluice::kMicrosPerSecond);
-    std::printf("\n");
   }
-  std::printf("\nA: allowed, D: allowed with a shaping delay (leaky_bucket), x: rejected\n");
+  if (flags.http_set) config.http = flags.http;
+  if (flags.grpc_set) config.grpc = flags.grpc;
+  if (!flags.rules.empty()) config.rule_paths = flags.rules;
+  if (flags.store_set) {
+    if (flags.store == "memory") {
+      config.store.backend = "memory";
+    } else if (flags.store.rfind("redis://", 0) == 0) {
+      config.store.backend = "redis";
+      config.store.url = flags.store;
+    } else {
+      std::fprintf(stderr, "error: --store must be 'memory' or redis://host:port[/db]\n");
+      return 2;
+    }
+  }
+  if (config.store.backend != "memory") {
+    std::fprintf(stderr, "error: store backend '%s' is not available in this build\n",
+                 config.store.backend.c_str());
+    return 1;
+  }
+
+  obs::InitLogging(spdlog::level::from_str(config.log_level),
+                   config.log_format == "text" ? obs::LogFormat::kText : obs::LogFormat::kJson);
+
+  // Signals are taken by the main thread alone (sigwait below): block them before any thread
+  // starts, so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  SystemClock clock;
+  obs::Metrics metrics;
+  obs::RejectionLog rejections(clock);
+  MemoryStore store(clock);
+  Limiter limiter(store, clock, metrics, rejections, {.on_failure = config.store.on_failure});
+
+  rules::LoadResult initial = rules::LoadRules(config.rule_paths);
+  if (!initial.problems.empty()) {
+    for (const auto& p : initial.problems) {
+      obs::LogEvent(level_enum::err, "rules_invalid", {{"problem", p}});
+    }
+    return 1;
+  }
+  limiter.SetRules(initial.rule_set);
+
+  std::mutex reload_mu;
+  auto reload = [&](const char* trigger) {
+    std::lock_guard lock(reload_mu);
+    auto loaded = rules::LoadRuleSet(config.rule_paths);
+    if (!loaded.ok()) {
+      metrics.reloads(false).Increment();
+      obs::LogEvent(level_enum::err, "rules_reload_failed",
+                    {{"trigger", trigger}, {"error", StatusText(loaded.status())}});
+      return;
+    }
+    limiter.SetRules(*loaded);
+    metrics.reloads(true).Increment();
+    obs::LogEvent(level_enum::info, "rules_reloaded",
+                  {{"trigger", trigger},
+                   {"rules", (*loaded)->size()},
+                   {"version", limiter.rules_version()}});
+  };
+
+  http::Routes routes(limiter, metrics, {.version = kVersion, .started_at = clock.NowMicros()});
+  std::unique_ptr<http::HttpServer> http_server;
+  if (!config.http.empty()) {
+    http::ServerOptions options;
+    if (!ParseHostPort(config.http, &options.address, &options.port)) {
+      std::fprintf(stderr, "error: invalid HTTP address '%s'\n", config.http.c_str());
+      return 2;
+    }
+    http_server = std::make_unique<http::HttpServer>(
+        options, [&routes](http::Request& req, http::Respond respond) {
+          routes.Handle(req, std::move(respond));
+        },
+        [&routes](boost::beast::http::status status, unsigned version) {
+          return routes.RenderError(status, version);
+        });
+    if (absl::Status s = http_server->Start(); !s.ok()) {
+      obs::LogEvent(level_enum::err, "listen_failed", {{"error", StatusText(s)}});
+      return 1;
+    }
+  }
+
+  RulesWatcher watcher(config.rule_paths, [&] { reload("file_change"); });
+  if (!config.rule_paths.empty()) watcher.Start();
+
+  std::atomic<bool> stopping{false};
+  std::thread sweeper([&] {
+    while (!stopping.load()) {
+      for (int i = 0; i < 10 && !stopping.load(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      store.Sweep();
+    }
+  });
+
+  obs::LogEvent(level_enum::info, "started",
+                {{"version", kVersion},
+                 {"http", http_server ? config.http + " (port " +
+                                            std::to_string(http_server->port()) + ")"
+                                      : "disabled"},
+                 {"store", store.backend()},
+                 {"rules", initial.rule_set->size()},
+                 {"rule_paths", config.rule_paths}});
+
+  for (;;) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGHUP) {
+      reload("sighup");
+      continue;
+    }
+    obs::LogEvent(level_enum::info, "stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    break;
+  }
+  // Stop accepting, finish what is in flight (at most 5 s), then stop the rest.
+  if (http_server) http_server->Stop(std::chrono::seconds(5));
+  watcher.Stop();
+  stopping.store(true);
+  sweeper.join();
+  obs::LogEvent(level_enum::info, "stopped");
   return 0;
 }
 
+int Validate(const std::vector<std::string>& paths) {
+  std::vector<std::string> problems;
+  std::vector<std::string> rule_paths;
+  for (const auto& path : paths) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(path, ec) && LooksLikeServerConfig(path)) {
+      LoadServerConfig(path, &problems);
+    } else {
+      rule_paths.push_back(path);
+    }
+  }
+  // Rules files are validated together: a duplicate id across files is a problem too.
+  for (auto& p : rules::ValidateRules(rule_paths)) problems.push_back(std::move(p));
+  if (problems.empty()) {
+    std::printf("ok\n");
+    return 0;
+  }
+  for (const auto& p : problems) std::fprintf(stderr, "%s\n", p.c_str());
+  return 1;
+}
+
 }  // namespace
+}  // namespace sluice::app
 
 int main(int argc, char** argv) {
-  const char* cmd = argc > 1 ? argv[1] : "";
-  if (std::strcmp(cmd, "version") == 0) {
+  using namespace sluice::app;
+  CLI::App app{"Sluice: a distributed rate limiter", "sluice"};
+  app.require_subcommand(1);
+
+  ServeFlags serve_flags;
+  CLI::App* serve = app.add_subcommand("serve", "Run the server");
+  serve->add_option("--config", serve_flags.config, "Server config file (YAML)")
+      ->check(CLI::ExistingFile);
+  auto* http = serve->add_option("--http", serve_flags.http,
+                                 "HTTP listen address host:port (\"\" disables)");
+  auto* grpc = serve->add_option("--grpc", serve_flags.grpc,
+                                 "gRPC listen address host:port (\"\" disables)");
+  serve->add_option("--rules", serve_flags.rules,
+                    "Rules file or folder; repeatable; replaces rules.paths")
+      ->take_all()
+      ->allow_extra_args(false);
+  auto* store = serve->add_option("--store", serve_flags.store,
+                                  "Store: memory or redis://host:port[/db]");
+
+  std::vector<std::string> validate_paths;
+  CLI::App* validate = app.add_subcommand("validate", "Check config and rules files");
+  validate->add_option("paths", validate_paths, "Files or folders")->required();
+
+  CLI::App* version = app.add_subcommand("version", "Print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    CLI::App* failed = serve->parsed() ? serve : validate->parsed() ? validate : &app;
+    std::cerr << failed->help("", CLI::AppFormatMode::Normal);
+    return 2;
+  }
+  if (version->parsed()) {
     std::printf("sluice %s\n", kVersion);
     return 0;
   }
-  if (std::strcmp(cmd, "demo") == 0) return Demo();
-  std::fprintf(stderr, "usage: sluice version | sluice demo\n");
-  return std::strcmp(cmd, "--help") == 0 ? 0 : 2;
+  if (validate->parsed()) return Validate(validate_paths);
+  serve_flags.http_set = http->count() > 0;
+  serve_flags.grpc_set = grpc->count() > 0;
+  serve_flags.store_set = store->count() > 0;
+  return Serve(serve_flags);
 }

@@ -20,6 +20,8 @@ struct ChargeItem {
   std::string_view key;
   const Limit* limit = nullptr;
   int64_t cost = 1;  // >= 0; 0 only reads
+  // false for shadow rules: charged when it admits, but its rejection never fails the request.
+  bool enforced = true;
 };
 
 class Store {
@@ -29,8 +31,9 @@ class Store {
 
   virtual ~Store() = default;
 
-  // Checks and charges every item of one request, all-or-nothing: when any item is rejected,
-  // nothing is charged to any of them. Writes one Decision per item into `decisions` (same
+  // Checks and charges every item of one request, all-or-nothing: when any enforced item is
+  // rejected, nothing is charged to any item. A rejected non-enforced item is simply not
+  // charged. Writes one Decision per item into `decisions` (same
   // order and size as `items`; the buffers must live until `done` runs). When the request is
   // rejected, the decisions of items that would have admitted describe their state without
   // this request's charge. Thread-safe.

@@ -96,6 +96,31 @@ TEST_P(StoreContractTest, RejectedRequestChargesNothing) {
   }
 }
 
+// Verifies that a rejected non-enforced (shadow) item fails nothing, and is itself charged
+// only when it admits; an enforced rejection refunds shadow items too.
+TEST_P(StoreContractTest, ShadowItemsNeverFailARequest) {
+  const Limit one = ContractLimit(Algorithm::kFixedWindow, 1);
+  const Limit ten = ContractLimit(Algorithm::kFixedWindow, 10);
+  const std::string shadow = Key("shadow"), enforced = Key("enforced");
+  for (int i = 0; i < 3; ++i) {
+    ChargeItem s{shadow, &one, 1};
+    s.enforced = false;
+    auto d = ChargeSync(*store_, {s, {enforced, &ten, 1}});
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ((*d)[0].allowed, i == 0);
+    EXPECT_TRUE((*d)[1].allowed);
+  }
+  EXPECT_EQ((*ChargeSync(*store_, {{enforced, &ten, 0}}))[0].remaining, 7);
+  // An enforced rejection gives back what an admitted shadow item charged.
+  const std::string shadow2 = Key("shadow2"), full = Key("full");
+  ASSERT_TRUE((*ChargeSync(*store_, {{full, &one, 1}}))[0].allowed);
+  ChargeItem s2{shadow2, &ten, 1};
+  s2.enforced = false;
+  auto d = ChargeSync(*store_, {s2, {full, &one, 1}});
+  EXPECT_FALSE((*d)[1].allowed);
+  EXPECT_EQ((*ChargeSync(*store_, {{shadow2, &ten, 0}}))[0].remaining, 10);
+}
+
 // Verifies that cost 0 reads without consuming and that an impossible cost is flagged.
 TEST_P(StoreContractTest, CostZeroReadsAndOversizedCostIsFlagged) {
   const Limit limit = ContractLimit(Algorithm::kSlidingWindowLog, 3);

@@ -114,7 +114,7 @@ void MemoryStore::ChargeNow(std::span<const ChargeItem> items, std::span<Decisio
   bool rejected = false;
   for (size_t i = 0; i < items.size(); ++i) {
     decisions[i] = AdmitItem(ShardFor(hashes[i]), hashes[i], items[i], now);
-    rejected |= !decisions[i].allowed;
+    rejected |= !decisions[i].allowed && items[i].enforced;
   }
   if (rejected) {
     // Give back what the admitted items charged, newest first; nothing ran in between, so the

@@ -1,0 +1,151 @@
+#include "api/http/routes.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "api/http/check_codec.h"
+#include "boost/beast/http/field.hpp"
+#include "boost/beast/http/status.hpp"
+#include "nlohmann/json.hpp"
+
+namespace sluice::http {
+
+namespace bhttp = boost::beast::http;
+using json = nlohmann::json;
+
+namespace {
+
+struct ErrorKind {
+  const char* code;
+  const char* message;
+};
+
+ErrorKind ErrorFor(bhttp::status status) {
+  switch (status) {
+    case bhttp::status::bad_request:
+      return {"INVALID_REQUEST", "Malformed HTTP request."};
+    case bhttp::status::payload_too_large:
+      return {"PAYLOAD_TOO_LARGE", "Request body exceeds 64 KiB."};
+    case bhttp::status::request_header_fields_too_large:
+      return {"HEADERS_TOO_LARGE", "Request headers exceed 16 KiB or 100 fields."};
+    case bhttp::status::not_found:
+      return {"NOT_FOUND", "No such endpoint."};
+    case bhttp::status::method_not_allowed:
+      return {"METHOD_NOT_ALLOWED", "Method not allowed on this endpoint."};
+    default:
+      return {"INTERNAL", "Internal error."};
+  }
+}
+
+}  // namespace
+
+Response JsonResponse(unsigned status, std::string body, unsigned version) {
+  Response res(static_cast<bhttp::status>(status), version);
+  res.set(bhttp::field::content_type, "application/json");
+  res.body() = std::move(body);
+  return res;
+}
+
+Routes::Routes(Limiter& limiter, obs::Metrics& metrics, Info info, EnvoyJsonHandler* envoy)
+    : limiter_(limiter), metrics_(metrics), info_(std::move(info)), envoy_(envoy) {}
+
+Response Routes::RenderError(bhttp::status status, unsigned version) {
+  const ErrorKind kind = ErrorFor(status);
+  metrics_.http_errors(kind.code).Increment();
+  return JsonResponse(static_cast<unsigned>(status), ErrorBody(kind.code, kind.message), version);
+}
+
+void Routes::Handle(Request& request, Respond respond) {
+  const std::string_view target(request.target().data(), request.target().size());
+  const std::string_view path = target.substr(0, target.find('?'));
+  const bhttp::verb method = request.method();
+  auto only = [&](bhttp::verb allowed, const char* allow_header) {
+    if (method == allowed) return true;
+    Response res = RenderError(bhttp::status::method_not_allowed, request.version());
+    res.set(bhttp::field::allow, allow_header);
+    std::move(respond)(std::move(res));
+    return false;
+  };
+  if (path == "/v1/ratelimit/check") {
+    if (only(bhttp::verb::post, "POST")) Check(request, std::move(respond));
+  } else if (path == "/health") {
+    if (only(bhttp::verb::get, "GET")) Health(request, std::move(respond), false);
+  } else if (path == "/healthcheck") {
+    if (only(bhttp::verb::get, "GET")) Health(request, std::move(respond), true);
+  } else if (path == "/metrics") {
+    if (only(bhttp::verb::get, "GET")) {
+      Response res(bhttp::status::ok, request.version());
+      res.set(bhttp::field::content_type, "text/plain; version=0.0.4");
+      res.body() = metrics_.Render();
+      std::move(respond)(std::move(res));
+    }
+  } else {
+    std::move(respond)(RenderError(bhttp::status::not_found, request.version()));
+  }
+}
+
+void Routes::Check(Request& request, Respond respond) {
+  absl::StatusOr<CheckRequest> parsed = ParseCheckRequest(request.body());
+  if (!parsed.ok()) {
+    metrics_.http_errors("INVALID_REQUEST").Increment();
+    std::move(respond)(JsonResponse(400, ErrorBody("INVALID_REQUEST", std::string(parsed.status().message().data(), parsed.status().message().size())),
+                                    request.version()));
+    return;
+  }
+  const unsigned version = request.version();
+  limiter_.Check(std::move(*parsed), [respond = std::move(respond), version](
+                                         CheckResult result) mutable {
+    Rendered rendered = RenderCheckResult(result);
+    Response res = JsonResponse(rendered.status, std::move(rendered.body), version);
+    for (auto& [name, value] : rendered.headers) res.set(name, value);
+    std::move(respond)(std::move(res));
+  });
+}
+
+void Routes::Health(Request& request, Respond respond, bool envoy_style) {
+  // A read (cost 0) of a reserved key: a real round trip to the store, charging nothing.
+  static const Limit kProbe =
+      *Limit::Create({.algorithm = Algorithm::kFixedWindow, .limit = 1, .window = 1000});
+  struct Probe {
+    ChargeItem item{"sluice:health", &kProbe, 0};
+    Decision decision;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  };
+  auto probe = std::make_unique<Probe>();
+  Probe* raw = probe.get();
+  const unsigned version = request.version();
+  limiter_.store().Charge(
+      {&raw->item, 1}, {&raw->decision, 1},
+      [this, probe = std::move(probe), respond = std::move(respond), version,
+       envoy_style](absl::Status status) mutable {
+        const double latency_ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                      probe->started)
+                .count();
+        const bool store_up = status.ok();
+        const bool can_decide = store_up || limiter_.on_failure() != FailurePolicy::kFailClosed;
+        if (envoy_style) {
+          Response res(can_decide ? bhttp::status::ok : bhttp::status::internal_server_error,
+                       version);
+          res.set(bhttp::field::content_type, "text/plain");
+          res.body() = can_decide ? "OK" : "store unavailable";
+          std::move(respond)(std::move(res));
+          return;
+        }
+        const auto rules = limiter_.rules();
+        json body = {
+            {"status", store_up ? "healthy" : (can_decide ? "degraded" : "unhealthy")},
+            {"version", info_.version},
+            {"uptime_seconds",
+             (limiter_.clock().NowMicros() - info_.started_at) / kMicrosPerSecond},
+            {"store",
+             {{"backend", limiter_.store().backend()},
+              {"status", store_up ? "connected" : "down"},
+              {"latency_ms", static_cast<double>(static_cast<int64_t>(latency_ms * 1000)) / 1000}}},
+            {"rules", {{"count", rules->size()}, {"version", limiter_.rules_version()}}},
+        };
+        std::move(respond)(JsonResponse(can_decide ? 200 : 503, body.dump(), version));
+      });
+}
+
+}  // namespace sluice::http

@@ -1,0 +1,42 @@
+// The HTTP face: routes requests to the limiter and the operational endpoints, and renders every
+// error as CONTRACT §5's error object.
+#pragma once
+
+#include <string>
+
+#include "api/http/server.h"
+#include "limiter/limiter.h"
+#include "obs/metrics.h"
+
+namespace sluice::http {
+
+class EnvoyJsonHandler;  // POST /json, see envoy_json.h
+
+class Routes {
+ public:
+  struct Info {
+    std::string version;
+    Micros started_at = 0;  // for uptime_seconds
+  };
+  // Everything must outlive the Routes. `envoy` may be null (POST /json answers 404 then).
+  Routes(Limiter& limiter, obs::Metrics& metrics, Info info, EnvoyJsonHandler* envoy = nullptr);
+
+  // The server's Handler.
+  void Handle(Request& request, Respond respond);
+  // The server's ErrorRenderer (400, 413, 431 decided before a request reaches Handle).
+  Response RenderError(boost::beast::http::status status, unsigned version);
+
+ private:
+  void Check(Request& request, Respond respond);
+  void Health(Request& request, Respond respond, bool envoy_style);
+
+  Limiter& limiter_;
+  obs::Metrics& metrics_;
+  Info info_;
+  EnvoyJsonHandler* envoy_;
+};
+
+// A JSON response with `status` and `body`.
+Response JsonResponse(unsigned status, std::string body, unsigned version = 11);
+
+}  // namespace sluice::http

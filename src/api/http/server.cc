@@ -1,0 +1,215 @@
+#include "api/http/server.h"
+
+#include <optional>
+
+#include "boost/asio/dispatch.hpp"
+#include "boost/asio/executor_work_guard.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/beast/core/flat_buffer.hpp"
+#include "boost/beast/core/tcp_stream.hpp"
+#include "boost/beast/http/error.hpp"
+#include "boost/beast/http/parser.hpp"
+#include "boost/beast/http/read.hpp"
+#include "boost/beast/http/write.hpp"
+
+namespace sluice::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// One connection. Every step runs on the connection's io_context thread, one at a time; the
+// handler's response may come from another thread and is dispatched back.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<HttpServer::State> state)
+      : stream_(std::move(socket)), state_(std::move(state)) {}
+  ~Session() { state_->connections.fetch_sub(1, std::memory_order_relaxed); }
+
+  void Start() { ReadHeader(); }
+
+ private:
+  void ReadHeader() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(state_->options.max_header_bytes));
+    parser_->body_limit(state_->options.max_body_bytes);
+    stream_.expires_after(state_->options.header_timeout);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, size_t) {
+                               self->OnHeader(ec);
+                             });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    const Request& req = parser_->get();
+    size_t fields = 0;
+    for (auto it = req.begin(); it != req.end(); ++it) ++fields;
+    if (fields > state_->options.max_header_fields) {
+      return Fail(bhttp::status::request_header_fields_too_large);
+    }
+    if (auto length = parser_->content_length();
+        length && *length > state_->options.max_body_bytes) {
+      return Fail(bhttp::status::payload_too_large);  // refused before reading the body
+    }
+    if (parser_->is_done()) return Handle();
+    stream_.expires_after(state_->options.body_timeout);
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec) return self->OnReadError(ec);
+                        self->Handle();
+                      });
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+        ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+        ec == asio::error::connection_reset) {
+      return Close();
+    }
+    if (ec == bhttp::error::header_limit) {
+      return Fail(bhttp::status::request_header_fields_too_large);
+    }
+    if (ec == bhttp::error::body_limit) return Fail(bhttp::status::payload_too_large);
+    if (ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() ||
+        ec == bhttp::error::partial_message) {
+      return Fail(bhttp::status::bad_request);  // a parse error: the response can be framed
+    }
+    Close();
+  }
+
+  // Answers with an error the server decides, then closes: the stream's framing is unknown.
+  void Fail(bhttp::status status) {
+    Response res = state_->errors(status, 11);
+    res.keep_alive(false);
+    res.prepare_payload();
+    Write(std::move(res), /*counted=*/false);
+  }
+
+  void Handle() {
+    request_ = parser_->release();
+    state_->in_flight.fetch_add(1, std::memory_order_relaxed);
+    stream_.expires_never();  // the handler's own deadlines apply (store timeouts)
+    auto self = shared_from_this();
+    state_->handler(request_, [self](Response res) {
+      // Back onto the connection's thread, whichever thread answered.
+      asio::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
+        const bool keep = self->request_.keep_alive() &&
+                          !self->state_->draining.load(std::memory_order_relaxed);
+        res.version(self->request_.version());
+        res.keep_alive(keep);
+        res.prepare_payload();
+        self->Write(std::move(res), /*counted=*/true);
+      });
+    });
+  }
+
+  void Write(Response res, bool counted) {
+    response_ = std::move(res);
+    stream_.expires_after(state_->options.body_timeout);  // a client that never reads
+    bhttp::async_write(stream_, response_,
+                       [self = shared_from_this(), counted](beast::error_code ec, size_t) {
+                         if (counted) self->state_->in_flight.fetch_sub(1);
+                         if (ec || !self->response_.keep_alive()) return self->Close();
+                         self->ReadHeader();
+                       });
+  }
+
+  void Close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  Request request_;
+  Response response_;
+  std::shared_ptr<HttpServer::State> state_;
+};
+
+}  // namespace
+
+HttpServer::HttpServer(ServerOptions options, Handler handler, ErrorRenderer errors)
+    : state_(std::make_shared<State>()) {
+  state_->options = std::move(options);
+  state_->handler = std::move(handler);
+  state_->errors = std::move(errors);
+}
+
+HttpServer::~HttpServer() { Stop(std::chrono::milliseconds(0)); }
+
+absl::Status HttpServer::Start() {
+  size_t threads = state_->options.threads;
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  for (size_t i = 0; i < threads; ++i) {
+    contexts_.push_back(std::make_unique<asio::io_context>(1));
+  }
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(state_->options.address, ec);
+  if (ec) return absl::InvalidArgumentError("invalid address " + state_->options.address);
+  const tcp::endpoint endpoint(address, state_->options.port);
+  acceptor_ = std::make_unique<tcp::acceptor>(*contexts_[0]);
+  acceptor_->open(endpoint.protocol(), ec);
+  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(endpoint, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError("cannot listen on " + state_->options.address + ":" +
+                                  std::to_string(state_->options.port) + ": " + ec.message());
+  }
+  port_ = acceptor_->local_endpoint().port();
+  Accept();
+  for (auto& context : contexts_) {
+    threads_.emplace_back([ctx = context.get()] {
+      auto guard = asio::make_work_guard(*ctx);
+      ctx->run();
+    });
+  }
+  return absl::OkStatus();
+}
+
+void HttpServer::Accept() {
+  asio::io_context& target = *contexts_[next_context_++ % contexts_.size()];
+  acceptor_->async_accept(target, [this, state = state_](beast::error_code ec,
+                                                          tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
+    if (!ec) {
+      socket.set_option(tcp::no_delay(true), ec);
+      if (state->connections.fetch_add(1, std::memory_order_relaxed) >=
+          state->options.max_connections) {
+        state->connections.fetch_sub(1, std::memory_order_relaxed);
+        beast::error_code ignored;
+        socket.close(ignored);  // over the cap: refuse at once rather than queue
+      } else {
+        std::make_shared<Session>(std::move(socket), state)->Start();
+      }
+    }
+    Accept();
+  });
+}
+
+void HttpServer::Stop(std::chrono::milliseconds grace) {
+  if (stopped_ || contexts_.empty()) return;
+  stopped_ = true;
+  state_->draining.store(true);
+  asio::post(*contexts_[0], [this] {
+    beast::error_code ignored;
+    acceptor_->close(ignored);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (state_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (auto& context : contexts_) context->stop();
+  for (auto& thread : threads_) thread.join();
+  threads_.clear();
+  acceptor_.reset();
+  contexts_.clear();  // destroys the sessions still parked on reads
+}
+
+}  // namespace sluice::http

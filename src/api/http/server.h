@@ -1,0 +1,81 @@
+// A small HTTP/1.1 server on Boost.Beast: one io_context per thread (no locks inside Asio),
+// keep-alive, and the protections a public endpoint needs: header and body size limits, a
+// header deadline against slow clients, a connection cap, graceful shutdown.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/beast/http/message.hpp"
+#include "boost/beast/http/string_body.hpp"
+
+namespace sluice::http {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using Response = boost::beast::http::response<boost::beast::http::string_body>;
+// Sends the response. May be called from any thread, exactly once.
+using Respond = absl::AnyInvocable<void(Response) &&>;
+// Handles one complete, size-checked request.
+using Handler = std::function<void(Request&, Respond)>;
+// Renders an error response for a status the server decides itself (400, 413, 431).
+using ErrorRenderer = std::function<Response(boost::beast::http::status, unsigned version)>;
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  uint16_t port = 8080;  // 0: any free port (see HttpServer::port())
+  size_t threads = 0;    // 0: one per core
+  size_t max_connections = 10'000;
+  size_t max_body_bytes = 64 * 1024;
+  size_t max_header_bytes = 16 * 1024;
+  size_t max_header_fields = 100;
+  // A request's header block must arrive within this, counted from the end of the previous
+  // response: an idle keep-alive connection is closed after it too, and a slowloris client
+  // dribbling bytes cannot hold a connection longer.
+  std::chrono::milliseconds header_timeout{10'000};
+  std::chrono::milliseconds body_timeout{10'000};
+};
+
+class HttpServer {
+ public:
+  HttpServer(ServerOptions options, Handler handler, ErrorRenderer errors);
+  ~HttpServer();
+
+  // Binds and starts serving on background threads. Fails if the address cannot be bound.
+  absl::Status Start();
+  uint16_t port() const { return port_; }
+  // Stops accepting, lets requests in flight finish (at most `grace`), then stops. Idempotent.
+  void Stop(std::chrono::milliseconds grace);
+
+  // Shared with sessions.
+  struct State {
+    ServerOptions options;
+    Handler handler;
+    ErrorRenderer errors;
+    std::atomic<size_t> connections{0};
+    std::atomic<size_t> in_flight{0};
+    std::atomic<bool> draining{false};
+  };
+
+ private:
+  void Accept();
+
+  std::shared_ptr<State> state_;
+  std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
+  std::vector<std::thread> threads_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  size_t next_context_ = 0;
+  uint16_t port_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace sluice::http

@@ -1,0 +1,50 @@
+// The server config file (CONTRACT §2) and the command-line overrides.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/time.h"
+#include "limiter/limiter.h"
+
+namespace sluice::app {
+
+struct ShardConfig {
+  std::string url;                     // redis://host:port[/db]
+  std::vector<std::string> sentinels;  // host:port; with `master`
+  std::string master;
+};
+
+struct StoreConfig {
+  std::string backend = "memory";  // memory | redis | redis_cluster | redis_sharded
+  std::string url = "redis://127.0.0.1:6379/0";
+  std::vector<std::string> nodes;
+  std::vector<ShardConfig> shards;
+  Micros timeout = 50 * kMicrosPerMilli;
+  int pool = 4;
+  std::string key_prefix = "sluice:";
+  FailurePolicy on_failure = FailurePolicy::kFailOpen;
+  double fallback_share = 1.0;
+};
+
+struct ServerConfig {
+  std::string http = "127.0.0.1:8080";  // "" disables the listener
+  std::string grpc = "127.0.0.1:8081";  // "" disables it
+  StoreConfig store;
+  std::vector<std::string> rule_paths;  // resolved against the config file's folder
+  std::string log_level = "info";       // trace | debug | info | warn | error
+  std::string log_format = "json";      // json | text
+};
+
+// Loads `path`. Every problem is appended to `problems` as "FILE:LINE:COL: message" (unknown
+// keys included); the returned config is meaningful only when none were added.
+ServerConfig LoadServerConfig(const std::string& path, std::vector<std::string>* problems);
+
+// Whether the YAML file at `path` looks like a server config (top-level listen/store/log, or a
+// `rules:` mapping) rather than a rules file. False when it cannot be read or parsed.
+bool LooksLikeServerConfig(const std::string& path);
+
+// Splits "host:port" ("[::1]:8080" for IPv6). False when malformed.
+bool ParseHostPort(const std::string& text, std::string* host, uint16_t* port);
+
+}  // namespace sluice::app

@@ -1,0 +1,87 @@
+#include "app/rules_watcher.h"
+
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "rules/loader.h"
+
+namespace sluice::app {
+
+RulesWatcher::RulesWatcher(std::vector<std::string> paths, std::function<void()> on_change)
+    : paths_(std::move(paths)), on_change_(std::move(on_change)) {}
+
+RulesWatcher::~RulesWatcher() { Stop(); }
+
+void RulesWatcher::Start() {
+  inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  std::set<std::string> folders;
+  for (const auto& path : paths_) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) folders.insert(path);
+    const auto parent = std::filesystem::path(path).parent_path().string();
+    folders.insert(parent.empty() ? "." : parent);
+  }
+  if (inotify_fd_ >= 0) {
+    for (const auto& folder : folders) {
+      inotify_add_watch(inotify_fd_, folder.c_str(),
+                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
+                            IN_ATTRIB | IN_MODIFY);
+    }
+  }
+  thread_ = std::thread([this] { Run(); });
+}
+
+void RulesWatcher::Stop() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+  if (inotify_fd_ >= 0) close(inotify_fd_);
+  inotify_fd_ = -1;
+}
+
+std::string RulesWatcher::Fingerprint() const {
+  std::vector<std::string> problems;
+  std::string fp;
+  for (const auto& file : rules::ExpandRulePaths(paths_, &problems)) {
+    struct stat st;
+    if (stat(file.c_str(), &st) != 0) {
+      absl::StrAppend(&fp, file, "|missing\n");
+      continue;
+    }
+    absl::StrAppend(&fp, file, "|", st.st_dev, "|", st.st_ino, "|", st.st_size, "|",
+                    st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, "\n");
+  }
+  for (const auto& p : problems) absl::StrAppend(&fp, p, "\n");
+  return fp;
+}
+
+void RulesWatcher::Run() {
+  std::string last = Fingerprint();
+  char buffer[4096];
+  while (!stop_.load()) {
+    pollfd pfd{inotify_fd_, POLLIN, 0};
+    const int ready = inotify_fd_ >= 0 ? poll(&pfd, 1, 250) : (usleep(250'000), 0);
+    if (ready > 0) {
+      // Drain the events, then let a burst of writes (an editor's save, a ConfigMap swap)
+      // settle before reading the files.
+      while (read(inotify_fd_, buffer, sizeof(buffer)) > 0) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      while (read(inotify_fd_, buffer, sizeof(buffer)) > 0) {
+      }
+    }
+    std::string now = Fingerprint();
+    if (now != last) {
+      last = std::move(now);
+      on_change_();
+    }
+  }
+}
+
+}  // namespace sluice::app

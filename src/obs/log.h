@@ -1,0 +1,45 @@
+// Structured logs on spdlog: one line per event, JSON ({"time", "level", "event", fields...}) or
+// text ("event key=value ..."), to stderr.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <mutex>
+#include <string_view>
+#include <utility>
+
+#include "core/bucket.h"
+#include "core/time.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+
+namespace sluice::obs {
+
+enum class LogFormat { kJson, kText };
+
+// Sets the default spdlog logger: stderr, `level`, `format`. Call once from main.
+void InitLogging(spdlog::level::level_enum level, LogFormat format);
+
+using LogField = std::pair<std::string_view, nlohmann::json>;
+
+// Logs event `event` with `fields`. Thread-safe.
+void LogEvent(spdlog::level::level_enum level, std::string_view event,
+              std::initializer_list<LogField> fields = {});
+
+// Logs `rate_limit_exceeded` events, at most `per_second` a second with a burst of as many, so
+// that an attack cannot flood the log: what it drops is counted and reported as `suppressed` on
+// the next line it writes. Thread-safe.
+class RejectionLog {
+ public:
+  RejectionLog(const Clock& clock, int64_t per_second = 20);
+  void Rejected(std::string_view rule_id, std::string_view key, Micros retry_after);
+
+ private:
+  const Clock& clock_;
+  Limit limit_;
+  std::mutex mu_;
+  BucketState bucket_;      // guarded by mu_
+  uint64_t suppressed_ = 0;  // guarded by mu_
+};
+
+}  // namespace sluice::obs

@@ -1,0 +1,79 @@
+#include "obs/metrics.h"
+
+#include <sstream>
+
+#include "prometheus/text_serializer.h"
+
+namespace sluice::obs {
+
+namespace {
+
+// Decisions take microseconds: buckets from 10 us to 1 s.
+prometheus::Histogram::BucketBoundaries LatencyBuckets() {
+  return {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+          0.0025,  0.005,    0.01,    0.025,  0.05,    0.1,    0.25, 1};
+}
+
+}  // namespace
+
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  requests_ = &prometheus::BuildCounter()
+                   .Name("sluice_requests_total")
+                   .Help("Rate limit decisions by rule and result")
+                   .Register(*registry_);
+  store_duration_ = &prometheus::BuildHistogram()
+                         .Name("sluice_store_duration_seconds")
+                         .Help("Store round trips")
+                         .Register(*registry_);
+  store_errors_ = &prometheus::BuildCounter()
+                       .Name("sluice_store_errors_total")
+                       .Help("Store failures by kind")
+                       .Register(*registry_);
+  http_errors_ = &prometheus::BuildCounter()
+                      .Name("sluice_http_errors_total")
+                      .Help("HTTP requests answered with an error, by error code")
+                      .Register(*registry_);
+  check_duration_ = &prometheus::BuildHistogram()
+                         .Name("sluice_check_duration_seconds")
+                         .Help("Time to decide one check, from parsed request to decision")
+                         .Register(*registry_)
+                         .Add({}, LatencyBuckets());
+  rules_loaded_ = &prometheus::BuildGauge()
+                       .Name("sluice_rules_loaded")
+                       .Help("Rules in the active rule set")
+                       .Register(*registry_)
+                       .Add({});
+  auto& reloads = prometheus::BuildCounter()
+                      .Name("sluice_config_reloads_total")
+                      .Help("Rules reload attempts (file changes and SIGHUP) by result")
+                      .Register(*registry_);
+  reload_ok_ = &reloads.Add({{"result", "success"}});
+  reload_failed_ = &reloads.Add({{"result", "failure"}});
+}
+
+RuleCounters Metrics::ForRule(std::string_view rule_id) {
+  const std::string id(rule_id);
+  auto add = [&](const char* result) {
+    return &requests_->Add({{"rule_id", id}, {"result", result}});
+  };
+  return {add("allowed"), add("rejected"), add("shadow_rejected"), add("blocked"), add("error")};
+}
+
+prometheus::Histogram& Metrics::StoreDuration(std::string_view backend, std::string_view op) {
+  return store_duration_->Add({{"backend", std::string(backend)}, {"op", std::string(op)}},
+                              LatencyBuckets());
+}
+
+prometheus::Counter& Metrics::StoreErrors(std::string_view backend, std::string_view type) {
+  return store_errors_->Add({{"backend", std::string(backend)}, {"type", std::string(type)}});
+}
+
+prometheus::Counter& Metrics::http_errors(std::string_view code) {
+  return http_errors_->Add({{"code", std::string(code)}});
+}
+
+std::string Metrics::Render() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace sluice::obs

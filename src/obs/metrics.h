@@ -1,0 +1,57 @@
+// Sluice's Prometheus metrics (CONTRACT §5 /metrics), on prometheus-cpp's registry.
+// Thread-safe. Hot paths keep pointers to the metrics they bump (see RuleCounters) rather than
+// looking them up per request.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace sluice::obs {
+
+// sluice_requests_total{rule_id, result} for one rule id.
+struct RuleCounters {
+  prometheus::Counter* allowed = nullptr;
+  prometheus::Counter* rejected = nullptr;
+  prometheus::Counter* shadow_rejected = nullptr;
+  prometheus::Counter* blocked = nullptr;
+  prometheus::Counter* error = nullptr;
+};
+
+class Metrics {
+ public:
+  Metrics();
+
+  // Finds or creates the counters of `rule_id`. Takes the registry's lock: call it when rules
+  // load, not per request. The pointers live as long as this Metrics.
+  RuleCounters ForRule(std::string_view rule_id);
+
+  prometheus::Histogram& check_duration() { return *check_duration_; }  // seconds
+  prometheus::Histogram& StoreDuration(std::string_view backend, std::string_view op);
+  prometheus::Counter& StoreErrors(std::string_view backend, std::string_view type);
+  prometheus::Gauge& rules_loaded() { return *rules_loaded_; }
+  prometheus::Counter& reloads(bool success) { return success ? *reload_ok_ : *reload_failed_; }
+  prometheus::Counter& http_errors(std::string_view code);  // sluice_http_errors_total{code}
+
+  // The Prometheus text exposition format (version 0.0.4).
+  std::string Render() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Histogram>* store_duration_;
+  prometheus::Family<prometheus::Counter>* store_errors_;
+  prometheus::Family<prometheus::Counter>* http_errors_;
+  prometheus::Histogram* check_duration_;
+  prometheus::Gauge* rules_loaded_;
+  prometheus::Counter* reload_ok_;
+  prometheus::Counter* reload_failed_;
+};
+
+}  // namespace sluice::obs

@@ -1,0 +1,115 @@
+// Envoy-compatible domain files (CONTRACT §3.2): descriptor trees with envoyproxy/ratelimit's
+// matching semantics, and the helpers the gRPC adapter needs around a match.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/limit.h"
+#include "core/time.h"
+#include "rules/pattern.h"
+#include "rules/rule.h"
+#include "rules/strings.h"
+
+namespace sluice::rules {
+
+// One (key, value) entry of a request's descriptor, as Envoy sends it.
+struct DescriptorEntry {
+  std::string_view key;
+  std::string_view value;
+};
+
+// The units of `rate_limit.unit`. The gRPC adapter maps these to rls.proto's Unit enum.
+enum class RateLimitUnit : uint8_t { kSecond, kMinute, kHour, kDay, kWeek, kMonth, kYear };
+
+// "second", ..., "year" (any case, as envoyproxy/ratelimit upper-cases it); nullopt otherwise.
+std::optional<RateLimitUnit> ParseRateLimitUnit(std::string_view name);
+std::string_view RateLimitUnitName(RateLimitUnit unit);  // "second", ...
+// A month is 30 days and a year 365 days (CONTRACT §3.2).
+Micros RateLimitUnitMicros(RateLimitUnit unit);
+
+// The `rate_limit` of one descriptor node.
+struct DescriptorLimit {
+  // envoyproxy/ratelimit's stats key: "domain.key_value.key2" (the config path, values only where
+  // the config gives one). The metric name for this limit unless `detailed_metric`.
+  std::string full_key;
+  std::string name;                   // for `replaces`; may be empty
+  std::vector<std::string> replaces;  // names of limits this one replaces within a request
+  bool unlimited = false;             // matched but never limited: OK with limit_remaining = 2^32-1
+  bool shadow_mode = false;           // charged and reported, never OVER_LIMIT
+  bool detailed_metric = false;       // metrics are per request value (see DescriptorMetricKey)
+  // As configured, for the response's current_limit (which keeps the configured unit even with
+  // a multiplier; duration_until_reset tells the real window).
+  uint32_t requests_per_unit = 0;
+  RateLimitUnit unit = RateLimitUnit::kSecond;
+  int64_t unit_multiplier = 1;
+  // What the algorithms run: requests_per_unit per (unit x unit_multiplier), with `algorithm`
+  // (default fixed_window) and `burst`. Absent when `unlimited`, and when requests_per_unit is 0,
+  // which envoyproxy/ratelimit users write to refuse every request (see `blocks_all()`).
+  std::optional<Limit> limit;
+  SourceLocation location;  // of the descriptor node
+
+  // requests_per_unit 0: every hit is over the limit.
+  bool blocks_all() const { return !unlimited && requests_per_unit == 0; }
+};
+
+// One level of a descriptor tree: the children of a node (or a domain's top level), indexed the
+// way matching looks them up.
+struct DescriptorLevel {
+  struct KeyNodes {
+    internal::StringMap<uint32_t> exact;  // value -> node
+    std::vector<uint32_t> wildcards;      // nodes whose value has a `*`, in file order
+    std::optional<uint32_t> key_only;     // the node without a value: the default for this key
+  };
+  internal::StringMap<KeyNodes> by_key;
+
+  bool empty() const { return by_key.empty(); }
+};
+
+struct DescriptorNode {
+  std::string key;
+  std::string value;                          // "" = key-only
+  std::optional<Glob> value_glob;             // set when `value` has a `*`
+  std::optional<DescriptorLimit> rate_limit;  // none and no children: whitelisted
+  DescriptorLevel children;
+};
+
+// A parsed domain file. Nodes live in one vector and refer to each other by index.
+struct Domain {
+  std::string name;
+  std::vector<DescriptorNode> nodes;
+  DescriptorLevel top;
+  SourceLocation location;  // of the `domain` value
+
+  // envoyproxy/ratelimit's lookup. Walks the tree one entry per level; at each level it takes
+  // the node with the entry's key and exact value, else the first (file order) whose wildcard
+  // value matches, else the key-only node. An entry that finds nothing ends the walk with no
+  // limit. The limit that applies is the one of the node reached by the last entry, so a
+  // descriptor with more or fewer entries than the configured depth gets none. Returns nullptr
+  // when nothing applies, including a whitelisted node (no rate_limit, no children).
+  const DescriptorLimit* Match(std::span<const DescriptorEntry> entries) const;
+};
+
+// envoyproxy/ratelimit's `replaces` across the descriptors of one request: `matched[i]` is the
+// limit of descriptor i (nullptr if none). Sets to nullptr every limit whose non-empty name is
+// replaced by another matched limit; replacement is decided on the input set, so a replaced
+// limit's own `replaces` still count.
+void ApplyReplaces(std::span<const DescriptorLimit*> matched);
+
+// The counter key of `limit` for this descriptor: domain, algorithm, window and every entry's
+// key and value, with separators escaped so that different inputs never share a key. Like
+// envoyproxy/ratelimit, counters are per request values (a key-only node counts each value
+// separately). Returns false for a limit without a Limit (unlimited or blocks_all).
+bool DescriptorCounterKey(std::string_view domain, std::span<const DescriptorEntry> entries,
+                          const DescriptorLimit& limit, std::string* out);
+
+// The metric key: `full_key`, or with `detailed_metric` the request's own path
+// "domain.key_value.key2_value2" (so each value gets its own series, as envoyproxy/ratelimit).
+std::string DescriptorMetricKey(std::string_view domain, std::span<const DescriptorEntry> entries,
+                                const DescriptorLimit& limit);
+
+}  // namespace sluice::rules

@@ -1,0 +1,82 @@
+#include "rules/values.h"
+
+#include <limits>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "rules/strings.h"
+
+namespace sluice::rules {
+
+namespace {
+
+struct DurationUnit {
+  std::string_view suffix;
+  Micros micros;
+};
+// "ms" before "m" and "s": suffixes are tried in order.
+constexpr DurationUnit kDurationUnits[] = {
+    {"ms", kMicrosPerMilli},         {"s", kMicrosPerSecond},
+    {"m", 60 * kMicrosPerSecond},    {"h", 3600 * kMicrosPerSecond},
+    {"d", 86400 * kMicrosPerSecond}, {"w", 7 * 86400 * kMicrosPerSecond},
+};
+
+bool IsDigits(std::string_view s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// Non-negative decimal digits without overflow.
+bool DigitsToInt(std::string_view digits, int64_t* out) {
+  int64_t v = 0;
+  for (char c : digits) {
+    const int d = c - '0';
+    if (v > (std::numeric_limits<int64_t>::max() - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<Micros> ParseDuration(std::string_view text) {
+  for (const DurationUnit& unit : kDurationUnits) {
+    if (text.size() <= unit.suffix.size() || !text.ends_with(unit.suffix)) continue;
+    const std::string_view digits = text.substr(0, text.size() - unit.suffix.size());
+    if (!IsDigits(digits)) break;
+    int64_t n = 0;
+    if (!DigitsToInt(digits, &n) || n > std::numeric_limits<Micros>::max() / unit.micros) {
+      return absl::InvalidArgumentError(internal::Cat("duration '", text, "' is too long"));
+    }
+    return n * unit.micros;
+  }
+  return absl::InvalidArgumentError(
+      internal::Cat("invalid duration '", text,
+                    "': expected an integer and a unit (ms, s, m, h, d, w), e.g. 500ms or 1h"));
+}
+
+absl::StatusOr<Micros> ParseRfc3339(std::string_view text) {
+  absl::Time t;
+  std::string err;
+  // RFC3339_full ("%Y-%m-%d%ET%H:%M:%E*S%Ez") takes 'T'/'t', fractions, and 'Z' or an offset.
+  // Reject the surrounding spaces absl would skip: a timestamp is one token.
+  const bool trimmed = !text.empty() && text.front() != ' ' && text.back() != ' ';
+  if (!trimmed || !absl::ParseTime(absl::RFC3339_full, internal::ToAbsl(text), &t, &err)) {
+    return absl::InvalidArgumentError(internal::Cat(
+        "invalid timestamp '", text, "': expected RFC 3339, e.g. 2026-12-31T00:00:00Z"));
+  }
+  return absl::ToUnixMicros(t);
+}
+
+absl::StatusOr<int64_t> ParseInteger(std::string_view text) {
+  const bool negative = !text.empty() && text.front() == '-';
+  const std::string_view digits = negative ? text.substr(1) : text;
+  int64_t v = 0;
+  if (!IsDigits(digits) || !DigitsToInt(digits, &v)) {
+    return absl::InvalidArgumentError(internal::Cat("expected an integer, got '", text, "'"));
+  }
+  return negative ? -v : v;
+}
+
+}  // namespace sluice::rules
