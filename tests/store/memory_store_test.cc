@@ -74,10 +74,11 @@ TEST(MemoryStoreTest, ReadsDoNotCreateKeys) {
 }
 
 // Verifies the max-key bound: the table never holds more than max_keys, it evicts the keys
-// closest to expiry first, and it keeps admitting new keys.
+// closest to expiry first (within the shard that needs room: one shard here, so the order is
+// exact), and it keeps admitting new keys.
 TEST(MemoryStoreTest, EnforcesMaxKeysByEvictingSoonestToExpire) {
   ManualClock clock(kNow);
-  MemoryStore store(clock, {.shards = 2, .max_keys = 1000});
+  MemoryStore store(clock, {.shards = 1, .max_keys = 1000});
   const Limit short_limit = *Limit::Create(
       {.algorithm = Algorithm::kFixedWindow, .limit = 5, .window = 10 * kSecond});
   const Limit long_limit = *Limit::Create(
@@ -96,6 +97,23 @@ TEST(MemoryStoreTest, EnforcesMaxKeysByEvictingSoonestToExpire) {
     still_limited += ChargeOne(store, "long:" + std::to_string(i), long_limit, 0).remaining == 0;
   }
   EXPECT_EQ(still_limited, 500);
+}
+
+// Verifies the bound with many shards and threads: never more than max_keys (plus one key per
+// racing thread), whatever the distribution over shards.
+TEST(MemoryStoreTest, MaxKeysHoldsAcrossShardsAndThreads) {
+  ManualClock clock(kNow);
+  MemoryStore store(clock, {.shards = 48, .max_keys = 5000});
+  const Limit limit = ContractLimit(Algorithm::kGcra, 5);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20000; ++i) ChargeOne(store, std::to_string(t) + ":" + std::to_string(i), limit);
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_LE(store.size(), 5004u);
+  EXPECT_GT(store.evictions(), 70000u);
 }
 
 // Verifies the per-key footprint stays small: a slot is 16 bytes of state, 8 of key hash,

@@ -151,7 +151,7 @@ size_t MemoryStore::SweepLocked(Shard& shard, uint32_t now_s) {
 }
 
 void MemoryStore::EvictLocked(Shard& shard) {
-  // Evict the eighth of the shard that would expire soonest: those keys carry the least
+  // Evict the eighth of this shard that would expire soonest: those keys carry the least
   // remaining information (the closest to fresh), and evicting a batch keeps the O(n) scan
   // amortized to O(1) per insertion.
   std::vector<std::pair<uint32_t, uint64_t>> by_expiry;
