@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "api/http/envoy_json.h"
 #include "api/http/routes.h"
 #include "api/http/server.h"
 #include "app/config.h"
@@ -112,7 +113,9 @@ int Serve(const ServeFlags& flags) {
                    {"version", limiter.rules_version()}});
   };
 
-  http::Routes routes(limiter, metrics, {.version = kVersion, .started_at = clock.NowMicros()});
+  http::EnvoyJsonHandler envoy_json(limiter, metrics);
+  http::Routes routes(limiter, metrics, {.version = kVersion, .started_at = clock.NowMicros()},
+                      &envoy_json);
   std::unique_ptr<http::HttpServer> http_server;
   if (!config.http.empty()) {
     http::ServerOptions options;

@@ -13,6 +13,7 @@
 #include "absl/functional/any_invocable.h"
 #include "core/decision.h"
 #include "core/time.h"
+#include "limiter/descriptors.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "rules/rule_set.h"
@@ -71,6 +72,13 @@ class Limiter {
   // Decides `request`. `done` runs exactly once, possibly before Check returns. Thread-safe.
   void Check(CheckRequest request, Callback done);
 
+  using DescriptorsCallback = absl::AnyInvocable<void(DescriptorsResult) &&>;
+  // Decides an Envoy rate limit request (domain + descriptors) with envoyproxy/ratelimit's
+  // semantics: matching, `replaces`, `unlimited`, shadow mode, limit overrides, both
+  // hits_addends, and nothing consumed when the answer is OVER_LIMIT. The caller validates
+  // that the domain and descriptors are not empty. `done` runs exactly once. Thread-safe.
+  void CheckDescriptors(DescriptorsRequest request, DescriptorsCallback done);
+
   // Whether the last store round trip failed (for /health). Relaxed: advisory.
   bool store_failing() const { return store_failing_.load(std::memory_order_relaxed); }
   FailurePolicy on_failure() const { return options_.on_failure; }
@@ -86,8 +94,10 @@ class Limiter {
     obs::RuleCounters allow_list;
   };
   struct Pending;
+  struct PendingDescriptors;
 
   void Finish(Pending& pending, const absl::Status& status);
+  void FinishDescriptors(PendingDescriptors& pending, const absl::Status& status);
 
   Store& store_;
   const Clock& clock_;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "api/http/check_codec.h"
+#include "api/http/envoy_json.h"
 #include "boost/beast/http/field.hpp"
 #include "boost/beast/http/status.hpp"
 #include "nlohmann/json.hpp"
@@ -68,6 +69,8 @@ void Routes::Handle(Request& request, Respond respond) {
   };
   if (path == "/v1/ratelimit/check") {
     if (only(bhttp::verb::post, "POST")) Check(request, std::move(respond));
+  } else if (path == "/json" && envoy_ != nullptr) {
+    if (only(bhttp::verb::post, "POST")) envoy_->Handle(request, std::move(respond));
   } else if (path == "/health") {
     if (only(bhttp::verb::get, "GET")) Health(request, std::move(respond), false);
   } else if (path == "/healthcheck") {

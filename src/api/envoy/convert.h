@@ -1,0 +1,22 @@
+// Envoy's RateLimitRequest/Response ↔ the limiter's DescriptorsRequest/Result. Pure functions.
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "envoy/service/ratelimit/v3/rls.pb.h"
+#include "limiter/descriptors.h"
+
+namespace sluice::envoy_api {
+
+using ::envoy::service::ratelimit::v3::RateLimitRequest;
+using ::envoy::service::ratelimit::v3::RateLimitResponse;
+
+// InvalidArgument for an empty domain, no descriptors, a descriptor without entries, or an
+// override with an unknown unit (CONTRACT §6: gRPC INVALID_ARGUMENT, HTTP 400).
+absl::StatusOr<DescriptorsRequest> FromProto(const RateLimitRequest& request);
+
+// Statuses in request order; overall_code OVER_LIMIT if any non-shadow descriptor is over;
+// current_limit, limit_remaining and duration_until_reset whenever a limit matched;
+// response_headers_to_add carries RateLimit-Limit/-Remaining/-Reset.
+void ToProto(const DescriptorsResult& result, RateLimitResponse* response);
+
+}  // namespace sluice::envoy_api

@@ -1,0 +1,54 @@
+// The Envoy rate limit service's view of the limiter (CONTRACT §3.2, §6): a domain and a list of
+// descriptors in, one status per descriptor out. Shared by gRPC ShouldRateLimit and POST /json.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/time.h"
+#include "rules/descriptor.h"
+
+namespace sluice {
+
+struct DescriptorRequest {
+  std::vector<std::pair<std::string, std::string>> entries;  // (key, value), in order
+  struct Override {
+    uint32_t requests_per_unit = 0;
+    rules::RateLimitUnit unit = rules::RateLimitUnit::kSecond;
+  };
+  std::optional<Override> limit_override;
+  // Descriptor-level hits; 0 means check only. Absent: the request-level value.
+  std::optional<uint64_t> hits_addend;
+};
+
+struct DescriptorsRequest {
+  std::string domain;
+  std::vector<DescriptorRequest> descriptors;
+  uint32_t hits_addend = 0;  // request-level; 0 means 1
+};
+
+struct DescriptorStatus {
+  bool over_limit = false;
+  struct CurrentLimit {
+    std::string name;
+    uint32_t requests_per_unit = 0;
+    rules::RateLimitUnit unit = rules::RateLimitUnit::kSecond;
+  };
+  std::optional<CurrentLimit> current_limit;  // set whenever a limit matched
+  uint32_t limit_remaining = 0;
+  std::optional<Micros> duration_until_reset;  // set whenever a limit matched
+};
+
+struct DescriptorsResult {
+  bool over_limit = false;
+  bool store_unavailable = false;  // fail_closed answered OVER_LIMIT because the store failed
+  std::vector<DescriptorStatus> statuses;  // in request order
+  // RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset: from the over-limit descriptor, else
+  // the limited one with the least remaining; empty when no limit matched.
+  std::vector<std::pair<std::string, std::string>> response_headers;
+};
+
+}  // namespace sluice
