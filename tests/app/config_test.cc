@@ -1,0 +1,102 @@
+#include "app/config.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace sluice::app {
+namespace {
+
+std::string Write(const std::string& name, const std::string& text) {
+  const auto dir = std::filesystem::temp_directory_path() / ("sluice_config_test_" +
+                                                             std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / name) << text;
+  return (dir / name).string();
+}
+
+TEST(ConfigTest, LoadsEveryKeyAndResolvesRulePaths) {
+  const std::string path = Write("full.yaml", R"(listen:
+  http: 0.0.0.0:9000
+  grpc: ""
+store:
+  backend: redis
+  url: redis://10.0.0.1:6380/2
+  timeout: 20ms
+  pool: 8
+  key_prefix: "x:"
+  on_failure: local
+  fallback_share: 0.25
+rules:
+  paths: [rules/, /etc/sluice/extra.yaml]
+log:
+  level: debug
+  format: text
+)");
+  std::vector<std::string> problems;
+  ServerConfig c = LoadServerConfig(path, &problems);
+  ASSERT_TRUE(problems.empty()) << problems[0];
+  EXPECT_EQ(c.http, "0.0.0.0:9000");
+  EXPECT_EQ(c.grpc, "");
+  EXPECT_EQ(c.store.backend, "redis");
+  EXPECT_EQ(c.store.timeout, 20 * kMicrosPerMilli);
+  EXPECT_EQ(c.store.pool, 8);
+  EXPECT_EQ(c.store.on_failure, FailurePolicy::kLocal);
+  EXPECT_DOUBLE_EQ(c.store.fallback_share, 0.25);
+  ASSERT_EQ(c.rule_paths.size(), 2u);
+  EXPECT_EQ(c.rule_paths[0],
+            (std::filesystem::path(path).parent_path() / "rules/").lexically_normal().string());
+  EXPECT_EQ(c.rule_paths[1], "/etc/sluice/extra.yaml");
+  EXPECT_EQ(c.log_level, "debug");
+}
+
+// Verifies FILE:LINE:COL for each kind of problem, and that all are reported.
+TEST(ConfigTest, ReportsEveryProblemWithPosition) {
+  const std::string path = Write("bad.yaml", R"(listen:
+  http: nowhere
+  htp: 1
+store:
+  timeout: fast
+  on_failure: maybe
+  pool: 0
+)");
+  std::vector<std::string> problems;
+  LoadServerConfig(path, &problems);
+  ASSERT_EQ(problems.size(), 5u);
+  EXPECT_EQ(problems[0].rfind(path + ":2:9: 'http' must be host:port", 0), 0u) << problems[0];
+  EXPECT_EQ(problems[1].rfind(path + ":3:3: unknown key 'htp' in 'listen'", 0), 0u)
+      << problems[1];
+  EXPECT_EQ(problems[2].rfind(path + ":5:12: 'timeout' must be a positive duration", 0), 0u)
+      << problems[2];
+  EXPECT_EQ(problems[3].rfind(path + ":6:15: 'on_failure' must be one of", 0), 0u)
+      << problems[3];
+  EXPECT_EQ(problems[4].rfind(path + ":7:9: 'pool' must be", 0), 0u) << problems[4];
+}
+
+TEST(ConfigTest, SyntaxErrorsAndMissingFiles) {
+  std::vector<std::string> problems;
+  LoadServerConfig(Write("syntax.yaml", "listen: [\n"), &problems);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("syntax.yaml:"), std::string::npos);
+  problems.clear();
+  LoadServerConfig("/nonexistent/sluice.yaml", &problems);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].rfind("/nonexistent/sluice.yaml: cannot read: ", 0), 0u);
+}
+
+TEST(ConfigTest, ParsesHostPort) {
+  std::string host;
+  uint16_t port;
+  EXPECT_TRUE(ParseHostPort("127.0.0.1:8080", &host, &port));
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 8080);
+  EXPECT_TRUE(ParseHostPort("[::1]:0", &host, &port));
+  EXPECT_EQ(host, "::1");
+  EXPECT_FALSE(ParseHostPort("localhost", &host, &port));
+  EXPECT_FALSE(ParseHostPort("h:70000", &host, &port));
+  EXPECT_FALSE(ParseHostPort(":80", &host, &port));
+}
+
+}  // namespace
+}  // namespace sluice::app
