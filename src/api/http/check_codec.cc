@@ -12,30 +12,157 @@ using json = nlohmann::json;
 
 namespace {
 
-// nlohmann's DOM builder with parse errors kept as a message instead of thrown: sax_parse calls
-// this class's parse_error (it is statically dispatched), so nothing throws on the request path.
-class DomParser : public nlohmann::detail::json_sax_dom_parser<json> {
+// Reads a check request straight from nlohmann's SAX events into a CheckRequest: no DOM, no
+// allocation beyond the strings kept. Returning false stops the parse; `error` says why.
+class CheckSax {
  public:
-  explicit DomParser(json& out) : json_sax_dom_parser(out, /*allow_exceptions_=*/false) {}
+  explicit CheckSax(CheckRequest& out) : out_(out) {}
+
+  bool null() { return Value(Kind::kNull); }
+  bool boolean(bool) { return Value(Kind::kOther); }
+  bool number_integer(int64_t v) {
+    if (depth_ == 1 && key_ == "cost") return Fail("field 'cost' must not be negative");
+    return Value(Kind::kOther);
+  }
+  bool number_unsigned(uint64_t v) {
+    if (depth_ == 1 && key_ == "cost") {
+      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return Fail("field 'cost' is too large");
+      }
+      out_.cost = static_cast<int64_t>(v);
+      return true;
+    }
+    return Value(Kind::kOther);
+  }
+  bool number_float(double, const std::string&) { return Value(Kind::kOther); }
+  bool binary(nlohmann::json::binary_t&) { return Value(Kind::kOther); }
+  bool string(std::string& v) {
+    if (depth_ == 2 && in_headers_) {
+      out_.attributes.SetHeader(key_, v);
+      return true;
+    }
+    if (depth_ == 1) {
+      if (std::string* field = StringField()) {
+        *field = std::move(v);
+        return true;
+      }
+    }
+    return Value(Kind::kOther);
+  }
+  bool start_object(std::size_t) {
+    if (depth_ == 0) {
+      depth_ = 1;
+      return true;
+    }
+    if (depth_ == 1 && key_ == "headers") {
+      in_headers_ = true;
+    } else if (!Value(Kind::kOther)) {
+      return false;
+    }
+    ++depth_;
+    return true;
+  }
+  bool end_object() {
+    if (--depth_ == 1) in_headers_ = false;
+    return true;
+  }
+  bool start_array(std::size_t) {
+    if (depth_ == 0) return Fail("request body must be a JSON object");
+    if (!Value(Kind::kOther)) return false;
+    ++depth_;
+    return true;
+  }
+  bool end_array() {
+    --depth_;
+    return true;
+  }
+  bool key(std::string& k) {
+    if (depth_ == 1 || (depth_ == 2 && in_headers_)) key_ = std::move(k);
+    return true;
+  }
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) {
     error = ex.what();
-    // "[json.exception.parse_error.101] parse error at line 1, column 2: ..." → from "parse error".
+    // "[json.exception.parse_error.101] parse error at line 1, column 2: ..." → from "parse".
     if (auto pos = error.find("] "); pos != std::string::npos) error = error.substr(pos + 2);
+    error = "request body is not valid JSON: " + error;
     return false;
   }
+
+  bool saw_object() const { return saw_object_; }
   std::string error;
+  std::string ip;
+
+ private:
+  enum class Kind { kNull, kOther };
+
+  // A value that is not a string where it was read (or any value of an unknown field).
+  bool Value(Kind kind) {
+    saw_object_ |= depth_ >= 1;
+    if (depth_ == 0) return Fail("request body must be a JSON object");
+    if (depth_ == 2 && in_headers_) {
+      return Fail("header '" + key_ + "' must be a string");
+    }
+    if (depth_ != 1) return true;  // inside an unknown field: ignored
+    if (StringField() != nullptr) {
+      return kind == Kind::kNull || Fail("field '" + key_ + "' must be a string");
+    }
+    if (key_ == "headers") {
+      return kind == Kind::kNull || Fail("field 'headers' must be an object of strings");
+    }
+    if (key_ == "cost") return Fail("field 'cost' must be a non-negative integer");
+    return true;  // unknown fields are ignored
+  }
+
+  std::string* StringField() {
+    rules::RequestAttributes& a = out_.attributes;
+    if (key_ == "user_id") return &a.user_id;
+    if (key_ == "api_key") return &a.api_key;
+    if (key_ == "endpoint") return &a.endpoint;
+    if (key_ == "method") return &a.method;
+    if (key_ == "tier") return &a.tier;
+    if (key_ == "ip_address") return &ip;
+    return nullptr;
+  }
+
+  bool Fail(std::string message) {
+    error = std::move(message);
+    return false;
+  }
+
+  CheckRequest& out_;
+  int depth_ = 0;
+  bool in_headers_ = false;
+  bool saw_object_ = false;
+  std::string key_;
 };
 
-absl::Status Invalid(std::string_view message) {
-  return absl::InvalidArgumentError(std::string(message));
+// Appends `s` as a JSON string literal (quotes included).
+void AppendJsonString(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"': out.append("\\\""); break;
+      case '\\': out.append("\\\\"); break;
+      case '\n': out.append("\\n"); break;
+      case '\r': out.append("\\r"); break;
+      case '\t': out.append("\\t"); break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out.append(buf);
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
 }
 
-absl::Status ReadString(const json& body, const char* field, std::string* out) {
-  auto it = body.find(field);
-  if (it == body.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_string()) return Invalid(absl::StrCat("field '", field, "' must be a string"));
-  *out = it->get<std::string>();
-  return absl::OkStatus();
+std::string JsonString(std::string_view s) {
+  std::string out;
+  AppendJsonString(out, s);
+  return out;
 }
 
 }  // namespace
@@ -45,48 +172,17 @@ int64_t CeilSeconds(Micros micros) {
 }
 
 absl::StatusOr<CheckRequest> ParseCheckRequest(std::string_view body) {
-  json doc;
-  DomParser parser(doc);
-  if (!json::sax_parse(body.begin(), body.end(), &parser, json::input_format_t::json, true) ||
-      doc.is_discarded()) {
-    return Invalid(absl::StrCat("request body is not valid JSON: ", parser.error));
-  }
-  if (!doc.is_object()) return Invalid("request body must be a JSON object");
-
   CheckRequest request;
-  rules::RequestAttributes& a = request.attributes;
-  for (auto [field, out] : {std::pair{"user_id", &a.user_id}, {"api_key", &a.api_key},
-                            {"endpoint", &a.endpoint}, {"method", &a.method},
-                            {"tier", &a.tier}}) {
-    if (absl::Status s = ReadString(doc, field, out); !s.ok()) return s;
+  CheckSax sax(request);
+  const bool ok =
+      json::sax_parse(body.begin(), body.end(), &sax, json::input_format_t::json, true);
+  if (!ok) {
+    return absl::InvalidArgumentError(sax.error.empty() ? "request body is not valid JSON"
+                                                        : sax.error);
   }
-  std::string ip;
-  if (absl::Status s = ReadString(doc, "ip_address", &ip); !s.ok()) return s;
-  if (!a.SetIpAddress(ip)) {
-    return Invalid(absl::StrCat("field 'ip_address' is not an IPv4 or IPv6 address: '", ip, "'"));
-  }
-  if (auto it = doc.find("headers"); it != doc.end() && !it->is_null()) {
-    if (!it->is_object()) return Invalid("field 'headers' must be an object of strings");
-    for (const auto& [name, value] : it->items()) {
-      if (!value.is_string()) {
-        return Invalid(absl::StrCat("header '", name, "' must be a string"));
-      }
-      a.SetHeader(name, value.get_ref<const std::string&>());
-    }
-  }
-  if (auto it = doc.find("cost"); it != doc.end()) {
-    // Only a JSON integer: 2.0 and 1e3 parse as floats, null and "1" are other types.
-    if (it->is_number_unsigned()) {
-      const auto v = it->get<uint64_t>();
-      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        return Invalid("field 'cost' is too large");
-      }
-      request.cost = static_cast<int64_t>(v);
-    } else if (it->is_number_integer()) {
-      return Invalid("field 'cost' must not be negative");
-    } else {
-      return Invalid("field 'cost' must be a non-negative integer");
-    }
+  if (!request.attributes.SetIpAddress(sax.ip)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("field 'ip_address' is not an IPv4 or IPv6 address: ", JsonString(sax.ip)));
   }
   return request;
 }
@@ -99,19 +195,16 @@ std::string ErrorBody(std::string_view code, std::string_view message) {
 Rendered RenderCheckResult(const CheckResult& r) {
   using Outcome = CheckResult::Outcome;
   Rendered out;
-  json body;
   switch (r.outcome) {
     case Outcome::kAllowlisted:
       out.body = R"({"allowed":true,"allowlisted":true})";
       return out;
     case Outcome::kDenied:
       out.status = 403;
-      body = {{"allowed", false},
-              {"error",
-               {{"code", "BLOCKED"},
-                {"message", "Request blocked by the deny list."},
-                {"reason", r.deny_reason}}}};
-      out.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+      out.body = absl::StrCat(
+          R"({"allowed":false,"error":{"code":"BLOCKED","message":"Request blocked by the )"
+          R"(deny list.","reason":)",
+          JsonString(r.deny_reason), "}}");
       return out;
     case Outcome::kStoreUnavailable:
       out.status = 503;
@@ -131,8 +224,7 @@ Rendered RenderCheckResult(const CheckResult& r) {
   const Decision& d = r.decision;
   const int64_t reset_at = CeilSeconds(int_math::SatAdd(r.now, d.reset_after));
   const int64_t reset_in = CeilSeconds(d.reset_after);
-  const std::string quoted_id = json(r.rule_id).dump(-1, ' ', false,
-                                                     json::error_handler_t::replace);
+  const std::string quoted_id = JsonString(r.rule_id);
   out.headers = {
       {"X-RateLimit-Limit", std::to_string(d.limit)},
       {"X-RateLimit-Remaining", std::to_string(d.remaining)},
@@ -141,37 +233,32 @@ Rendered RenderCheckResult(const CheckResult& r) {
        absl::StrCat(quoted_id, ";q=", d.limit, ";w=", std::max<int64_t>(1, CeilSeconds(r.window)))},
       {"RateLimit", absl::StrCat(quoted_id, ";r=", d.remaining, ";t=", reset_in)},
   };
+  // Built by hand rather than through a JSON DOM: this is the hot path of every check.
   if (r.outcome == Outcome::kAllowed) {
-    body = {{"allowed", true},
-            {"limit", d.limit},
-            {"remaining", d.remaining},
-            {"reset_at", reset_at},
-            {"rule_id", r.rule_id}};
+    out.body = absl::StrCat(R"({"allowed":true,"limit":)", d.limit, R"(,"remaining":)",
+                            d.remaining, R"(,"reset_at":)", reset_at, R"(,"rule_id":)", quoted_id);
     if (r.algorithm == Algorithm::kLeakyBucket) {
-      body["delay_ms"] = static_cast<int64_t>(int_math::CeilDiv(d.delay, kMicrosPerMilli));
+      absl::StrAppend(&out.body, R"(,"delay_ms":)",
+                      static_cast<int64_t>(int_math::CeilDiv(d.delay, kMicrosPerMilli)));
     }
-  } else {
-    out.status = 429;
-    json error;
-    if (d.cost_exceeds_limit) {
-      error = {{"code", "COST_EXCEEDS_LIMIT"},
-               {"message", absl::StrCat("The request's cost exceeds what rule '", r.rule_id,
-                                        "' can ever admit.")}};
-    } else {
-      const int64_t retry = std::max<int64_t>(1, CeilSeconds(d.retry_after));
-      out.headers.emplace_back("Retry-After", std::to_string(retry));
-      error = {{"code", "RATE_LIMIT_EXCEEDED"},
-               {"message", absl::StrCat("Rate limit exceeded. Try again in ", retry,
-                                        retry == 1 ? " second." : " seconds.")},
-               {"retry_after", retry}};
-    }
-    error["limit"] = d.limit;
-    error["remaining"] = d.remaining;
-    error["reset_at"] = reset_at;
-    error["rule_id"] = r.rule_id;
-    body = {{"allowed", false}, {"error", std::move(error)}};
+    out.body.push_back('}');
+    return out;
   }
-  out.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  out.status = 429;
+  out.body = R"({"allowed":false,"error":{"code":)";
+  if (d.cost_exceeds_limit) {
+    absl::StrAppend(&out.body, R"("COST_EXCEEDS_LIMIT","message":)",
+                    JsonString(absl::StrCat("The request's cost exceeds what rule '", r.rule_id,
+                                            "' can ever admit.")));
+  } else {
+    const int64_t retry = std::max<int64_t>(1, CeilSeconds(d.retry_after));
+    out.headers.emplace_back("Retry-After", std::to_string(retry));
+    absl::StrAppend(&out.body, R"("RATE_LIMIT_EXCEEDED","message":"Rate limit exceeded. Try again in )",
+                    retry, retry == 1 ? R"( second.")" : R"( seconds.")", R"(,"retry_after":)",
+                    retry);
+  }
+  absl::StrAppend(&out.body, R"(,"limit":)", d.limit, R"(,"remaining":)", d.remaining,
+                  R"(,"reset_at":)", reset_at, R"(,"rule_id":)", quoted_id, "}}");
   return out;
 }
 

@@ -1,5 +1,7 @@
 #include "api/http/server.h"
 
+#include <sched.h>
+
 #include <optional>
 
 #include "boost/asio/dispatch.hpp"
@@ -10,7 +12,7 @@
 #include "boost/beast/http/error.hpp"
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/read.hpp"
-#include "boost/beast/http/write.hpp"
+#include "boost/asio/write.hpp"
 
 namespace sluice::http {
 
@@ -44,6 +46,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void OnHeader(beast::error_code ec) {
+    thread_ = std::this_thread::get_id();  // completions run on the connection's thread
     if (ec) return OnReadError(ec);
     const Request& req = parser_->get();
     size_t fields = 0;
@@ -85,7 +88,6 @@ class Session : public std::enable_shared_from_this<Session> {
   void Fail(bhttp::status status) {
     Response res = state_->errors(status, 11);
     res.keep_alive(false);
-    res.prepare_payload();
     Write(std::move(res), /*counted=*/false);
   }
 
@@ -95,27 +97,56 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_never();  // the handler's own deadlines apply (store timeouts)
     auto self = shared_from_this();
     state_->handler(request_, [self](Response res) {
-      // Back onto the connection's thread, whichever thread answered.
+      // Answered on the connection's own thread (the memory store answers inline): write at
+      // once. From any other thread (a store's I/O thread): dispatch back first.
+      if (std::this_thread::get_id() == self->thread_) return self->Finish(std::move(res));
       asio::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
-        const bool keep = self->request_.keep_alive() &&
-                          !self->state_->draining.load(std::memory_order_relaxed);
-        res.version(self->request_.version());
-        res.keep_alive(keep);
-        res.prepare_payload();
-        self->Write(std::move(res), /*counted=*/true);
+        self->Finish(std::move(res));
       });
     });
   }
 
+  void Finish(Response res) {
+    const bool keep = request_.keep_alive() && !state_->draining.load(std::memory_order_relaxed);
+    res.keep_alive(keep);
+    Write(std::move(res), /*counted=*/true);
+  }
+
+  // Serializes the response into one buffer by hand: status line, the handler's fields,
+  // Content-Length and Connection, body. Beast's serializer does the same through layers of
+  // buffer views that cost more than the rest of a check on the memory store.
   void Write(Response res, bool counted) {
-    response_ = std::move(res);
+    const bool keep = res.keep_alive();
+    out_.clear();
+    out_.append(request_.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    out_.append(std::to_string(res.result_int()));
+    out_.push_back(' ');
+    const auto reason = res.reason();
+    out_.append(reason.data(), reason.size());
+    out_.append("\r\n");
+    for (const auto& field : res) {
+      if (field.name() == bhttp::field::content_length || field.name() == bhttp::field::connection) {
+        continue;
+      }
+      const auto name = field.name_string();
+      const auto value = field.value();
+      out_.append(name.data(), name.size());
+      out_.append(": ");
+      out_.append(value.data(), value.size());
+      out_.append("\r\n");
+    }
+    out_.append("Content-Length: ");
+    out_.append(std::to_string(res.body().size()));
+    out_.append(keep ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+    out_.append(res.body());
+    keep_alive_ = keep;
     stream_.expires_after(state_->options.body_timeout);  // a client that never reads
-    bhttp::async_write(stream_, response_,
-                       [self = shared_from_this(), counted](beast::error_code ec, size_t) {
-                         if (counted) self->state_->in_flight.fetch_sub(1);
-                         if (ec || !self->response_.keep_alive()) return self->Close();
-                         self->ReadHeader();
-                       });
+    asio::async_write(stream_, asio::buffer(out_),
+                      [self = shared_from_this(), counted](beast::error_code ec, size_t) {
+                        if (counted) self->state_->in_flight.fetch_sub(1);
+                        if (ec || !self->keep_alive_) return self->Close();
+                        self->ReadHeader();
+                      });
   }
 
   void Close() {
@@ -128,7 +159,9 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Request request_;
-  Response response_;
+  std::string out_;  // the serialized response being written
+  bool keep_alive_ = true;
+  std::thread::id thread_;
   std::shared_ptr<HttpServer::State> state_;
 };
 
@@ -145,7 +178,13 @@ HttpServer::~HttpServer() { Stop(std::chrono::milliseconds(0)); }
 
 absl::Status HttpServer::Start() {
   size_t threads = state_->options.threads;
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  if (threads == 0) {
+    // The CPUs this process may run on (taskset, cgroup cpusets), not all the machine's.
+    cpu_set_t cpus;
+    threads = sched_getaffinity(0, sizeof(cpus), &cpus) == 0
+                  ? static_cast<size_t>(CPU_COUNT(&cpus))
+                  : std::max(1u, std::thread::hardware_concurrency());
+  }
   for (size_t i = 0; i < threads; ++i) {
     contexts_.push_back(std::make_unique<asio::io_context>(1));
   }

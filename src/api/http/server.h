@@ -33,7 +33,7 @@ using ErrorRenderer = std::function<Response(boost::beast::http::status, unsigne
 struct ServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 8080;  // 0: any free port (see HttpServer::port())
-  size_t threads = 0;    // 0: one per core
+  size_t threads = 0;    // 0: one per CPU this process may run on (sched_getaffinity)
   size_t max_connections = 10'000;
   size_t max_body_bytes = 64 * 1024;
   size_t max_header_bytes = 16 * 1024;
