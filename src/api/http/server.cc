@@ -144,8 +144,13 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     out_.append("Content-Length: ");
     out_.append(std::to_string(res.body().size()));
-    out_.append(keep ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
-    out_.append(res.body());
+    if (!keep) {
+      out_.append("\r\nConnection: close");
+    } else if (request_.version() == 10) {
+      out_.append("\r\nConnection: keep-alive");  // HTTP/1.0 closes unless told otherwise
+    }
+    out_.append("\r\n\r\n");
+    if (request_.method() != bhttp::verb::head) out_.append(res.body());  // HEAD: headers only
     keep_alive_ = keep;
     stream_.expires_after(state_->options.body_timeout);  // a client that never reads
     asio::async_write(stream_, asio::buffer(out_),
