@@ -8,9 +8,11 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "api/grpc/server.h"
 #include "api/http/envoy_json.h"
 #include "api/http/routes.h"
 #include "api/http/server.h"
@@ -86,6 +88,9 @@ int Serve(const ServeFlags& flags) {
   MemoryStore store(clock);
   Limiter limiter(store, clock, metrics, rejections, {.on_failure = config.store.on_failure});
 
+  // The watcher fingerprints the files before they load, so an edit made meanwhile is caught.
+  std::function<void()> on_rules_change = [] {};
+  RulesWatcher watcher(config.rule_paths, [&] { on_rules_change(); });
   rules::LoadResult initial = rules::LoadRules(config.rule_paths);
   if (!initial.problems.empty()) {
     for (const auto& p : initial.problems) {
@@ -113,6 +118,8 @@ int Serve(const ServeFlags& flags) {
                    {"version", limiter.rules_version()}});
   };
 
+  on_rules_change = [&] { reload("file_change"); };
+
   http::EnvoyJsonHandler envoy_json(limiter, metrics);
   http::Routes routes(limiter, metrics, {.version = kVersion, .started_at = clock.NowMicros()},
                       &envoy_json);
@@ -135,8 +142,22 @@ int Serve(const ServeFlags& flags) {
       return 1;
     }
   }
+  std::unique_ptr<grpc_api::GrpcServer> grpc_server;
+  if (!config.grpc.empty()) {
+    std::string host;
+    uint16_t port = 0;
+    if (!ParseHostPort(config.grpc, &host, &port)) {
+      std::fprintf(stderr, "error: invalid gRPC address '%s'\n", config.grpc.c_str());
+      return 2;
+    }
+    grpc_server = std::make_unique<grpc_api::GrpcServer>(
+        grpc_api::ServerOptions{.address = config.grpc}, limiter);
+    if (absl::Status s = grpc_server->Start(); !s.ok()) {
+      obs::LogEvent(level_enum::err, "listen_failed", {{"error", StatusText(s)}});
+      return 1;
+    }
+  }
 
-  RulesWatcher watcher(config.rule_paths, [&] { reload("file_change"); });
   if (!config.rule_paths.empty()) watcher.Start();
 
   std::atomic<bool> stopping{false};
@@ -154,6 +175,9 @@ int Serve(const ServeFlags& flags) {
                  {"http", http_server ? config.http + " (port " +
                                             std::to_string(http_server->port()) + ")"
                                       : "disabled"},
+                 {"grpc", grpc_server ? config.grpc + " (port " +
+                                            std::to_string(grpc_server->port()) + ")"
+                                      : "disabled"},
                  {"store", store.backend()},
                  {"rules", initial.rule_set->size()},
                  {"rule_paths", config.rule_paths}});
@@ -169,12 +193,34 @@ int Serve(const ServeFlags& flags) {
     break;
   }
   // Stop accepting, finish what is in flight (at most 5 s), then stop the rest.
+  // Both listeners drain at once, so that the whole stop stays within the 5 s.
+  std::thread grpc_stop([&] {
+    if (grpc_server) grpc_server->Stop(std::chrono::seconds(5));
+  });
   if (http_server) http_server->Stop(std::chrono::seconds(5));
+  grpc_stop.join();
   watcher.Stop();
   stopping.store(true);
   sweeper.join();
   obs::LogEvent(level_enum::info, "stopped");
   return 0;
+}
+
+// Flag values CLI11 cannot check by itself; "" when they are fine.
+std::string CheckServeFlags(const ServeFlags& flags) {
+  std::string host;
+  uint16_t port;
+  for (auto [set, name, value] : {std::tuple{flags.http_set, "--http", &flags.http},
+                                  std::tuple{flags.grpc_set, "--grpc", &flags.grpc}}) {
+    if (set && !value->empty() && !ParseHostPort(*value, &host, &port)) {
+      return std::string(name) + " must be host:port (port 0-65535) or \"\", got '" + *value +
+             "'";
+    }
+  }
+  if (flags.store_set && flags.store != "memory" && flags.store.rfind("redis://", 0) != 0) {
+    return "--store must be 'memory' or redis://host:port[/db], got '" + flags.store + "'";
+  }
+  return "";
 }
 
 int Validate(const std::vector<std::string>& paths) {
@@ -234,7 +280,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::cerr << "error: " << e.what() << "\n";
     CLI::App* failed = serve->parsed() ? serve : validate->parsed() ? validate : &app;
-    std::cerr << failed->help("", CLI::AppFormatMode::Normal);
+    std::cerr << failed->help(failed == &app ? "" : "sluice", CLI::AppFormatMode::Normal);
     return 2;
   }
   if (version->parsed()) {
@@ -245,5 +291,9 @@ int main(int argc, char** argv) {
   serve_flags.http_set = http->count() > 0;
   serve_flags.grpc_set = grpc->count() > 0;
   serve_flags.store_set = store->count() > 0;
+  if (std::string error = CheckServeFlags(serve_flags); !error.empty()) {
+    std::cerr << "error: " << error << "\n" << serve->help("sluice", CLI::AppFormatMode::Normal);
+    return 2;
+  }
   return Serve(serve_flags);
 }

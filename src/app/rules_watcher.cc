@@ -15,7 +15,7 @@
 namespace sluice::app {
 
 RulesWatcher::RulesWatcher(std::vector<std::string> paths, std::function<void()> on_change)
-    : paths_(std::move(paths)), on_change_(std::move(on_change)) {}
+    : paths_(std::move(paths)), on_change_(std::move(on_change)), last_(Fingerprint()) {}
 
 RulesWatcher::~RulesWatcher() { Stop(); }
 
@@ -62,7 +62,6 @@ std::string RulesWatcher::Fingerprint() const {
 }
 
 void RulesWatcher::Run() {
-  std::string last = Fingerprint();
   char buffer[4096];
   while (!stop_.load()) {
     pollfd pfd{inotify_fd_, POLLIN, 0};
@@ -77,8 +76,8 @@ void RulesWatcher::Run() {
       }
     }
     std::string now = Fingerprint();
-    if (now != last) {
-      last = std::move(now);
+    if (now != last_) {
+      last_ = std::move(now);
       on_change_();
     }
   }

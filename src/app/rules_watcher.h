@@ -16,6 +16,8 @@ namespace sluice::app {
 // editor's temporary files are not, and a missed event costs at most 250 ms.
 class RulesWatcher {
  public:
+  // Takes the first fingerprint now: construct it before loading the rules, so that a change
+  // made while they load is seen once Start() runs.
   RulesWatcher(std::vector<std::string> paths, std::function<void()> on_change);
   ~RulesWatcher();
   void Start();
@@ -27,6 +29,7 @@ class RulesWatcher {
 
   std::vector<std::string> paths_;
   std::function<void()> on_change_;
+  std::string last_;  // the fingerprint of the rules last loaded (or being loaded)
   std::atomic<bool> stop_{false};
   std::thread thread_;
   int inotify_fd_ = -1;

@@ -1,0 +1,927 @@
+// envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit and grpc.health.v1 against the real
+// `sluice serve` binary, with a real gRPC client (CONTRACT §3.2, §6). The expectations follow
+// envoyproxy/ratelimit's documented behaviour (its README's examples 1-9) plus the contract's
+// additions (nothing consumed when OVER_LIMIT, overrides on a known domain, unit_multiplier).
+//
+// One server is shared by the ShouldRateLimit tests; every test uses descriptor values no other
+// test uses, so counters never collide. Windows are hours to days so that no test depends on
+// how fast it runs; no test asserts on elapsed time.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "envoy/service/ratelimit/v3/rls.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+#ifndef SLUICE_BIN
+#error "SLUICE_BIN must name the sluice binary (set by tests/CMakeLists.txt)"
+#endif
+
+namespace sluice {
+namespace {
+
+namespace rls = ::envoy::service::ratelimit::v3;
+using ::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+using ::grpc::health::v1::HealthCheckRequest;
+using ::grpc::health::v1::HealthCheckResponse;
+using Response = rls::RateLimitResponse;
+using Unit = ::envoy::type::v3::RateLimitUnit;
+
+// Hang detectors, never assertions on speed (sanitizer builds are slow).
+constexpr auto kStartTimeout = std::chrono::seconds(20);
+constexpr auto kStopTimeout = std::chrono::seconds(15);
+constexpr auto kCallTimeout = std::chrono::seconds(10);
+constexpr uint32_t kUnlimited = 4294967295u;
+
+// ---------------------------------------------------------------------------------------------
+// Harness: temp folder, free ports, fork/exec, readiness, SIGTERM, reaping.
+
+// A loopback port that was free a moment ago; the server may still lose a race for it, which
+// SluiceProcess::Start retries.
+uint16_t FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ADD_FAILURE() << "cannot pick a free port";
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+using Files = std::map<std::string, std::string>;  // relative path → contents
+
+// One `sluice serve` process with its own temporary folder (rules, log). Killed and reaped on
+// destruction if still running.
+class SluiceProcess {
+ public:
+  // `files`: relative path → contents, written before the start. `--rules DIR/rules` is passed
+  // when any file is under rules/.
+  explicit SluiceProcess(const Files& files) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string templ =
+        std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/sluice-grpc-it.XXXXXX";
+    if (mkdtemp(templ.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
+    dir_ = templ;
+    for (const auto& [rel, text] : files) {
+      const auto path = dir_ / rel;
+      std::filesystem::create_directories(path.parent_path());
+      std::ofstream(path, std::ios::binary) << text;
+      if (rel.rfind("rules/", 0) == 0) has_rules_ = true;
+    }
+  }
+  ~SluiceProcess() {
+    Kill();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  SluiceProcess(const SluiceProcess&) = delete;
+  SluiceProcess& operator=(const SluiceProcess&) = delete;
+
+  // Starts the server on free ports (or `grpc_address` when given) and waits until it logged
+  // `started`. Returns false (and records why) when it did not come up.
+  bool Start(std::optional<std::string> grpc_address = std::nullopt) {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      http_port_ = FreePort();
+      grpc_port_ = 0;
+      std::string grpc = grpc_address.value_or("");
+      if (!grpc_address) {
+        do grpc_port_ = FreePort();
+        while (grpc_port_ == http_port_);
+        grpc = "127.0.0.1:" + std::to_string(grpc_port_);
+      }
+      Spawn({"serve", "--http", "127.0.0.1:" + std::to_string(http_port_), "--grpc", grpc});
+      if (WaitStarted()) return true;
+      const bool lost_race = !running() && Log().find("listen_failed") != std::string::npos &&
+                             Log().find("in use") != std::string::npos;
+      Kill();
+      if (!lost_race || grpc_address) break;  // a fixed address cannot be retried
+    }
+    ADD_FAILURE() << "sluice did not start; log:\n" << Log();
+    return false;
+  }
+
+  // Runs `sluice serve ARGS` (plus --rules) without waiting for anything.
+  void Spawn(std::vector<std::string> args) {
+    args.insert(args.begin(), SLUICE_BIN);
+    if (has_rules_) {
+      args.push_back("--rules");
+      args.push_back((dir_ / "rules").string());
+    }
+    // Everything the child needs is prepared before fork: after it, only async-signal-safe
+    // calls (this process has gRPC threads).
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const std::string log = (dir_ / "server.log").string();
+    const int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    const pid_t parent = getpid();
+    pid_ = fork();
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test
+      if (getppid() != parent) _exit(127);
+      dup2(null_fd, STDIN_FILENO);
+      dup2(log_fd, STDOUT_FILENO);
+      dup2(log_fd, STDERR_FILENO);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(log_fd);
+    close(null_fd);
+    if (pid_ < 0) ADD_FAILURE() << "fork failed";
+  }
+
+  // Waits until the log says `started` (both listeners up); false when the process exited or
+  // the hang detector fired. Learns the gRPC port from the log (for --grpc HOST:0).
+  bool WaitStarted() {
+    const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      // {"time":…,"event":"started","grpc":"127.0.0.1:0 (port 40123)",…}
+      const std::string log = Log();
+      const size_t started = log.find(R"("event":"started")");
+      const size_t grpc = log.find(R"("grpc":")", started == std::string::npos ? 0 : started);
+      const size_t port = log.find("(port ", grpc == std::string::npos ? 0 : grpc);
+      if (started != std::string::npos && grpc != std::string::npos && port != std::string::npos &&
+          port < log.find('"', grpc + 8)) {  // inside the "grpc" value
+        grpc_port_ = static_cast<uint16_t>(std::stoi(log.substr(port + 6)));
+        return true;
+      }
+      if (!running()) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  bool running() {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      exit_status_ = status;
+      pid_ = -1;
+      return false;
+    }
+    return true;
+  }
+
+  // Sends SIGTERM and waits for the exit; the raw wait status (-1 on a hang, then killed).
+  int Terminate() { return SignalAndWait(SIGTERM); }
+
+  // The raw wait status once the process has exited by itself (within the start timeout).
+  int WaitExit() {
+    const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+    while (running() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (running()) {
+      Kill();
+      return -1;
+    }
+    return exit_status_;
+  }
+
+  void Kill() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+
+  std::string Log() const { return ReadFile(dir_ / "server.log"); }
+  uint16_t http_port() const { return http_port_; }
+  uint16_t grpc_port() const { return grpc_port_; }
+  std::string grpc_target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
+
+ private:
+  int SignalAndWait(int sig) {
+    if (!running()) return exit_status_;
+    kill(pid_, sig);
+    const auto deadline = std::chrono::steady_clock::now() + kStopTimeout;
+    while (running()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        Kill();
+        return -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return exit_status_;
+  }
+
+  std::filesystem::path dir_;
+  bool has_rules_ = false;
+  pid_t pid_ = -1;
+  int exit_status_ = -1;
+  uint16_t http_port_ = 0;
+  uint16_t grpc_port_ = 0;
+};
+
+// GET `path` on the HTTP port; the whole response (head and body) as text.
+std::string HttpGet(uint16_t port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  timeval tv{.tv_sec = 10, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string req =
+        "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[65536];
+      for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return out;
+}
+
+// The value of one Prometheus sample (exact label text), 0 when absent.
+double MetricValue(const std::string& metrics, const std::string& sample) {
+  std::istringstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(sample + " ", 0) == 0) return std::stod(line.substr(sample.size() + 1));
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests.
+
+RateLimitDescriptor D(std::vector<std::pair<std::string, std::string>> entries) {
+  RateLimitDescriptor d;
+  for (auto& [k, v] : entries) {
+    auto* e = d.add_entries();
+    e->set_key(k);
+    e->set_value(v);
+  }
+  return d;
+}
+
+RateLimitDescriptor WithOverride(RateLimitDescriptor d, uint32_t requests_per_unit, Unit unit) {
+  d.mutable_limit()->set_requests_per_unit(requests_per_unit);
+  d.mutable_limit()->set_unit(unit);
+  return d;
+}
+
+RateLimitDescriptor WithHits(RateLimitDescriptor d, uint64_t hits) {
+  d.mutable_hits_addend()->set_value(hits);
+  return d;
+}
+
+rls::RateLimitRequest Req(const std::string& domain, std::vector<RateLimitDescriptor> descriptors,
+                          uint32_t hits_addend = 0) {
+  rls::RateLimitRequest r;
+  r.set_domain(domain);
+  for (auto& d : descriptors) *r.add_descriptors() = std::move(d);
+  r.set_hits_addend(hits_addend);
+  return r;
+}
+
+std::string Unique(const std::string& prefix) {
+  static int counter = 0;
+  return prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(++counter);
+}
+
+std::map<std::string, std::string> Headers(const Response& r) {
+  std::map<std::string, std::string> out;
+  for (const auto& h : r.response_headers_to_add()) out[h.key()] = h.value();
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rules folder: envoyproxy/ratelimit domain files, loaded unchanged (plus the Sluice
+// extensions unit_multiplier and algorithm where a test is about them).
+
+// README example 2: nested descriptors and a key-only default.
+constexpr char kMessaging[] = R"(
+domain: messaging
+descriptors:
+  - key: message_type
+    value: marketing
+    descriptors:
+      - key: to_number
+        rate_limit:
+          unit: day
+          requests_per_unit: 5
+  - key: to_number
+    rate_limit:
+      unit: day
+      requests_per_unit: 100
+)";
+
+// README example 9 and ratelimit's wildcard matching: `*` anywhere in a value, exact values
+// first, then the first wildcard in file order, then the key-only default.
+constexpr char kWildcard[] = R"(
+domain: wildcard
+descriptors:
+  - key: path
+    value: foo*
+    rate_limit:
+      unit: hour
+      requests_per_unit: 2
+  - key: path
+    value: bar*b
+    rate_limit:
+      unit: hour
+      requests_per_unit: 3
+  - key: path
+    value: foo-exact
+    rate_limit:
+      unit: hour
+      requests_per_unit: 7
+  - key: path
+    rate_limit:
+      unit: day
+      requests_per_unit: 50
+)";
+
+// Examples 3-7 and the rest of the contract's §6 list.
+constexpr char kApi[] = R"(
+domain: api
+descriptors:
+  # whitelisted: neither rate_limit nor children
+  - key: internal
+  - key: client
+    value: trusted
+  # depth: only (tenant, user) has a limit
+  - key: tenant
+    descriptors:
+      - key: user
+        rate_limit:
+          unit: hour
+          requests_per_unit: 3
+  # example 7: replaces
+  - key: key_1
+    value: value_1
+    descriptors:
+      - key: user
+        rate_limit:
+          name: specific_limit
+          unit: hour
+          requests_per_unit: 5
+  - key: key_2
+    value: value_2
+    descriptors:
+      - key: user
+        rate_limit:
+          replaces:
+            - name: specific_limit
+          unit: hour
+          requests_per_unit: 10
+  # example 5: unlimited
+  - key: ldap
+    rate_limit:
+      unlimited: true
+  # example 6: shadow mode
+  - key: soft
+    shadow_mode: true
+    rate_limit:
+      unit: hour
+      requests_per_unit: 1
+  # example 3: requests_per_unit 0 blocks
+  - key: remote_address
+    value: 50.0.0.5
+    rate_limit:
+      unit: second
+      requests_per_unit: 0
+  - key: remote_address
+    rate_limit:
+      unit: hour
+      requests_per_unit: 10
+  - key: hits
+    rate_limit:
+      unit: hour
+      requests_per_unit: 10
+  - key: two_a
+    rate_limit:
+      unit: hour
+      requests_per_unit: 1
+  - key: two_b
+    rate_limit:
+      unit: hour
+      requests_per_unit: 5
+  # unit_multiplier: a 30-minute window (token bucket: its reset time is exact) and a day
+  # counted in seconds (fixed window)
+  - key: window30
+    rate_limit:
+      unit: minute
+      unit_multiplier: 30
+      requests_per_unit: 2
+      algorithm: token_bucket
+  - key: seconds_day
+    rate_limit:
+      unit: second
+      unit_multiplier: 86400
+      requests_per_unit: 2
+)";
+
+class RateLimitServiceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new SluiceProcess(Files{{"rules/10-messaging.yaml", kMessaging},
+                                      {"rules/20-wildcard.yaml", kWildcard},
+                                      {"rules/30-api.yaml", kApi}});
+    if (!server_->Start()) return;
+    channel_ = ::grpc::CreateChannel(server_->grpc_target(), ::grpc::InsecureChannelCredentials());
+    stub_ = rls::RateLimitService::NewStub(channel_).release();
+  }
+
+  static void TearDownTestSuite() {
+    delete stub_;
+    stub_ = nullptr;
+    channel_.reset();
+    // SIGTERM ends the server with exit code 0 (CONTRACT §1).
+    const int status = server_->Terminate();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "wait status " << status << "; log:\n"
+        << server_->Log();
+    delete server_;
+    server_ = nullptr;
+  }
+
+  void SetUp() override { ASSERT_NE(stub_, nullptr) << "the server did not start"; }
+
+  static ::grpc::Status Call(const rls::RateLimitRequest& request, Response* response) {
+    ::grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    return stub_->ShouldRateLimit(&context, request, response);
+  }
+
+  // A call that must succeed at the gRPC level.
+  static Response Check(const rls::RateLimitRequest& request) {
+    Response response;
+    const ::grpc::Status status = Call(request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
+    EXPECT_EQ(response.statuses_size(), request.descriptors_size());
+    return response;
+  }
+
+  static SluiceProcess* server_;
+  static std::shared_ptr<::grpc::Channel> channel_;
+  static rls::RateLimitService::Stub* stub_;
+};
+
+SluiceProcess* RateLimitServiceTest::server_ = nullptr;
+std::shared_ptr<::grpc::Channel> RateLimitServiceTest::channel_;
+rls::RateLimitService::Stub* RateLimitServiceTest::stub_ = nullptr;
+
+// Verifies README example 2: the nested (message_type, to_number) limit, the key-only to_number
+// default at the top level, and no limit for a nested path the config does not have.
+TEST_F(RateLimitServiceTest, NestedDescriptorsAndKeyOnlyDefault) {
+  const std::string number = Unique("206");
+  const auto marketing = D({{"message_type", "marketing"}, {"to_number", number}});
+  for (uint32_t i = 1; i <= 5; ++i) {
+    Response r = Check(Req("messaging", {marketing}));
+    EXPECT_EQ(r.overall_code(), Response::OK) << "call " << i;
+    ASSERT_TRUE(r.statuses(0).has_current_limit());
+    EXPECT_EQ(r.statuses(0).current_limit().requests_per_unit(), 5u);
+    EXPECT_EQ(r.statuses(0).current_limit().unit(), Response::RateLimit::DAY);
+    EXPECT_EQ(r.statuses(0).limit_remaining(), 5 - i);
+  }
+  Response over = Check(Req("messaging", {marketing}));
+  EXPECT_EQ(over.overall_code(), Response::OVER_LIMIT);
+  EXPECT_EQ(over.statuses(0).code(), Response::OVER_LIMIT);
+  EXPECT_EQ(over.statuses(0).limit_remaining(), 0u);
+
+  // The top-level key-only default: its own counter, 100 a day per number.
+  Response top = Check(Req("messaging", {D({{"to_number", number}})}));
+  EXPECT_EQ(top.overall_code(), Response::OK);
+  ASSERT_TRUE(top.statuses(0).has_current_limit());
+  EXPECT_EQ(top.statuses(0).current_limit().requests_per_unit(), 100u);
+  EXPECT_EQ(top.statuses(0).limit_remaining(), 99u);
+
+  // Counters are per value: another number starts fresh.
+  Response other =
+      Check(Req("messaging", {D({{"message_type", "marketing"}, {"to_number", number + "x"}})}));
+  EXPECT_EQ(other.statuses(0).limit_remaining(), 4u);
+
+  // (message_type, transactional) has no node: no limit at all.
+  Response none =
+      Check(Req("messaging", {D({{"message_type", "transactional"}, {"to_number", number}})}));
+  EXPECT_EQ(none.overall_code(), Response::OK);
+  EXPECT_EQ(none.statuses(0).code(), Response::OK);
+  EXPECT_FALSE(none.statuses(0).has_current_limit());
+  EXPECT_EQ(none.response_headers_to_add_size(), 0);
+}
+
+// Verifies wildcard values: `foo*` (prefix), `bar*b` (star inside), an exact value winning over
+// a wildcard that also matches it, the key-only default for everything else, and counters per
+// request value (foo-1 and foo-2 do not share one).
+TEST_F(RateLimitServiceTest, WildcardValues) {
+  auto limit_of = [](const std::string& path) {
+    Response r = Check(Req("wildcard", {D({{"path", path}})}));
+    EXPECT_TRUE(r.statuses(0).has_current_limit()) << path;
+    return std::make_pair(r.statuses(0).current_limit().requests_per_unit(),
+                          r.statuses(0).limit_remaining());
+  };
+  const std::string id = Unique("");
+  EXPECT_EQ(limit_of("foo" + id + "/a"), std::make_pair(2u, 1u));
+  EXPECT_EQ(limit_of("foo" + id + "/a"), std::make_pair(2u, 0u));
+  Response over = Check(Req("wildcard", {D({{"path", "foo" + id + "/a"}})}));
+  EXPECT_EQ(over.overall_code(), Response::OVER_LIMIT);
+  EXPECT_EQ(limit_of("foo" + id + "/b"), std::make_pair(2u, 1u));  // its own counter
+
+  EXPECT_EQ(limit_of("bar" + id + "b"), std::make_pair(3u, 2u));
+  const auto empty_star_1 = limit_of("barb");  // `*` may stand for nothing
+  const auto empty_star_2 = limit_of("barb");
+  EXPECT_EQ(empty_star_1.first, 3u);
+  EXPECT_EQ(empty_star_2.second + 1, empty_star_1.second);
+  EXPECT_EQ(limit_of("bar" + id), std::make_pair(50u, 49u));  // no trailing b: the default
+  EXPECT_EQ(limit_of("x-" + id), std::make_pair(50u, 49u));   // the key-only default
+
+  // The exact value beats the wildcard `foo*` (which it also matches).
+  Response exact = Check(Req("wildcard", {D({{"path", "foo-exact"}})}));
+  ASSERT_TRUE(exact.statuses(0).has_current_limit());
+  EXPECT_EQ(exact.statuses(0).current_limit().requests_per_unit(), 7u);
+}
+
+// Verifies whitelisted descriptors (no rate_limit, no children): OK with no current_limit,
+// however often they are sent, and no rate limit headers.
+TEST_F(RateLimitServiceTest, WhitelistedDescriptors) {
+  for (int i = 0; i < 3; ++i) {
+    Response r = Check(Req("api", {D({{"internal", Unique("svc")}}), D({{"client", "trusted"}})}));
+    EXPECT_EQ(r.overall_code(), Response::OK);
+    for (const auto& s : r.statuses()) {
+      EXPECT_EQ(s.code(), Response::OK);
+      EXPECT_FALSE(s.has_current_limit());
+      EXPECT_FALSE(s.has_duration_until_reset());
+    }
+    EXPECT_EQ(r.response_headers_to_add_size(), 0);
+  }
+}
+
+// Verifies README example 4: a descriptor with fewer or more entries than the configured depth
+// gets no limit; the exact depth does.
+TEST_F(RateLimitServiceTest, DepthMismatchGivesNoLimit) {
+  const std::string tenant = Unique("t");
+  const std::string user = Unique("u");
+  Response shallow = Check(Req("api", {D({{"tenant", tenant}})}));
+  EXPECT_EQ(shallow.overall_code(), Response::OK);
+  EXPECT_FALSE(shallow.statuses(0).has_current_limit());
+
+  Response deep = Check(Req("api", {D({{"tenant", tenant}, {"user", user}, {"device", "phone"}})}));
+  EXPECT_EQ(deep.overall_code(), Response::OK);
+  EXPECT_FALSE(deep.statuses(0).has_current_limit());
+
+  Response exact = Check(Req("api", {D({{"tenant", tenant}, {"user", user}})}));
+  ASSERT_TRUE(exact.statuses(0).has_current_limit());
+  EXPECT_EQ(exact.statuses(0).current_limit().requests_per_unit(), 3u);
+  EXPECT_EQ(exact.statuses(0).limit_remaining(), 2u);  // the mismatched calls counted nothing
+}
+
+// Verifies README example 7: when both limits match in one request, the replacing one applies
+// and the replaced one is neither reported nor charged.
+TEST_F(RateLimitServiceTest, ReplacesDropsTheReplacedLimit) {
+  const std::string user = Unique("bkthomps");
+  const auto first = D({{"key_1", "value_1"}, {"user", user}});
+  const auto second = D({{"key_2", "value_2"}, {"user", user}});
+
+  Response alone = Check(Req("api", {first}));
+  ASSERT_TRUE(alone.statuses(0).has_current_limit());
+  EXPECT_EQ(alone.statuses(0).current_limit().requests_per_unit(), 5u);
+  EXPECT_EQ(alone.statuses(0).current_limit().name(), "specific_limit");
+  EXPECT_EQ(alone.statuses(0).limit_remaining(), 4u);
+
+  Response both = Check(Req("api", {first, second}));
+  EXPECT_EQ(both.overall_code(), Response::OK);
+  EXPECT_EQ(both.statuses(0).code(), Response::OK);
+  EXPECT_FALSE(both.statuses(0).has_current_limit());  // replaced
+  ASSERT_TRUE(both.statuses(1).has_current_limit());
+  EXPECT_EQ(both.statuses(1).current_limit().requests_per_unit(), 10u);
+  EXPECT_EQ(both.statuses(1).limit_remaining(), 9u);
+
+  // The replaced limit's counter was not touched by the combined request.
+  Response again = Check(Req("api", {first}));
+  EXPECT_EQ(again.statuses(0).limit_remaining(), 3u);
+}
+
+// Verifies README example 5: unlimited is OK with limit_remaining 2^32-1 and no current_limit,
+// and never runs out.
+TEST_F(RateLimitServiceTest, UnlimitedDescriptor) {
+  const std::string user = Unique("ldap");
+  for (int i = 0; i < 5; ++i) {
+    Response r = Check(Req("api", {D({{"ldap", user}})}, 1000));
+    EXPECT_EQ(r.overall_code(), Response::OK);
+    EXPECT_EQ(r.statuses(0).code(), Response::OK);
+    EXPECT_EQ(r.statuses(0).limit_remaining(), kUnlimited);
+    EXPECT_FALSE(r.statuses(0).has_current_limit());
+    EXPECT_EQ(r.response_headers_to_add_size(), 0);
+  }
+}
+
+// Verifies README example 6: a shadow_mode descriptor over its limit still answers OK, but is
+// counted (remaining reaches 0, and /metrics counts shadow_rejected for it).
+TEST_F(RateLimitServiceTest, ShadowModeIsCountedButNeverOverLimit) {
+  const std::string sample =
+      R"(sluice_requests_total{result="shadow_rejected",rule_id="api.soft"})";
+  const double before = MetricValue(HttpGet(server_->http_port(), "/metrics"), sample);
+  const auto d = D({{"soft", Unique("s")}});
+  Response first = Check(Req("api", {d}));
+  EXPECT_EQ(first.overall_code(), Response::OK);
+  EXPECT_EQ(first.statuses(0).limit_remaining(), 0u);
+  for (int i = 0; i < 2; ++i) {
+    Response r = Check(Req("api", {d}));
+    EXPECT_EQ(r.overall_code(), Response::OK);
+    EXPECT_EQ(r.statuses(0).code(), Response::OK);
+    ASSERT_TRUE(r.statuses(0).has_current_limit());
+    EXPECT_EQ(r.statuses(0).current_limit().requests_per_unit(), 1u);
+    EXPECT_EQ(r.statuses(0).limit_remaining(), 0u);
+  }
+  const std::string metrics = HttpGet(server_->http_port(), "/metrics");
+  EXPECT_EQ(MetricValue(metrics, sample) - before, 2) << metrics;
+}
+
+// Verifies README example 3: requests_per_unit 0 refuses every request for that value, while
+// other values get the key-only default.
+TEST_F(RateLimitServiceTest, ZeroRequestsPerUnitBlocks) {
+  Response blocked = Check(Req("api", {D({{"remote_address", "50.0.0.5"}})}));
+  EXPECT_EQ(blocked.overall_code(), Response::OVER_LIMIT);
+  ASSERT_TRUE(blocked.statuses(0).has_current_limit());
+  EXPECT_EQ(blocked.statuses(0).current_limit().requests_per_unit(), 0u);
+  EXPECT_EQ(blocked.statuses(0).limit_remaining(), 0u);
+
+  Response other = Check(Req("api", {D({{"remote_address", Unique("50.0.0.1")}})}));
+  EXPECT_EQ(other.overall_code(), Response::OK);
+  EXPECT_EQ(other.statuses(0).current_limit().requests_per_unit(), 10u);
+}
+
+// Verifies per-descriptor limit overrides: they replace the configured limit (and count on
+// their own), and apply on a known domain even when no descriptor rule matches; on an unknown
+// domain nothing applies.
+TEST_F(RateLimitServiceTest, LimitOverrides) {
+  const auto configured = D({{"tenant", Unique("t")}, {"user", Unique("u")}});
+  const auto overridden = WithOverride(configured, 2, ::envoy::type::v3::DAY);
+  Response r1 = Check(Req("api", {overridden}));
+  ASSERT_TRUE(r1.statuses(0).has_current_limit());
+  EXPECT_EQ(r1.statuses(0).current_limit().requests_per_unit(), 2u);
+  EXPECT_EQ(r1.statuses(0).current_limit().unit(), Response::RateLimit::DAY);
+  EXPECT_EQ(r1.statuses(0).limit_remaining(), 1u);
+  EXPECT_LE(r1.statuses(0).duration_until_reset().seconds(), 86400);
+  EXPECT_EQ(Check(Req("api", {overridden})).statuses(0).limit_remaining(), 0u);
+  EXPECT_EQ(Check(Req("api", {overridden})).overall_code(), Response::OVER_LIMIT);
+  // The configured limit (3 an hour) has a counter of its own, untouched.
+  Response plain = Check(Req("api", {configured}));
+  EXPECT_EQ(plain.statuses(0).current_limit().requests_per_unit(), 3u);
+  EXPECT_EQ(plain.statuses(0).limit_remaining(), 2u);
+
+  // Known domain, no matching descriptor: the override still applies.
+  const auto unmatched =
+      WithOverride(D({{"nothing_configured", Unique("n")}}), 1, ::envoy::type::v3::HOUR);
+  Response u1 = Check(Req("api", {unmatched}));
+  EXPECT_EQ(u1.overall_code(), Response::OK);
+  ASSERT_TRUE(u1.statuses(0).has_current_limit());
+  EXPECT_EQ(u1.statuses(0).current_limit().requests_per_unit(), 1u);
+  EXPECT_EQ(u1.statuses(0).current_limit().unit(), Response::RateLimit::HOUR);
+  EXPECT_EQ(u1.statuses(0).limit_remaining(), 0u);
+  EXPECT_EQ(Check(Req("api", {unmatched})).overall_code(), Response::OVER_LIMIT);
+
+  // Unknown domain: no limit, override or not.
+  Response unknown = Check(Req(Unique("no-such-domain"), {unmatched}));
+  EXPECT_EQ(unknown.overall_code(), Response::OK);
+  EXPECT_FALSE(unknown.statuses(0).has_current_limit());
+}
+
+// Verifies the request-level hits_addend (0 means 1) and the descriptor-level one (overrides
+// the request's; 0 checks without counting, even at the limit).
+TEST_F(RateLimitServiceTest, HitsAddend) {
+  const auto d = D({{"hits", Unique("h")}});  // 10 an hour
+  EXPECT_EQ(Check(Req("api", {d}, 3)).statuses(0).limit_remaining(), 7u);
+  EXPECT_EQ(Check(Req("api", {d}, 0)).statuses(0).limit_remaining(), 6u);  // 0 means 1
+  // Descriptor-level 0: a read.
+  Response read = Check(Req("api", {WithHits(d, 0)}, 5));
+  EXPECT_EQ(read.overall_code(), Response::OK);
+  EXPECT_EQ(read.statuses(0).limit_remaining(), 6u);
+  // Descriptor-level 2 wins over the request's 5.
+  EXPECT_EQ(Check(Req("api", {WithHits(d, 2)}, 5)).statuses(0).limit_remaining(), 4u);
+  // More hits than remain: OVER_LIMIT, and nothing consumed.
+  EXPECT_EQ(Check(Req("api", {d}, 5)).overall_code(), Response::OVER_LIMIT);
+  EXPECT_EQ(Check(Req("api", {WithHits(d, 0)})).statuses(0).limit_remaining(), 4u);
+  EXPECT_EQ(Check(Req("api", {d}, 4)).statuses(0).limit_remaining(), 0u);
+  // A read at the limit is OK.
+  Response at_limit = Check(Req("api", {WithHits(d, 0)}));
+  EXPECT_EQ(at_limit.overall_code(), Response::OK);
+  EXPECT_EQ(at_limit.statuses(0).limit_remaining(), 0u);
+  EXPECT_EQ(Check(Req("api", {d})).overall_code(), Response::OVER_LIMIT);
+}
+
+// Verifies that when one descriptor is over the limit the answer is OVER_LIMIT, the other
+// descriptor's status is OK, and its counter is not consumed by the refused request.
+TEST_F(RateLimitServiceTest, OneDescriptorOverLimitConsumesNothingElse) {
+  const std::string id = Unique("x");
+  const auto a = D({{"two_a", id}});  // 1 an hour
+  const auto b = D({{"two_b", id}});  // 5 an hour
+  Response first = Check(Req("api", {a, b}));
+  EXPECT_EQ(first.overall_code(), Response::OK);
+  EXPECT_EQ(first.statuses(1).limit_remaining(), 4u);
+
+  Response refused = Check(Req("api", {a, b}));
+  EXPECT_EQ(refused.overall_code(), Response::OVER_LIMIT);
+  EXPECT_EQ(refused.statuses(0).code(), Response::OVER_LIMIT);
+  EXPECT_EQ(refused.statuses(1).code(), Response::OK);
+  // The headers describe the over-limit descriptor.
+  auto headers = Headers(refused);
+  EXPECT_EQ(headers["RateLimit-Limit"], "1");
+  EXPECT_EQ(headers["RateLimit-Remaining"], "0");
+
+  // two_b still has 4: a read shows it, and a real hit takes it to 3.
+  EXPECT_EQ(Check(Req("api", {WithHits(b, 0)})).statuses(0).limit_remaining(), 4u);
+  EXPECT_EQ(Check(Req("api", {b})).statuses(0).limit_remaining(), 3u);
+}
+
+// Verifies that statuses come back in request order, each with its own limit, and that the
+// RateLimit-* headers describe the descriptor with the least remaining.
+TEST_F(RateLimitServiceTest, StatusesInRequestOrderAndHeaders) {
+  const std::string id = Unique("o");
+  Response r = Check(Req("api", {
+                                    D({{"hits", id}}),                  // 10/h
+                                    D({{"internal", id}}),              // whitelisted
+                                    D({{"tenant", id}, {"user", id}}),  // 3/h
+                                    D({{"ldap", id}}),                  // unlimited
+                                    D({{"unknown_key", id}}),           // nothing
+                                    D({{"remote_address", id}}),        // 10/h
+                                }));
+  ASSERT_EQ(r.statuses_size(), 6);
+  EXPECT_EQ(r.overall_code(), Response::OK);
+  EXPECT_EQ(r.statuses(0).current_limit().requests_per_unit(), 10u);
+  EXPECT_EQ(r.statuses(0).current_limit().unit(), Response::RateLimit::HOUR);
+  EXPECT_EQ(r.statuses(0).limit_remaining(), 9u);
+  EXPECT_FALSE(r.statuses(1).has_current_limit());
+  EXPECT_EQ(r.statuses(2).current_limit().requests_per_unit(), 3u);
+  EXPECT_EQ(r.statuses(2).limit_remaining(), 2u);
+  EXPECT_FALSE(r.statuses(3).has_current_limit());
+  EXPECT_EQ(r.statuses(3).limit_remaining(), kUnlimited);
+  EXPECT_FALSE(r.statuses(4).has_current_limit());
+  EXPECT_EQ(r.statuses(5).current_limit().requests_per_unit(), 10u);
+  for (int i : {0, 2, 5}) {
+    ASSERT_TRUE(r.statuses(i).has_duration_until_reset()) << i;
+    EXPECT_GT(r.statuses(i).duration_until_reset().seconds() +
+                  r.statuses(i).duration_until_reset().nanos(),
+              0)
+        << i;
+    EXPECT_LE(r.statuses(i).duration_until_reset().seconds(), 3600) << i;
+  }
+
+  auto headers = Headers(r);
+  ASSERT_EQ(headers.size(), 3u) << r.DebugString();
+  EXPECT_EQ(headers["RateLimit-Limit"], "3");
+  EXPECT_EQ(headers["RateLimit-Remaining"], "2");
+  const int reset = std::stoi(headers["RateLimit-Reset"]);
+  EXPECT_GE(reset, 1);
+  EXPECT_LE(reset, 3600);
+}
+
+// Verifies INVALID_ARGUMENT for an empty domain, no descriptors and a descriptor without
+// entries, and that the server keeps serving afterwards.
+TEST_F(RateLimitServiceTest, InvalidRequests) {
+  Response response;
+  ::grpc::Status s = Call(Req("", {D({{"hits", "x"}})}), &response);
+  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_FALSE(s.error_message().empty());
+
+  s = Call(Req("api", {}), &response);
+  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+
+  s = Call(Req("api", {D({})}), &response);
+  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+
+  EXPECT_EQ(Check(Req("api", {D({{"hits", Unique("h")}})})).overall_code(), Response::OK);
+}
+
+// Verifies that an unknown domain answers OK for every descriptor, with no current_limit and no
+// headers.
+TEST_F(RateLimitServiceTest, UnknownDomain) {
+  Response r = Check(Req(Unique("unknown"), {D({{"hits", "x"}}), D({{"to_number", "1"}})}));
+  EXPECT_EQ(r.overall_code(), Response::OK);
+  for (const auto& s : r.statuses()) {
+    EXPECT_EQ(s.code(), Response::OK);
+    EXPECT_FALSE(s.has_current_limit());
+  }
+  EXPECT_EQ(r.response_headers_to_add_size(), 0);
+}
+
+// Verifies unit_multiplier: current_limit keeps the configured unit (MINUTE, SECOND) while
+// duration_until_reset tells the real window (30 minutes; a day).
+TEST_F(RateLimitServiceTest, UnitMultiplier) {
+  // token_bucket, 2 per 30 min: one hit is refilled after exactly 15 minutes.
+  Response r = Check(Req("api", {D({{"window30", Unique("w")}})}));
+  ASSERT_TRUE(r.statuses(0).has_current_limit());
+  EXPECT_EQ(r.statuses(0).current_limit().requests_per_unit(), 2u);
+  EXPECT_EQ(r.statuses(0).current_limit().unit(), Response::RateLimit::MINUTE);
+  EXPECT_EQ(r.statuses(0).limit_remaining(), 1u);
+  EXPECT_GE(r.statuses(0).duration_until_reset().seconds(), 899);
+  EXPECT_LE(r.statuses(0).duration_until_reset().seconds(), 900);
+  EXPECT_EQ(Headers(r)["RateLimit-Reset"], "900");
+
+  // fixed_window, 2 per 86400 s: reported per SECOND, counted per day.
+  const auto day = D({{"seconds_day", Unique("d")}});
+  Response d1 = Check(Req("api", {day}));
+  ASSERT_TRUE(d1.statuses(0).has_current_limit());
+  EXPECT_EQ(d1.statuses(0).current_limit().unit(), Response::RateLimit::SECOND);
+  EXPECT_EQ(d1.statuses(0).current_limit().requests_per_unit(), 2u);
+  EXPECT_LE(d1.statuses(0).duration_until_reset().seconds(), 86400);
+  EXPECT_EQ(Check(Req("api", {day})).statuses(0).limit_remaining(), 0u);
+  EXPECT_EQ(Check(Req("api", {day})).overall_code(), Response::OVER_LIMIT);
+}
+
+// Verifies grpc.health.v1 Check: SERVING for the server ("") and for the rate limit service by
+// name; an unknown service name is NOT_FOUND.
+TEST_F(RateLimitServiceTest, HealthCheckServing) {
+  auto health = ::grpc::health::v1::Health::NewStub(channel_);
+  for (const char* service : {"", "envoy.service.ratelimit.v3.RateLimitService"}) {
+    ::grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    HealthCheckRequest request;
+    request.set_service(service);
+    HealthCheckResponse response;
+    ::grpc::Status s = health->Check(&context, request, &response);
+    ASSERT_TRUE(s.ok()) << service << ": " << s.error_message();
+    EXPECT_EQ(response.status(), HealthCheckResponse::SERVING) << service;
+  }
+  ::grpc::ClientContext context;
+  HealthCheckRequest request;
+  request.set_service("no.such.Service");
+  HealthCheckResponse response;
+  EXPECT_EQ(health->Check(&context, request, &response).error_code(),
+            ::grpc::StatusCode::NOT_FOUND);
+}
+
+// Verifies the life cycle on its own server: `--grpc 127.0.0.1:0` binds a free port that the
+// `started` event reports; SIGTERM exits 0, logs `stopped`, and the port stops answering.
+TEST(GrpcLifecycleTest, PortZeroAndSigterm) {
+  SluiceProcess server(Files{{"rules/api.yaml", kApi}});
+  ASSERT_TRUE(server.Start("127.0.0.1:0"));
+  ASSERT_NE(server.grpc_port(), 0);
+  auto channel = ::grpc::CreateChannel(server.grpc_target(), ::grpc::InsecureChannelCredentials());
+  auto stub = rls::RateLimitService::NewStub(channel);
+  {
+    ::grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    Response response;
+    ASSERT_TRUE(stub->ShouldRateLimit(&context, Req("api", {D({{"hits", "1"}})}), &response).ok());
+    EXPECT_EQ(response.statuses(0).limit_remaining(), 9u);
+  }
+  const int status = server.Terminate();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << server.Log();
+  EXPECT_NE(server.Log().find(R"("event":"stopped")"), std::string::npos) << server.Log();
+
+  ::grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  Response response;
+  EXPECT_FALSE(stub->ShouldRateLimit(&context, Req("api", {D({{"hits", "1"}})}), &response).ok());
+}
+
+// Verifies that a gRPC address already in use is a clear startup error (exit 1, listen_failed
+// naming the address and the reason) rather than a second server silently sharing the port.
+TEST(GrpcLifecycleTest, BusyPortIsAStartupError) {
+  SluiceProcess first(Files{});
+  ASSERT_TRUE(first.Start());
+  SluiceProcess second(Files{});
+  const std::string busy = first.grpc_target();
+  second.Spawn({"serve", "--http", "127.0.0.1:" + std::to_string(FreePort()), "--grpc", busy});
+  const int status = second.WaitExit();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status << "\n" << second.Log();
+  const std::string log = second.Log();
+  EXPECT_NE(log.find("listen_failed"), std::string::npos) << log;
+  EXPECT_NE(log.find(busy), std::string::npos) << log;
+  EXPECT_NE(log.find("Address already in use"), std::string::npos) << log;
+  const int first_status = first.Terminate();
+  EXPECT_TRUE(WIFEXITED(first_status) && WEXITSTATUS(first_status) == 0) << first.Log();
+}
+
+}  // namespace
+}  // namespace sluice
