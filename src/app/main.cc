@@ -24,6 +24,7 @@
 #include "obs/metrics.h"
 #include "rules/loader.h"
 #include "store/memory/memory_store.h"
+#include "store/redis/redis_store.h"
 
 namespace sluice::app {
 namespace {
@@ -65,7 +66,7 @@ int Serve(const ServeFlags& flags) {
       return 2;
     }
   }
-  if (config.store.backend != "memory") {
+  if (config.store.backend != "memory" && config.store.backend != "redis") {
     std::fprintf(stderr, "error: store backend '%s' is not available in this build\n",
                  config.store.backend.c_str());
     return 1;
@@ -85,8 +86,29 @@ int Serve(const ServeFlags& flags) {
   SystemClock clock;
   obs::Metrics metrics;
   obs::RejectionLog rejections(clock);
-  MemoryStore store(clock);
-  Limiter limiter(store, clock, metrics, rejections, {.on_failure = config.store.on_failure});
+  // The memory store is the store itself, or (backend redis) the fallback of on_failure: local.
+  MemoryStore memory(clock);
+  Store* store = &memory;
+  std::unique_ptr<RedisStore> redis;
+  if (config.store.backend == "redis") {
+    const auto timeout = std::max(std::chrono::milliseconds(1),
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::microseconds(config.store.timeout)));
+    auto created = RedisStore::Create({.url = config.store.url,
+                                       .timeout = timeout,
+                                       .pool = config.store.pool,
+                                       .key_prefix = config.store.key_prefix});
+    if (!created.ok()) {
+      std::fprintf(stderr, "error: %s\n", StatusText(created.status()).c_str());
+      return 1;
+    }
+    redis = std::move(*created);
+    store = redis.get();
+  }
+  Limiter limiter(*store, clock, metrics, rejections,
+                  {.on_failure = config.store.on_failure,
+                   .fallback = &memory,
+                   .fallback_share = config.store.fallback_share});
 
   // The watcher fingerprints the files before they load, so an edit made meanwhile is caught.
   std::function<void()> on_rules_change = [] {};
@@ -98,6 +120,18 @@ int Serve(const ServeFlags& flags) {
     }
     return 1;
   }
+  // Limits the redis store cannot count exactly fail every check they apply to (a store error,
+  // handled by on_failure): say so once per load, naming the rule.
+  auto check_store_limits = [&](const rules::RuleSet& rule_set) {
+    if (redis == nullptr) return;
+    for (const auto& rule : rule_set.rules()) {
+      if (absl::Status s = RedisStore::Supports(rule.limit); !s.ok()) {
+        obs::LogEvent(level_enum::err, "rule_unsupported_by_store",
+                      {{"rule_id", rule.id}, {"error", StatusText(s)}});
+      }
+    }
+  };
+  check_store_limits(*initial.rule_set);
   limiter.SetRules(initial.rule_set);
 
   std::mutex reload_mu;
@@ -110,6 +144,7 @@ int Serve(const ServeFlags& flags) {
                     {{"trigger", trigger}, {"error", StatusText(loaded.status())}});
       return;
     }
+    check_store_limits(**loaded);
     limiter.SetRules(*loaded);
     metrics.reloads(true).Increment();
     obs::LogEvent(level_enum::info, "rules_reloaded",
@@ -166,7 +201,7 @@ int Serve(const ServeFlags& flags) {
       for (int i = 0; i < 10 && !stopping.load(); ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
-      store.Sweep();
+      memory.Sweep();
     }
   });
 
@@ -178,7 +213,7 @@ int Serve(const ServeFlags& flags) {
                  {"grpc", grpc_server ? config.grpc + " (port " +
                                             std::to_string(grpc_server->port()) + ")"
                                       : "disabled"},
-                 {"store", store.backend()},
+                 {"store", store->backend()},
                  {"rules", initial.rule_set->size()},
                  {"rule_paths", config.rule_paths}});
 
@@ -199,6 +234,7 @@ int Serve(const ServeFlags& flags) {
   });
   if (http_server) http_server->Stop(std::chrono::seconds(5));
   grpc_stop.join();
+  redis.reset();  // nothing is in flight now: close the connections while the limiter lives
   watcher.Stop();
   stopping.store(true);
   sweeper.join();

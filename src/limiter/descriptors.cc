@@ -34,6 +34,8 @@ struct Limiter::PendingDescriptors {
   std::vector<Decision> decisions;
   DescriptorsCallback done;
   Micros now = 0;
+  bool local = false;                 // decided by the fallback store (on_failure: local)
+  std::deque<Limit> local_overrides;  // scaled override_limits, when local
 };
 
 void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback done) {
@@ -126,18 +128,48 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
   p->decisions.resize(p->items.size());
 
   PendingDescriptors* raw = p.get();
-  store_.Charge(raw->items, raw->decisions,
-                [this, p = std::move(p)](absl::Status status) mutable {
-                  FinishDescriptors(*p, status);
-                });
+  store_.Charge(raw->items, raw->decisions, [this, p = std::move(p)](absl::Status status) mutable {
+    FinishDescriptors(std::move(p), status);
+  });
 }
 
-void Limiter::FinishDescriptors(PendingDescriptors& p, const absl::Status& status) {
+void Limiter::DecideDescriptorsLocally(std::unique_ptr<PendingDescriptors> p) {
+  p->local = true;
+  const Snapshot& snapshot = *p->snapshot;
+  for (ChargeItem& item : p->items) {
+    const Limit* original = item.limit;
+    const bool is_override = std::any_of(p->override_limits.begin(), p->override_limits.end(),
+                                         [&](const Limit& l) { return &l == original; });
+    if (is_override) {  // a per-request limit: scaled per request
+      p->local_overrides.push_back(LocalLimit(*original));
+      item.limit = &p->local_overrides.back();
+      continue;
+    }
+    std::lock_guard lock(snapshot.local_mu);
+    auto& scaled = snapshot.local_descriptor_limits[original];
+    if (scaled == nullptr) scaled = std::make_unique<const Limit>(LocalLimit(*original));
+    item.limit = scaled.get();
+  }
+  PendingDescriptors* raw = p.get();
+  options_.fallback->Charge(raw->items, raw->decisions,
+                            [this, p = std::move(p)](absl::Status status) mutable {
+                              FinishDescriptors(std::move(p), status);
+                            });
+}
+
+void Limiter::FinishDescriptors(std::unique_ptr<PendingDescriptors> pending,
+                                const absl::Status& status) {
+  PendingDescriptors& p = *pending;
   DescriptorsResult& result = p.result;
   const size_t n = result.statuses.size();
-  if (!status.ok()) {
+  if (!status.ok() && !p.local) {
     store_failing_.store(true, std::memory_order_relaxed);
     store_errors_.Increment();
+    if (options_.on_failure == FailurePolicy::kLocal && options_.fallback != nullptr) {
+      return DecideDescriptorsLocally(std::move(pending));
+    }
+  }
+  if (!status.ok()) {
     if (options_.on_failure == FailurePolicy::kFailClosed) {
       result.over_limit = true;
       result.store_unavailable = true;
@@ -150,7 +182,7 @@ void Limiter::FinishDescriptors(PendingDescriptors& p, const absl::Status& statu
     std::move(p.done)(std::move(result));
     return;
   }
-  store_failing_.store(false, std::memory_order_relaxed);
+  if (!p.local) store_failing_.store(false, std::memory_order_relaxed);
 
   int reported = -1;  // the status that feeds the response headers
   for (size_t i = 0; i < n; ++i) {

@@ -1,6 +1,8 @@
 #include "limiter/limiter.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 namespace sluice {
 
@@ -19,6 +21,7 @@ struct Limiter::Pending {
   Callback done;
   Micros now = 0;
   std::chrono::steady_clock::time_point started;
+  bool local = false;  // decided by the fallback store (on_failure: local)
 };
 
 Limiter::Limiter(Store& store, const Clock& clock, obs::Metrics& metrics,
@@ -40,6 +43,12 @@ void Limiter::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
   for (const Rule& rule : rules->rules()) snapshot->counters.push_back(metrics_.ForRule(rule.id));
   snapshot->deny_list = metrics_.ForRule("deny_list");
   snapshot->allow_list = metrics_.ForRule("allow_list");
+  if (options_.on_failure == FailurePolicy::kLocal) {
+    snapshot->local_limits.reserve(rules->size());
+    for (const Rule& rule : rules->rules()) {
+      snapshot->local_limits.push_back(LocalLimit(rule.limit));
+    }
+  }
   metrics_.rules_loaded().Set(static_cast<double>(rules->size()));
   snapshot->rules = std::move(rules);
   // seq_cst store: a request that loads the new snapshot sees it fully built.
@@ -99,32 +108,68 @@ void Limiter::Check(CheckRequest request, Callback done) {
   Pending* raw = pending.get();
   store_.Charge(raw->items, raw->decisions,
                 [this, pending = std::move(pending)](absl::Status status) mutable {
-                  Finish(*pending, status);
+                  Finish(std::move(pending), status);
                 });
 }
 
-void Limiter::Finish(Pending& p, const absl::Status& status) {
+Limit Limiter::LocalLimit(const Limit& limit) const {
+  const double share = options_.fallback_share;
+  auto scale = [share](int64_t v) {
+    return std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(v) * share)));
+  };
+  auto scaled = Limit::Create({.algorithm = limit.algorithm(),
+                               .limit = scale(limit.limit()),
+                               .window = limit.window(),
+                               .burst = scale(limit.burst())});
+  // A scaled bucket can be too fine-grained to count where the original was not: keep it whole.
+  return scaled.ok() ? *scaled : limit;
+}
+
+void Limiter::DecideLocally(std::unique_ptr<Pending> p) {
+  p->local = true;
+  for (size_t i = 0; i < p->items.size(); ++i) {
+    p->items[i].limit = &p->snapshot->local_limits[p->rule_index[i]];
+  }
+  Pending* raw = p.get();
+  options_.fallback->Charge(
+      raw->items, raw->decisions,
+      [this, p = std::move(p)](absl::Status status) mutable { Finish(std::move(p), status); });
+}
+
+void Limiter::Finish(std::unique_ptr<Pending> pending, const absl::Status& status) {
+  Pending& p = *pending;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - p.started).count();
-  store_latency_.Observe(seconds);
+  if (!p.local) store_latency_.Observe(seconds);
   CheckResult result;
   result.now = p.now;
   const size_t n = p.rules.size();
 
-  if (!status.ok()) {
+  if (!status.ok() && !p.local) {
     store_failing_.store(true, std::memory_order_relaxed);
     store_errors_.Increment();
+    if (options_.on_failure == FailurePolicy::kLocal && options_.fallback != nullptr) {
+      return DecideLocally(std::move(pending));
+    }
+  }
+  if (!status.ok()) {
     for (size_t i = 0; i < n; ++i) p.snapshot->counters[p.rule_index[i]].error->Increment();
     if (options_.on_failure == FailurePolicy::kFailClosed) {
       result.outcome = Outcome::kStoreUnavailable;
     } else {
-      result.degraded = true;  // fail_open (local falls back inside the store layer)
+      result.degraded = true;  // fail_open (or local, if even the fallback failed)
     }
     metrics_.check_duration().Observe(seconds);
     std::move(p.done)(std::move(result));
     return;
   }
-  store_failing_.store(false, std::memory_order_relaxed);
+  if (p.local) {
+    result.degraded = true;
+    // Report the rule's limit (CONTRACT §4), not the share this server granted alone.
+    for (size_t i = 0; i < n; ++i) p.decisions[i].limit = p.rules[i]->limit.limit();
+  } else {
+    store_failing_.store(false, std::memory_order_relaxed);
+  }
 
   // The reported rule: among enforced rejections, a cost no rule could ever admit first, then
   // the longest retry_after; when allowed, the enforced rule with the least remaining.

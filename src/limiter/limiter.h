@@ -6,10 +6,13 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "core/decision.h"
 #include "core/time.h"
@@ -55,6 +58,10 @@ class Limiter {
  public:
   struct Options {
     FailurePolicy on_failure = FailurePolicy::kFailOpen;
+    // on_failure: local — where checks are decided while `store` fails (a MemoryStore), each
+    // limit scaled by `fallback_share` (CONTRACT §7). Must outlive the Limiter.
+    Store* fallback = nullptr;
+    double fallback_share = 1.0;
   };
   using Callback = absl::AnyInvocable<void(CheckResult) &&>;
 
@@ -92,12 +99,24 @@ class Limiter {
     std::vector<obs::RuleCounters> counters;  // per rule, by index in rules->rules()
     obs::RuleCounters deny_list;
     obs::RuleCounters allow_list;
+    // on_failure: local — each rule's limit scaled by fallback_share, by index in rules->rules().
+    std::vector<Limit> local_limits;
+    // The same for descriptor limits, which the RuleSet does not list: made the first time the
+    // store fails on one, then kept for the snapshot's life (stable addresses).
+    mutable std::mutex local_mu;
+    mutable absl::flat_hash_map<const Limit*, std::unique_ptr<const Limit>> local_descriptor_limits
+        ABSL_GUARDED_BY(local_mu);
   };
   struct Pending;
   struct PendingDescriptors;
 
-  void Finish(Pending& pending, const absl::Status& status);
-  void FinishDescriptors(PendingDescriptors& pending, const absl::Status& status);
+  void Finish(std::unique_ptr<Pending> pending, const absl::Status& status);
+  void FinishDescriptors(std::unique_ptr<PendingDescriptors> pending, const absl::Status& status);
+  // on_failure: local — charges the fallback store with the scaled limits, then finishes.
+  void DecideLocally(std::unique_ptr<Pending> pending);
+  void DecideDescriptorsLocally(std::unique_ptr<PendingDescriptors> pending);
+  // `limit` with its limit and burst scaled by fallback_share (at least 1 each).
+  Limit LocalLimit(const Limit& limit) const;
 
   Store& store_;
   const Clock& clock_;

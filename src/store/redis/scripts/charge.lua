@@ -1,0 +1,91 @@
+-- charge.lua: the entry point. Checks and charges every item of one request, all-or-nothing,
+-- exactly as MemoryStore::ChargeNow does with the core: admit each item in order; if an enforced
+-- item rejects, refund the admitted ones newest first (nothing ran in between: exact) and read
+-- their state again for the decisions reported.
+--
+-- KEYS: per item, its state key; sliding_window_log items also pass their sorted set's key.
+-- ARGV[1]: the time in microseconds since the epoch, or '' (the normal case) to read Redis TIME,
+--          so that every Sluice server sharing this Redis agrees on the time. A given time is for
+--          tests; keys then get no expiry, since that time is not Redis's clock.
+-- ARGV[2]: the number of items; then per item, ARGS_PER_ITEM values:
+--          algorithm (index in core's kAllAlgorithms), limit, window (us), burst, units per
+--          token, units per microsecond, cost, enforced (1/0).
+-- Returns {now, then per item: allowed, cost_exceeds_limit, limit, remaining, reset_after,
+--          retry_after, delay}.
+
+local ARGS_PER_ITEM = 8
+local LOG = 2
+local ALGORITHMS = {
+  [0] = fixed_window, [1] = sliding_window_counter, [2] = sliding_window_log,
+  [3] = token_bucket, [4] = gcra, [5] = leaky_bucket,
+}
+
+local now
+local expire = ARGV[1] == ''
+if expire then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[1])
+end
+
+local n = tonumber(ARGV[2])
+local items = {}
+local k = 1
+for i = 1, n do
+  local a = 2 + (i - 1) * ARGS_PER_ITEM
+  local item = {
+    algorithm = tonumber(ARGV[a + 1]), limit = tonumber(ARGV[a + 2]),
+    window = tonumber(ARGV[a + 3]), burst = tonumber(ARGV[a + 4]), upt = tonumber(ARGV[a + 5]),
+    upm = tonumber(ARGV[a + 6]), cost = tonumber(ARGV[a + 7]), enforced = ARGV[a + 8] == '1',
+    expire = expire, key = KEYS[k],
+  }
+  item.cap = item.burst * item.upt
+  k = k + 1
+  if item.algorithm == LOG then
+    item.key2 = KEYS[k]
+    k = k + 1
+  end
+  item.impl = ALGORITHMS[item.algorithm]
+  items[i] = item
+end
+
+local decisions = {}
+local rejected = false
+for i = 1, n do
+  local item = items[i]
+  decisions[i] = item.impl.admit(item, now, item.cost)
+  if not decisions[i].allowed and item.enforced then
+    rejected = true
+  end
+end
+
+if rejected then
+  for i = n, 1, -1 do
+    local item = items[i]
+    if decisions[i].allowed and item.cost > 0 then
+      item.impl.refund(item, now, item.cost)
+      local d = item.impl.admit(item, now, 0)
+      if item.impl.expire then
+        item.impl.expire(item, now, d.reset_after)
+      else
+        expire_at(item.key, item, now, d.reset_after)
+      end
+      decisions[i] = d
+    end
+  end
+end
+
+local reply = {now}
+for i = 1, n do
+  local d = decisions[i]
+  local r = #reply
+  reply[r + 1] = d.allowed and 1 or 0
+  reply[r + 2] = d.cost_exceeds_limit and 1 or 0
+  reply[r + 3] = d.limit
+  reply[r + 4] = d.remaining
+  reply[r + 5] = d.reset_after
+  reply[r + 6] = d.retry_after
+  reply[r + 7] = d.delay
+end
+return reply
