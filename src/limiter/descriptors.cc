@@ -1,5 +1,6 @@
 // Limiter::CheckDescriptors: the Envoy rate limit service path.
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <limits>
 
@@ -34,6 +35,7 @@ struct Limiter::PendingDescriptors {
   std::vector<Decision> decisions;
   DescriptorsCallback done;
   Micros now = 0;
+  std::chrono::steady_clock::time_point started;
   bool local = false;                 // decided by the fallback store (on_failure: local)
   std::deque<Limit> local_overrides;  // scaled override_limits, when local
 };
@@ -44,6 +46,7 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
   p->request = std::move(request);
   p->done = std::move(done);
   p->now = clock_.NowMicros();
+  p->started = std::chrono::steady_clock::now();
   const rules::RuleSet& rules = *p->snapshot->rules;
   const DescriptorsRequest& req = p->request;
   const size_t n = req.descriptors.size();
@@ -76,8 +79,10 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
     const Limit* effective = nullptr;
     rules::DescriptorLimit key_limit;  // what the counter key is built from
     if (d.limit_override && known_domain) {
-      // An override applies whenever the domain is known, matched or not.
+      // An override applies whenever the domain is known, matched or not, and is always
+      // enforced (envoyproxy/ratelimit builds overrides without shadow mode).
       const auto& o = *d.limit_override;
+      p->shadow[i] = false;
       status.current_limit = DescriptorStatus::CurrentLimit{
           limit != nullptr ? limit->name : std::string(), o.requests_per_unit, o.unit};
       if (o.requests_per_unit == 0) {
@@ -162,6 +167,9 @@ void Limiter::FinishDescriptors(std::unique_ptr<PendingDescriptors> pending,
   PendingDescriptors& p = *pending;
   DescriptorsResult& result = p.result;
   const size_t n = result.statuses.size();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - p.started).count();
+  if (!p.local) store_latency_.Observe(seconds);
   if (!status.ok() && !p.local) {
     store_failing_.store(true, std::memory_order_relaxed);
     store_errors_.Increment();
@@ -179,6 +187,7 @@ void Limiter::FinishDescriptors(std::unique_ptr<PendingDescriptors> pending,
         if (p.item_of[i] >= 0) result.statuses[i].over_limit = false;  // fail_open: allow
       }
     }
+    metrics_.check_duration().Observe(seconds);
     std::move(p.done)(std::move(result));
     return;
   }
@@ -203,7 +212,7 @@ void Limiter::FinishDescriptors(std::unique_ptr<PendingDescriptors> pending,
         s.duration_until_reset = d.reset_after;
       }
       if (!p.metric_keys[i].empty()) {
-        obs::RuleCounters c = metrics_.ForRule(p.metric_keys[i]);
+        const obs::RuleCounters c = DescriptorCounters(p.metric_keys[i]);
         if (!d.allowed) {
           (p.shadow[i] ? c.shadow_rejected : c.rejected)->Increment();
         } else {
@@ -211,10 +220,11 @@ void Limiter::FinishDescriptors(std::unique_ptr<PendingDescriptors> pending,
         }
       }
     } else if (s.over_limit && !p.metric_keys[i].empty()) {
-      metrics_.ForRule(p.metric_keys[i]).rejected->Increment();  // requests_per_unit: 0
+      DescriptorCounters(p.metric_keys[i]).rejected->Increment();  // requests_per_unit: 0
     }
     result.over_limit |= s.over_limit;
-    if (!s.current_limit || s.limit_remaining == kUnlimitedRemaining) continue;
+    // Shadow descriptors never feed the headers, as shadow rules never do on HTTP.
+    if (!s.current_limit || s.limit_remaining == kUnlimitedRemaining || p.shadow[i]) continue;
     if (reported < 0) {
       reported = static_cast<int>(i);
       continue;
@@ -235,7 +245,21 @@ void Limiter::FinishDescriptors(std::unique_ptr<PendingDescriptors> pending,
              int_math::CeilDiv(s.duration_until_reset.value_or(0), kMicrosPerSecond)))},
     };
   }
+  metrics_.check_duration().Observe(seconds);
   std::move(p.done)(std::move(result));
+}
+
+}  // namespace sluice
+
+namespace sluice {
+
+obs::RuleCounters Limiter::DescriptorCounters(const std::string& metric_key) {
+  std::lock_guard lock(descriptor_counters_mu_);
+  auto it = descriptor_counters_.find(metric_key);
+  if (it == descriptor_counters_.end()) {
+    it = descriptor_counters_.emplace(metric_key, metrics_.ForRule(metric_key)).first;
+  }
+  return it->second;
 }
 
 }  // namespace sluice

@@ -117,6 +117,9 @@ class Limiter {
   void DecideDescriptorsLocally(std::unique_ptr<PendingDescriptors> pending);
   // `limit` with its limit and burst scaled by fallback_share (at least 1 each).
   Limit LocalLimit(const Limit& limit) const;
+  // The counters of an Envoy metric key, created on first use and cached: registering them
+  // with prometheus per request would take its registry lock and rebuild label maps each time.
+  obs::RuleCounters DescriptorCounters(const std::string& metric_key);
 
   Store& store_;
   const Clock& clock_;
@@ -126,6 +129,9 @@ class Limiter {
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
   std::atomic<uint64_t> rules_version_{0};
   std::atomic<bool> store_failing_{false};
+  std::mutex descriptor_counters_mu_;
+  absl::flat_hash_map<std::string, obs::RuleCounters> descriptor_counters_
+      ABSL_GUARDED_BY(descriptor_counters_mu_);
   prometheus::Histogram& store_latency_;
   prometheus::Counter& store_errors_;
 };

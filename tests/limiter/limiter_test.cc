@@ -195,5 +195,41 @@ descriptors:
   EXPECT_FALSE(unknown.statuses[0].current_limit.has_value());
 }
 
+// Verifies that shadow descriptors never feed the RateLimit-* headers, that an override on a
+// shadow descriptor is enforced, and that the Envoy path records check durations.
+TEST_F(LimiterTest, DescriptorShadowAndOverrides) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {});
+  limiter.SetRules(Rules(R"(
+domain: d
+descriptors:
+  - key: s
+    rate_limit: {unit: hour, requests_per_unit: 1}
+    shadow_mode: true
+  - key: e
+    rate_limit: {unit: hour, requests_per_unit: 50}
+)"));
+  auto run = [&](DescriptorsRequest request) {
+    DescriptorsResult out;
+    limiter.CheckDescriptors(std::move(request), [&](DescriptorsResult r) { out = std::move(r); });
+    return out;
+  };
+  DescriptorsRequest both{.domain = "d",
+                          .descriptors = {{.entries = {{"s", "x"}}}, {.entries = {{"e", "x"}}}}};
+  run(both);
+  DescriptorsResult r = run(both);
+  EXPECT_FALSE(r.over_limit);  // the shadow descriptor is over, but only in shadow
+  ASSERT_EQ(r.response_headers.size(), 3u);
+  EXPECT_EQ(r.response_headers[0].second, "50");  // from the enforced descriptor
+
+  DescriptorsRequest overridden{
+      .domain = "d",
+      .descriptors = {{.entries = {{"s", "y"}},
+                       .limit_override = DescriptorRequest::Override{
+                           1, rules::RateLimitUnit::kHour}}}};
+  EXPECT_FALSE(run(overridden).over_limit);
+  EXPECT_TRUE(run(overridden).over_limit);  // overrides are enforced
+  EXPECT_NE(metrics_.Render().find("sluice_check_duration_seconds_count 4"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace sluice
