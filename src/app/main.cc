@@ -67,7 +67,8 @@ int Serve(const ServeFlags& flags) {
     }
   }
   if (config.store.backend != "memory" && config.store.backend != "redis") {
-    std::fprintf(stderr, "error: store backend '%s' is not available in this build\n",
+    std::fprintf(stderr,
+                 "error: store backend '%s' is not supported yet (memory and redis are)\n",
                  config.store.backend.c_str());
     return 1;
   }
