@@ -7,8 +7,8 @@
 #include <fstream>
 
 #include "limiter/limiter.h"
-#include "rules/loader.h"
 #include "store/memory/memory_store.h"
+#include "tests/testing/limiter_fixtures.h"
 
 namespace sluice {
 namespace {
@@ -16,32 +16,10 @@ namespace {
 constexpr Micros kNow = int64_t{1764000000} * kMicrosPerSecond;
 
 std::shared_ptr<const rules::RuleSet> Rules(const std::string& yaml) {
-  static int n = 0;
-  const auto path = std::filesystem::temp_directory_path() /
-                    ("sluice_limiter_local_test_" + std::to_string(::getpid()) + "_" +
-                     std::to_string(++n) + ".yaml");
-  std::ofstream(path) << yaml;
-  auto loaded = rules::LoadRuleSet({path.string()});
-  std::filesystem::remove(path);
-  if (!loaded.ok()) ADD_FAILURE() << loaded.status();
-  return loaded.ok() ? *loaded : rules::RuleSet::Empty();
+  return testing::RuleSetFromYaml(yaml);
 }
 
-// A store that fails while `down` is set and otherwise delegates to a memory store.
-class FlakyStore final : public Store {
- public:
-  explicit FlakyStore(const Clock& clock) : inner_(clock) {}
-  void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions,
-              Done done) override {
-    if (down.load()) return std::move(done)(absl::UnavailableError("connection refused"));
-    inner_.Charge(items, decisions, std::move(done));
-  }
-  std::string_view backend() const override { return "flaky"; }
-  std::atomic<bool> down{false};
-
- private:
-  MemoryStore inner_;
-};
+using FlakyStore = testing::SwitchableStore;
 
 class LimiterLocalTest : public ::testing::Test {
  protected:
@@ -69,7 +47,7 @@ TEST_F(LimiterLocalTest, DecidesLocallyWithScaledLimitsWhileTheStoreFails) {
       {.on_failure = FailurePolicy::kLocal, .fallback = &fallback_, .fallback_share = 0.25});
   limiter.SetRules(Rules("rules:\n  - {id: r, key: [user_id], limit: 8, window: 1h}\n"));
   ASSERT_EQ(Check(limiter, "u").decision.remaining, 7);  // the shared store
-  store_.down = true;
+  store_.set_down(true);
   for (int i = 0; i < 2; ++i) {
     CheckResult r = Check(limiter, "u");
     EXPECT_EQ(r.outcome, CheckResult::Outcome::kAllowed);
@@ -89,7 +67,7 @@ TEST_F(LimiterLocalTest, DecidesLocallyWithScaledLimitsWhileTheStoreFails) {
   EXPECT_EQ(Check(tiny, "v").outcome, CheckResult::Outcome::kAllowed);
   EXPECT_EQ(Check(tiny, "v").outcome, CheckResult::Outcome::kRejected);
 
-  store_.down = false;
+  store_.set_down(false);
   CheckResult back = Check(limiter, "u");
   EXPECT_FALSE(back.degraded);
   EXPECT_EQ(back.decision.remaining, 6);  // the shared count, untouched by local decisions
@@ -107,7 +85,7 @@ descriptors:
   - key: a
     rate_limit: {unit: hour, requests_per_unit: 4}
 )"));
-  store_.down = true;
+  store_.set_down(true);
   auto check = [&](std::optional<uint32_t> override_limit = std::nullopt) {
     DescriptorsRequest request;
     request.domain = "d";

@@ -2,11 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
-
-#include "rules/loader.h"
 #include "store/memory/memory_store.h"
+#include "tests/testing/limiter_fixtures.h"
 
 namespace sluice {
 namespace {
@@ -14,25 +11,9 @@ namespace {
 constexpr Micros kNow = int64_t{1764000000} * kMicrosPerSecond;
 
 std::shared_ptr<const rules::RuleSet> Rules(const std::string& yaml) {
-  static int n = 0;
-  const auto path = std::filesystem::temp_directory_path() /
-                    ("sluice_limiter_test_" + std::to_string(::getpid()) + "_" +
-                     std::to_string(++n) + ".yaml");
-  std::ofstream(path) << yaml;
-  auto loaded = rules::LoadRuleSet({path.string()});
-  std::filesystem::remove(path);
-  if (!loaded.ok()) ADD_FAILURE() << loaded.status();
-  return loaded.ok() ? *loaded : rules::RuleSet::Empty();
+  return testing::RuleSetFromYaml(yaml);
 }
 
-// A store whose every round trip fails: the failure policy under test.
-class FailingStore final : public Store {
- public:
-  void Charge(std::span<const ChargeItem>, std::span<Decision>, Done done) override {
-    std::move(done)(absl::UnavailableError("connection refused"));
-  }
-  std::string_view backend() const override { return "failing"; }
-};
 
 class LimiterTest : public ::testing::Test {
  protected:
@@ -148,7 +129,8 @@ lists:
 
 // Verifies the failure policies on a store that fails every round trip.
 TEST_F(LimiterTest, FailurePolicies) {
-  FailingStore failing;
+  testing::SwitchableStore failing(clock_);
+  failing.set_down(true);
   auto rules = Rules("rules:\n  - {id: r, key: [user_id], limit: 1, window: 1h}\n");
   Limiter open(failing, clock_, metrics_, rejections_, {.on_failure = FailurePolicy::kFailOpen});
   open.SetRules(rules);

@@ -20,6 +20,7 @@
 #include "grpcpp/security/credentials.h"
 #include "rules/loader.h"
 #include "store/memory/memory_store.h"
+#include "tests/testing/limiter_fixtures.h"
 
 namespace sluice::grpc_api {
 namespace {
@@ -34,15 +35,7 @@ constexpr auto kCallTimeout = std::chrono::seconds(10);
 constexpr auto kPollTimeout = std::chrono::seconds(10);  // a hang detector, not a speed check
 
 std::shared_ptr<const rules::RuleSet> Rules(const std::string& yaml) {
-  static int n = 0;
-  const auto path = std::filesystem::temp_directory_path() /
-                    ("sluice_grpc_server_test_" + std::to_string(::getpid()) + "_" +
-                     std::to_string(++n) + ".yaml");
-  std::ofstream(path) << yaml;
-  auto loaded = rules::LoadRuleSet({path.string()});
-  std::filesystem::remove(path);
-  if (!loaded.ok()) ADD_FAILURE() << loaded.status();
-  return loaded.ok() ? *loaded : rules::RuleSet::Empty();
+  return testing::RuleSetFromYaml(yaml);
 }
 
 constexpr char kDomain[] = R"(
@@ -63,22 +56,7 @@ rls::RateLimitRequest UserRequest(const std::string& user) {
   return r;
 }
 
-// The memory store, unless switched down: then every round trip fails.
-class SwitchableStore final : public Store {
- public:
-  explicit SwitchableStore(const Clock& clock) : inner_(clock) {}
-  void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions,
-              Done done) override {
-    if (down_.load()) return std::move(done)(absl::UnavailableError("connection refused"));
-    inner_.Charge(items, decisions, std::move(done));
-  }
-  std::string_view backend() const override { return "switchable"; }
-  void set_down(bool down) { down_.store(down); }
-
- private:
-  MemoryStore inner_;
-  std::atomic<bool> down_{false};
-};
+using testing::SwitchableStore;
 
 // The memory store, answering each Charge `delay` later on a thread of its own.
 class SlowStore final : public Store {
