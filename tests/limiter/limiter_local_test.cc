@@ -3,8 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <filesystem>
-#include <fstream>
 
 #include "limiter/limiter.h"
 #include "store/memory/memory_store.h"
