@@ -98,7 +98,10 @@ int Serve(const ServeFlags& flags) {
     auto created = RedisStore::Create({.url = config.store.url,
                                        .timeout = timeout,
                                        .pool = config.store.pool,
-                                       .key_prefix = config.store.key_prefix});
+                                       .key_prefix = config.store.key_prefix,
+                                       .on_cached_rejection = [&cached = metrics.StoreCachedRejections("redis")] {
+                                         cached.Increment();
+                                       }});
     if (!created.ok()) {
       std::fprintf(stderr, "error: %s\n", StatusText(created.status()).c_str());
       return 1;

@@ -19,9 +19,9 @@ struct DescriptorRequest {
     uint32_t requests_per_unit = 0;
     rules::RateLimitUnit unit = rules::RateLimitUnit::kSecond;
   };
-  std::optional<Override> limit_override;
+  std::optional<Override> limit_override = std::nullopt;
   // Descriptor-level hits; 0 means check only. Absent: the request-level value.
-  std::optional<uint64_t> hits_addend;
+  std::optional<uint64_t> hits_addend = std::nullopt;
 };
 
 struct DescriptorsRequest {

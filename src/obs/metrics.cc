@@ -29,6 +29,11 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                        .Name("sluice_store_errors_total")
                        .Help("Store failures by kind")
                        .Register(*registry_);
+  store_cached_rejections_ =
+      &prometheus::BuildCounter()
+           .Name("sluice_store_cached_rejections_total")
+           .Help("Checks rejected by the local over-limit cache without a store round trip")
+           .Register(*registry_);
   http_errors_ = &prometheus::BuildCounter()
                       .Name("sluice_http_errors_total")
                       .Help("HTTP requests answered with an error, by error code")
@@ -66,6 +71,10 @@ prometheus::Histogram& Metrics::StoreDuration(std::string_view backend, std::str
 
 prometheus::Counter& Metrics::StoreErrors(std::string_view backend, std::string_view type) {
   return store_errors_->Add({{"backend", std::string(backend)}, {"type", std::string(type)}});
+}
+
+prometheus::Counter& Metrics::StoreCachedRejections(std::string_view backend) {
+  return store_cached_rejections_->Add({{"backend", std::string(backend)}});
 }
 
 prometheus::Counter& Metrics::http_errors(std::string_view code) {

@@ -35,6 +35,8 @@ class Metrics {
   prometheus::Histogram& check_duration() { return *check_duration_; }  // seconds
   prometheus::Histogram& StoreDuration(std::string_view backend, std::string_view op);
   prometheus::Counter& StoreErrors(std::string_view backend, std::string_view type);
+  // sluice_store_cached_rejections_total: checks the over-limit cache answered without the store.
+  prometheus::Counter& StoreCachedRejections(std::string_view backend);
   prometheus::Gauge& rules_loaded() { return *rules_loaded_; }
   prometheus::Counter& reloads(bool success) { return success ? *reload_ok_ : *reload_failed_; }
   prometheus::Counter& http_errors(std::string_view code);  // sluice_http_errors_total{code}
@@ -47,6 +49,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Histogram>* store_duration_;
   prometheus::Family<prometheus::Counter>* store_errors_;
+  prometheus::Family<prometheus::Counter>* store_cached_rejections_;
   prometheus::Family<prometheus::Counter>* http_errors_;
   prometheus::Histogram* check_duration_;
   prometheus::Gauge* rules_loaded_;

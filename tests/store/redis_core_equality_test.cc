@@ -30,7 +30,9 @@ RedisServer& Server() {
 }
 
 std::unique_ptr<RedisStore> MakeStore() {
-  auto store = RedisStore::Create({.url = Server().url(), .timeout = std::chrono::seconds(5)});
+  // Every request must reach Redis here: no over-limit cache.
+  auto store = RedisStore::Create(
+      {.url = Server().url(), .timeout = std::chrono::seconds(5), .over_limit_cache_keys = 0});
   EXPECT_TRUE(store.ok()) << store.status();
   return std::move(*store);
 }

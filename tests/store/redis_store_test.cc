@@ -282,3 +282,53 @@ TEST(RedisStoreTest, RedisDownAtStartIsUsedOnceUp) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// Verifies the over-limit cache: once Redis rejects a key, the same request is rejected without
+// a round trip (Redis frozen: an answer can only come from the cache) until retry_after, other
+// keys and smaller costs still go to Redis, and once retry_after has passed the request is
+// admitted again — the cache never turns an allow into a reject.
+TEST(RedisOverLimitCacheTest, RejectsLocallyUntilRetryAfterOnly) {
+  testing::RedisServer server;
+  auto created = RedisStore::Create({.url = server.url(), .timeout = std::chrono::milliseconds(200)});
+  ASSERT_TRUE(created.ok()) << created.status();
+  RedisStore& store = **created;
+  // 4 tokens a second, burst 2: after two requests a cost of 2 waits 500 ms, a cost of 1 250 ms.
+  const Limit limit = *Limit::Create(
+      {.algorithm = Algorithm::kTokenBucket, .limit = 4, .window = kMicrosPerSecond, .burst = 2});
+  auto charge = [&](const std::string& key, int64_t cost) {
+    return testing::ChargeSync(store, {{key, &limit, cost}});
+  };
+  ASSERT_TRUE((*charge("hot", 2))[0].allowed);
+  auto rejected = charge("hot", 2);
+  ASSERT_TRUE(rejected.ok());
+  ASSERT_FALSE((*rejected)[0].allowed);
+  EXPECT_EQ(store.cached_rejections(), 0u);
+
+  server.Freeze();
+  for (int i = 0; i < 5; ++i) {
+    auto d = charge("hot", 2);
+    ASSERT_TRUE(d.ok()) << d.status();  // answered although Redis cannot answer
+    EXPECT_FALSE((*d)[0].allowed);
+    EXPECT_GT((*d)[0].retry_after, 0);
+  }
+  EXPECT_EQ(store.cached_rejections(), 5u);
+  EXPECT_FALSE(charge("other", 1).ok());  // another key needs Redis
+  EXPECT_FALSE(charge("hot", 1).ok());    // so does a smaller cost
+  server.Thaw();
+
+  // After retry_after the same request reaches Redis again and is admitted.
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  bool admitted = false;
+  for (int i = 0; i < 50 && !admitted; ++i) {  // the frozen calls may still be draining
+    auto d = charge("hot", 2);
+    admitted = d.ok() && (*d)[0].allowed;
+    if (!admitted) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(admitted);
+}
+
+}  // namespace
+}  // namespace sluice

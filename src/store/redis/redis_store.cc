@@ -1,5 +1,6 @@
 #include "store/redis/redis_store.h"
 
+#include <algorithm>
 #include <string_view>
 #include <vector>
 
@@ -24,6 +25,14 @@ absl::Status ReplyError(const redisReply& r) {
 // One Charge in flight.
 struct RedisStore::Call {
   std::span<Decision> decisions;
+  // What the over-limit cache needs of each item (empty when the cache is off for this call).
+  struct Item {
+    std::string key;
+    const Limit* limit;
+    int64_t cost;
+    bool enforced;
+  };
+  std::vector<Item> items;
   TimedDone done;
   std::string evalsha;    // the command, kept for a retry after NOSCRIPT
   bool reloaded = false;  // the retry has been made
@@ -81,6 +90,9 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
   for (const ChargeItem& item : items) {
     if (absl::Status s = Supports(*item.limit); !s.ok()) return std::move(done)(s);
   }
+  // Replays at a given time (tests) bypass the cache: it works on this process's clock.
+  const bool cache = !now.has_value() && options_.over_limit_cache_keys > 0;
+  if (cache && AnswerFromCache(items, decisions)) return std::move(done)(Micros{0});
   // EVALSHA sha numkeys KEYS... now n (8 per item)...
   std::vector<std::string> keys;
   std::vector<std::string> args;
@@ -113,6 +125,12 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
   auto call = std::make_unique<Call>();
   call->decisions = decisions;
   call->done = std::move(done);
+  if (cache) {
+    call->items.reserve(items.size());
+    for (const ChargeItem& item : items) {
+      call->items.push_back({std::string(item.key), item.limit, item.cost, item.enforced});
+    }
+  }
   redis::AppendCommand(call->evalsha, command);
   Send(std::move(call));
 }
@@ -168,7 +186,73 @@ void RedisStore::Finished(std::unique_ptr<Call> call,
     d.retry_after = at(b + 5);
     d.delay = at(b + 6);
   }
+  if (!call->items.empty()) RememberRejections(*call);
   std::move(call->done)(Micros{at(0)});
+}
+
+bool RedisStore::AnswerFromCache(std::span<const ChargeItem> items,
+                                 std::span<Decision> decisions) {
+  // One item only: a request with several would owe the caller the state of the items that
+  // would have admitted (Store::Charge), which only Redis knows.
+  if (items.size() != 1) return false;
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(cache_mu_);
+  if (over_limit_.empty()) return false;
+  int hit = -1;
+  for (size_t i = 0; i < items.size() && hit < 0; ++i) {
+    const ChargeItem& item = items[i];
+    if (!item.enforced || item.cost == 0) continue;
+    auto it = over_limit_.find(absl::string_view(item.key.data(), item.key.size()));
+    if (it == over_limit_.end()) continue;
+    const OverLimit& e = it->second;
+    const Limit& l = *item.limit;
+    if (now >= e.until) {
+      over_limit_.erase(it);
+      continue;
+    }
+    if (item.cost >= e.cost && l.limit() == e.limit && l.burst() == e.burst &&
+        l.window() == e.window && l.algorithm() == e.algorithm) {
+      hit = static_cast<int>(i);
+    }
+  }
+  if (hit < 0) return false;
+  const OverLimit& e =
+      over_limit_.find(absl::string_view(items[hit].key.data(), items[hit].key.size()))->second;
+  const Micros elapsed =
+      std::chrono::duration_cast<std::chrono::microseconds>(now - e.at).count();
+  Decision& d = decisions[hit];
+  d = e.decision;
+  d.retry_after = std::max<Micros>(1, e.decision.retry_after - elapsed);
+  d.reset_after = std::max<Micros>(0, e.decision.reset_after - elapsed);
+  cached_rejections_.fetch_add(1, std::memory_order_relaxed);
+  if (options_.on_cached_rejection) options_.on_cached_rejection();
+  return true;
+}
+
+void RedisStore::RememberRejections(const Call& call) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(cache_mu_);
+  for (size_t i = 0; i < call.items.size(); ++i) {
+    const Call::Item& item = call.items[i];
+    const Decision& d = call.decisions[i];
+    if (d.allowed || !item.enforced || d.cost_exceeds_limit || d.retry_after <= 0) continue;
+    if (over_limit_.size() >= options_.over_limit_cache_keys) {
+      // Full: drop what has expired; if that is not enough, start over (a cache, not state).
+      absl::erase_if(over_limit_, [&](const auto& kv) { return now >= kv.second.until; });
+      if (over_limit_.size() >= options_.over_limit_cache_keys) over_limit_.clear();
+    }
+    const Limit& l = *item.limit;
+    // The latest rejection replaces any older entry: its retry_after is for its own cost.
+    OverLimit& e = over_limit_[item.key];
+    e.cost = item.cost;
+    e.until = now + std::chrono::microseconds(d.retry_after);
+    e.limit = l.limit();
+    e.burst = l.burst();
+    e.window = l.window();
+    e.algorithm = l.algorithm();
+    e.decision = d;
+    e.at = now;
+  }
 }
 
 }  // namespace sluice

@@ -4,12 +4,17 @@
 // See docs/redis-store.md.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <functional>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "store/redis/redis_client.h"
 #include "store/store.h"
@@ -27,10 +32,24 @@ struct RedisStoreOptions {
   // Redis that comes back is used again within about backoff_max.
   std::chrono::milliseconds connect_timeout{1000};
   std::chrono::milliseconds backoff_max{1000};
+  // Keys remembered as over their limit (see RedisStore: the over-limit cache); 0 disables it.
+  size_t over_limit_cache_keys = 65536;
+  // Runs (on the calling thread) for each request the over-limit cache answers: for metrics.
+  std::function<void()> on_cached_rejection = nullptr;
 };
 
 // Thread-safe. `done` runs on the store's client thread (or on the calling thread for a request
-// the store refuses before sending it).
+// the store refuses, or answers from its over-limit cache, before sending it).
+//
+// The over-limit cache: once Redis rejects a key with a retry_after, this process rejects the
+// same request on that key by itself until then, without a round trip, so an attacker hammering
+// one key costs Redis almost nothing (envoyproxy/ratelimit does the same with freecache). It
+// never turns an allow into a reject: an entry applies only to the same limit (values compared,
+// so a reload that raises it bypasses the entry) and to a cost at least the one rejected, and
+// only until retry_after — the exact moment Redis would admit that request again, whatever other
+// servers do meanwhile, since nothing but time frees capacity. Requests with one item only (one
+// applicable rule or descriptor): for several, Charge owes the caller the state of the items
+// that would have admitted, which only Redis knows.
 class RedisStore final : public Store {
  public:
   // Fails only on a malformed URL; never waits for Redis (it may be down at start: checks then
@@ -52,6 +71,9 @@ class RedisStore final : public Store {
   // Round windows are far inside it; an error names the limit otherwise.
   static absl::Status Supports(const Limit& limit);
 
+  // Requests answered from the over-limit cache. Relaxed: for metrics and tests.
+  uint64_t cached_rejections() const { return cached_rejections_.load(std::memory_order_relaxed); }
+
   // The Redis keys of a counter: its state, and (sliding_window_log) its sorted set.
   std::string StateKey(std::string_view key) const;
   std::string LogKey(std::string_view key) const;
@@ -62,8 +84,23 @@ class RedisStore final : public Store {
   void Send(std::unique_ptr<Call> call);
   void Finished(std::unique_ptr<Call> call, absl::StatusOr<std::vector<redis::Reply>> replies);
 
+  struct OverLimit {
+    std::chrono::steady_clock::time_point until;  // when Redis would admit `cost` again
+    int64_t cost;                                  // the cost Redis rejected
+    int64_t limit, burst, window;                  // the limit it was rejected under
+    Algorithm algorithm;
+    Decision decision;                             // as Redis answered, at `at`
+    std::chrono::steady_clock::time_point at;
+  };
+  // Answers `items` from the cache if one enforced item is known to be over its limit.
+  bool AnswerFromCache(std::span<const ChargeItem> items, std::span<Decision> decisions);
+  void RememberRejections(const Call& call);
+
   const RedisStoreOptions options_;
   redis::Client client_;
+  std::mutex cache_mu_;
+  absl::flat_hash_map<std::string, OverLimit> over_limit_ ABSL_GUARDED_BY(cache_mu_);
+  std::atomic<uint64_t> cached_rejections_{0};
 };
 
 }  // namespace sluice
