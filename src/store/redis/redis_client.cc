@@ -119,7 +119,12 @@ struct Connection {
 // Everything below runs on the client's thread, except Submit.
 struct Client::Impl {
   explicit Impl(ClientOptions o)
-      : options(std::move(o)), work(asio::make_work_guard(io)), tick_timer(io), probe_timer(io) {
+      : options(std::move(o)),
+        host(options.endpoint.host),
+        port(options.endpoint.port),
+        work(asio::make_work_guard(io)),
+        tick_timer(io),
+        probe_timer(io) {
     tick = std::clamp<std::chrono::milliseconds>(options.timeout / 8, std::chrono::milliseconds(1),
                                                  std::chrono::milliseconds(50));
     for (int i = 0; i < std::max(1, options.pool); ++i) {
@@ -146,8 +151,27 @@ struct Client::Impl {
   }
 
   void Start() {
-    for (auto& c : connections) asio::post(io, [this, c = c.get()] { Connect(*c); });
+    if (host.empty()) {
+      asio::post(io, [this] { OpenCircuit("no address yet"); });
+    } else {
+      for (auto& c : connections) asio::post(io, [this, c = c.get()] { Connect(*c); });
+    }
     thread = std::thread([this] { io.run(); });
+  }
+
+  void Move(std::string new_host, uint16_t new_port) {
+    if (stopped || (new_host == host && new_port == port)) return;
+    obs::LogEvent(level_enum::info, "redis_address_changed",
+                  {{"from", absl::StrCat(host, ":", port)},
+                   {"to", absl::StrCat(new_host, ":", new_port)}});
+    host = std::move(new_host);
+    port = new_port;
+    for (auto& c : connections) {
+      Close(*c, absl::UnavailableError("redis moved to another address"));
+      c->timer.cancel();
+      c->backoff = std::chrono::milliseconds(0);
+      Connect(*c);
+    }
   }
 
   // Any thread.
@@ -232,7 +256,7 @@ struct Client::Impl {
       Close(c, absl::UnavailableError("redis connect timed out"));
     });
     c.resolver.async_resolve(
-        options.endpoint.host, std::to_string(options.endpoint.port),
+        host, std::to_string(port),
         [this, &c, gen](const boost::system::error_code& ec, tcp::resolver::results_type results) {
           if (gen != c.generation) return;
           if (ec) return Close(c, absl::UnavailableError("redis resolve: " + ec.message()));
@@ -480,6 +504,8 @@ struct Client::Impl {
   }
 
   const ClientOptions options;
+  std::string host;  // where connections go: options.endpoint's, until Move
+  uint16_t port;
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work;
   std::thread thread;
@@ -525,6 +551,12 @@ void Client::Execute(std::string commands, size_t replies, Callback done) {
   r->done = std::move(done);
   r->deadline = SteadyClock::now() + impl_->options.timeout;
   impl_->Submit(std::move(r));
+}
+
+void Client::SetAddress(std::string host, uint16_t port) {
+  asio::post(impl_->io, [impl = impl_.get(), host = std::move(host), port]() mutable {
+    impl->Move(std::move(host), port);
+  });
 }
 
 bool Client::available() const { return !impl_->circuit_open.load(std::memory_order_relaxed); }

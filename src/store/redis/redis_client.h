@@ -98,6 +98,12 @@ class Client {
   // Whether the circuit is closed (Redis answered last). Relaxed: advisory.
   bool available() const;
 
+  // Points the client at another host and port (a Sentinel failover): every connection is
+  // closed, failing what it has in flight with UNAVAILABLE, and reconnects there at once. The
+  // handshake (AUTH, SELECT, on_connect) is the same. A client made with an empty host waits,
+  // failing requests with UNAVAILABLE, until the first SetAddress. Thread-safe.
+  void SetAddress(std::string host, uint16_t port);
+
  private:
   struct Impl;
   std::shared_ptr<Impl> impl_;

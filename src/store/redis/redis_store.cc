@@ -1,10 +1,12 @@
 #include "store/redis/redis_store.h"
 
 #include <algorithm>
+#include <utility>
 #include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "store/redis/cluster.h"
 #include "store/redis/scripts.h"
 
 namespace sluice {
@@ -22,27 +24,42 @@ absl::Status ReplyError(const redisReply& r) {
 
 }  // namespace
 
+// The items of one Charge that live in one group (one node; for Redis Cluster, one slot).
+struct RedisStore::Part {
+  uint64_t group = 0;
+  std::vector<size_t> items;  // positions in Call::items
+  std::string evalsha;        // the command, kept for a retry after NOSCRIPT
+  bool reloaded = false;      // the retry has been made
+  absl::Status status;
+  Micros at = 0;                    // Redis's time of the charge
+  std::vector<Decision> decisions;  // per item of this part
+  bool rejected = false;  // an enforced item rejected: the script gave back the rest itself
+  bool charged = false;   // some item was charged (admitted with a cost)
+};
+
 // One Charge in flight.
 struct RedisStore::Call {
   std::span<Decision> decisions;
-  // What the over-limit cache needs of each item (empty when the cache is off for this call).
   struct Item {
-    std::string key;
+    std::string key;  // the state key: key_prefix{counter key}
     const Limit* limit;
     int64_t cost;
     bool enforced;
+    absl::string_view counter_key(std::string_view prefix) const {
+      return absl::string_view(key).substr(prefix.size() + 1, key.size() - prefix.size() - 2);
+    }
   };
   std::vector<Item> items;
+  std::optional<Micros> now;  // tests: the script's time instead of Redis TIME
+  bool cache = false;         // remember rejections in the over-limit cache
   TimedDone done;
-  std::string evalsha;    // the command, kept for a retry after NOSCRIPT
-  bool reloaded = false;  // the retry has been made
+  std::vector<Part> parts;
+  std::atomic<size_t> outstanding{0};
+  bool refunding = false;
 };
 
 absl::StatusOr<std::unique_ptr<RedisStore>> RedisStore::Create(RedisStoreOptions options) {
   redis::ClientOptions client;
-  auto endpoint = redis::ParseUrl(options.url, &client.user);
-  if (!endpoint.ok()) return endpoint.status();
-  client.endpoint = *endpoint;
   client.pool = options.pool;
   client.timeout = options.timeout;
   client.connect_timeout = options.connect_timeout;
@@ -50,11 +67,35 @@ absl::StatusOr<std::unique_ptr<RedisStore>> RedisStore::Create(RedisStoreOptions
   // Every connection loads the script as it connects, so a restarted Redis (empty script cache)
   // has it before the first EVALSHA; NOSCRIPT then only follows a SCRIPT FLUSH.
   client.on_connect.push_back({"SCRIPT", "LOAD", std::string(redis::kChargeScript)});
-  return std::unique_ptr<RedisStore>(new RedisStore(std::move(options), std::move(client)));
+  std::unique_ptr<redis::Topology> topology;
+  if (!options.cluster_nodes.empty()) {
+    std::vector<redis::NodeAddress> seeds;
+    for (const std::string& node : options.cluster_nodes) {
+      auto address = redis::ParseNodeAddress(node);
+      if (!address.ok()) return address.status();
+      if (node.starts_with("redis://")) {
+        auto endpoint = redis::ParseUrl(node, &client.user);
+        if (!endpoint.ok()) return endpoint.status();
+        client.endpoint.password = endpoint->password;
+      }
+      seeds.push_back(*address);
+    }
+    topology = std::make_unique<redis::Cluster>(std::move(seeds), std::move(client));
+  } else if (!options.shards.empty()) {
+    auto sharded = redis::Sharded::Create(options.shards, std::move(client));
+    if (!sharded.ok()) return sharded.status();
+    topology = std::move(*sharded);
+  } else {
+    auto endpoint = redis::ParseUrl(options.url, &client.user);
+    if (!endpoint.ok()) return endpoint.status();
+    client.endpoint = *endpoint;
+    topology = std::make_unique<redis::SingleNode>(std::move(client));
+  }
+  return std::unique_ptr<RedisStore>(new RedisStore(std::move(options), std::move(topology)));
 }
 
-RedisStore::RedisStore(RedisStoreOptions options, redis::ClientOptions client)
-    : options_(std::move(options)), client_(std::move(client)) {}
+RedisStore::RedisStore(RedisStoreOptions options, std::unique_ptr<redis::Topology> topology)
+    : options_(std::move(options)), topology_(std::move(topology)) {}
 
 absl::Status RedisStore::Supports(const Limit& limit) {
   if (UsesBurst(limit.algorithm()) && limit.capacity_units() > kMaxScriptUnits) {
@@ -93,24 +134,55 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
   // Replays at a given time (tests) bypass the cache: it works on this process's clock.
   const bool cache = !now.has_value() && options_.over_limit_cache_keys > 0;
   if (cache && AnswerFromCache(items, decisions)) return std::move(done)(Micros{0});
-  // EVALSHA sha numkeys KEYS... now n (8 per item)...
+
+  auto call = std::make_shared<Call>();
+  call->decisions = decisions;
+  call->now = now;
+  call->cache = cache;
+  call->done = std::move(done);
+  call->items.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const ChargeItem& item = items[i];
+    call->items.push_back({StateKey(item.key), item.limit, item.cost, item.enforced});
+    const uint64_t group = topology_->GroupOf(call->items.back().key);
+    auto part = std::find_if(call->parts.begin(), call->parts.end(),
+                             [&](const Part& p) { return p.group == group; });
+    if (part == call->parts.end()) {
+      call->parts.emplace_back().group = group;
+      part = call->parts.end() - 1;
+    }
+    part->items.push_back(i);
+  }
+  for (Part& part : call->parts) part.evalsha = Script(*call, part, std::nullopt);
+  call->outstanding.store(call->parts.size(), std::memory_order_relaxed);
+  for (size_t p = 0; p < call->parts.size(); ++p) Send(call, p);
+}
+
+std::string RedisStore::Script(const Call& call, const Part& part,
+                               std::optional<Micros> refund_at) const {
+  // EVALSHA sha numkeys KEYS... now n refund_at (8 per item)...
   std::vector<std::string> keys;
   std::vector<std::string> args;
-  keys.reserve(items.size() + 1);
-  args.reserve(2 + items.size() * 8);
-  args.push_back(now.has_value() ? std::to_string(*now) : std::string());
-  args.push_back(std::to_string(items.size()));
-  for (const ChargeItem& item : items) {
+  keys.reserve(part.items.size() + 1);
+  args.reserve(3 + part.items.size() * 8);
+  args.push_back(call.now.has_value() ? std::to_string(*call.now) : std::string());
+  args.push_back(std::to_string(part.items.size()));
+  args.push_back(refund_at.has_value() ? std::to_string(*refund_at) : std::string());
+  for (size_t j = 0; j < part.items.size(); ++j) {
+    const Call::Item& item = call.items[part.items[j]];
     const Limit& l = *item.limit;
-    keys.push_back(StateKey(item.key));
-    if (l.algorithm() == Algorithm::kSlidingWindowLog) keys.push_back(LogKey(item.key));
+    keys.push_back(item.key);
+    if (l.algorithm() == Algorithm::kSlidingWindowLog) keys.push_back(item.key + ":log");
+    // A refund gives back only what was charged: items the charge admitted.
+    const int64_t cost =
+        !refund_at.has_value() || part.decisions[j].allowed ? item.cost : int64_t{0};
     args.push_back(std::to_string(AlgorithmIndex(l.algorithm())));
     args.push_back(std::to_string(l.limit()));
     args.push_back(std::to_string(l.window()));
     args.push_back(std::to_string(l.burst()));
     args.push_back(std::to_string(l.units_per_token()));
     args.push_back(std::to_string(l.units_per_micro()));
-    args.push_back(std::to_string(item.cost));
+    args.push_back(std::to_string(cost));
     args.push_back(item.enforced ? "1" : "0");
   }
   const std::string numkeys = std::to_string(keys.size());
@@ -121,73 +193,132 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
   command.push_back(numkeys);
   for (const auto& k : keys) command.push_back(k);
   for (const auto& a : args) command.push_back(a);
-
-  auto call = std::make_unique<Call>();
-  call->decisions = decisions;
-  call->done = std::move(done);
-  if (cache) {
-    call->items.reserve(items.size());
-    for (const ChargeItem& item : items) {
-      call->items.push_back({std::string(item.key), item.limit, item.cost, item.enforced});
-    }
-  }
-  redis::AppendCommand(call->evalsha, command);
-  Send(std::move(call));
+  std::string out;
+  redis::AppendCommand(out, command);
+  return out;
 }
 
-void RedisStore::Send(std::unique_ptr<Call> call) {
+void RedisStore::Send(std::shared_ptr<Call> call, size_t p) {
+  Part& part = call->parts[p];
   std::string payload;
   size_t replies = 1;
-  if (call->reloaded) {
+  if (part.reloaded) {
     // After NOSCRIPT: load and call again on one connection, in one round trip.
     const std::string_view load[] = {"SCRIPT", "LOAD", redis::kChargeScript};
     redis::AppendCommand(payload, load);
-    payload += call->evalsha;
+    payload += part.evalsha;
     replies = 2;
   } else {
-    payload = call->evalsha;
+    payload = part.evalsha;
   }
-  client_.Execute(
-      std::move(payload), replies,
-      [this, call = std::move(call)](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
-        Finished(std::move(call), std::move(replies));
+  const uint64_t group = part.group;
+  topology_->Execute(
+      group, std::move(payload), replies,
+      [this, call = std::move(call), p](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
+        PartDone(std::move(call), p, std::move(replies));
       });
 }
 
-void RedisStore::Finished(std::unique_ptr<Call> call,
+void RedisStore::PartDone(std::shared_ptr<Call> call, size_t p,
                           absl::StatusOr<std::vector<redis::Reply>> replies) {
-  if (!replies.ok()) return std::move(call->done)(replies.status());
-  const redisReply& r = *replies->back();
-  if (r.type == REDIS_REPLY_ERROR) {
-    if (!call->reloaded && std::string_view(r.str, r.len).starts_with("NOSCRIPT")) {
-      call->reloaded = true;
-      return Send(std::move(call));
+  Part& part = call->parts[p];
+  auto parse = [&]() -> absl::Status {
+    if (!replies.ok()) return replies.status();
+    const redisReply& r = *replies->back();
+    if (r.type == REDIS_REPLY_ERROR) return ReplyError(r);
+    const size_t n = part.items.size();
+    if (r.type != REDIS_REPLY_ARRAY || r.elements != 1 + n * kFieldsPerDecision) {
+      return absl::InternalError("redis: unexpected script reply");
     }
-    return std::move(call->done)(ReplyError(r));
-  }
-  const size_t n = call->decisions.size();
-  if (r.type != REDIS_REPLY_ARRAY || r.elements != 1 + n * kFieldsPerDecision) {
-    return std::move(call->done)(absl::InternalError("redis: unexpected script reply"));
-  }
-  for (size_t i = 0; i < r.elements; ++i) {
-    if (r.element[i]->type != REDIS_REPLY_INTEGER) {
-      return std::move(call->done)(absl::InternalError("redis: unexpected script reply"));
+    for (size_t i = 0; i < r.elements; ++i) {
+      if (r.element[i]->type != REDIS_REPLY_INTEGER) {
+        return absl::InternalError("redis: unexpected script reply");
+      }
+    }
+    auto at = [&](size_t i) -> int64_t { return r.element[i]->integer; };
+    part.decisions.resize(n);
+    for (size_t j = 0; j < n; ++j) {
+      // A refund's reply replaces the decisions of the items it gave back, and only those.
+      if (call->refunding &&
+          !(part.decisions[j].allowed && call->items[part.items[j]].cost > 0)) {
+        continue;
+      }
+      const size_t b = 1 + j * kFieldsPerDecision;
+      Decision& d = part.decisions[j];
+      d.allowed = at(b) != 0;
+      d.cost_exceeds_limit = at(b + 1) != 0;
+      d.limit = at(b + 2);
+      d.remaining = at(b + 3);
+      d.reset_after = at(b + 4);
+      d.retry_after = at(b + 5);
+      d.delay = at(b + 6);
+    }
+    if (!call->refunding) {
+      part.at = at(0);
+      for (size_t j = 0; j < n; ++j) {
+        const Call::Item& item = call->items[part.items[j]];
+        part.rejected |= item.enforced && !part.decisions[j].allowed;
+        part.charged |= part.decisions[j].allowed && item.cost > 0;
+      }
+    }
+    return absl::OkStatus();
+  };
+  if (replies.ok() && !part.reloaded) {
+    const redisReply& r = *replies->back();
+    if (r.type == REDIS_REPLY_ERROR && std::string_view(r.str, r.len).starts_with("NOSCRIPT")) {
+      part.reloaded = true;
+      return Send(std::move(call), p);
     }
   }
-  auto at = [&](size_t i) -> int64_t { return r.element[i]->integer; };
-  for (size_t i = 0; i < n; ++i) {
-    const size_t b = 1 + i * kFieldsPerDecision;
-    Decision& d = call->decisions[i];
-    d.allowed = at(b) != 0;
-    d.cost_exceeds_limit = at(b + 1) != 0;
-    d.limit = at(b + 2);
-    d.remaining = at(b + 3);
-    d.reset_after = at(b + 4);
-    d.retry_after = at(b + 5);
-    d.delay = at(b + 6);
+  absl::Status status = parse();
+  if (call->refunding) {
+    // A refund that failed leaves the charge until its key expires; the decisions of the
+    // charge stand.
+    if (status.ok()) Forget(*call, part);
+  } else {
+    part.status = std::move(status);
   }
-  if (!call->items.empty()) RememberRejections(*call);
-  std::move(call->done)(Micros{at(0)});
+  if (call->outstanding.fetch_sub(1, std::memory_order_acq_rel) == 1) AllDone(std::move(call));
+}
+
+void RedisStore::AllDone(std::shared_ptr<Call> call) {
+  if (call->refunding) return Complete(*call, absl::OkStatus());
+  absl::Status failed;
+  bool rejected = false;
+  for (const Part& part : call->parts) {
+    if (!part.status.ok() && failed.ok()) failed = part.status;
+    rejected |= part.status.ok() && part.rejected;
+  }
+  // Across nodes: a rejection (or a failure) on one gives back what the others charged.
+  std::vector<size_t> refund;
+  if (rejected || !failed.ok()) {
+    for (size_t p = 0; p < call->parts.size(); ++p) {
+      const Part& part = call->parts[p];
+      if (part.status.ok() && !part.rejected && part.charged) refund.push_back(p);
+    }
+  }
+  if (refund.empty()) return Complete(*call, failed);
+  // The refund scripts are built while the limits are sure to live (until done runs).
+  call->refunding = true;
+  for (size_t p : refund) {
+    Part& part = call->parts[p];
+    part.evalsha = Script(*call, part, part.at);
+    part.reloaded = false;
+  }
+  call->outstanding.store(refund.size(), std::memory_order_relaxed);
+  // A failed check (the limiter's on_failure answers) does not wait for the refunds.
+  if (!failed.ok()) Complete(*call, failed);
+  for (size_t p : refund) Send(call, p);
+}
+
+void RedisStore::Complete(Call& call, absl::Status status) {
+  if (!call.done) return;  // a failed charge's refunds finishing
+  if (!status.ok()) return std::exchange(call.done, nullptr)(std::move(status));
+  for (const Part& part : call.parts) {
+    for (size_t j = 0; j < part.items.size(); ++j) call.decisions[part.items[j]] = part.decisions[j];
+  }
+  if (call.cache) RememberRejections(call);
+  std::exchange(call.done, nullptr)(Micros{call.parts.front().at});
 }
 
 bool RedisStore::AnswerFromCache(std::span<const ChargeItem> items,
@@ -229,6 +360,12 @@ bool RedisStore::AnswerFromCache(std::span<const ChargeItem> items,
   return true;
 }
 
+void RedisStore::Forget(const Call& call, const Part& part) {
+  std::lock_guard lock(cache_mu_);
+  if (over_limit_.empty()) return;
+  for (size_t i : part.items) over_limit_.erase(call.items[i].counter_key(options_.key_prefix));
+}
+
 void RedisStore::RememberRejections(const Call& call) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(cache_mu_);
@@ -243,7 +380,7 @@ void RedisStore::RememberRejections(const Call& call) {
     }
     const Limit& l = *item.limit;
     // The latest rejection replaces any older entry: its retry_after is for its own cost.
-    OverLimit& e = over_limit_[item.key];
+    OverLimit& e = over_limit_[item.counter_key(options_.key_prefix)];
     e.cost = item.cost;
     e.until = now + std::chrono::microseconds(d.retry_after);
     e.limit = l.limit();

@@ -1,7 +1,8 @@
-// The Redis store: per-key algorithm state in a Redis server that many Sluice processes share.
-// Each Charge is one EVALSHA of the embedded script (scripts/*.lua), which checks and charges
-// every item all-or-nothing, on Redis's clock (TIME), with the same integers as src/core.
-// See docs/redis-store.md.
+// The Redis store: per-key algorithm state in Redis that many Sluice processes share: one
+// server, a Redis Cluster, or standalone shards (topology.h). Each Charge is one EVALSHA of the
+// embedded script (scripts/*.lua) per node involved, which checks and charges that node's items
+// all-or-nothing, on Redis's clock (TIME), with the same integers as src/core; across nodes, a
+// rejection on one is followed by a refund on the others. See docs/redis-store.md.
 #pragma once
 
 #include <atomic>
@@ -12,17 +13,25 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "store/redis/redis_client.h"
+#include "store/redis/sharded.h"
+#include "store/redis/topology.h"
 #include "store/store.h"
 
 namespace sluice {
 
 struct RedisStoreOptions {
   std::string url = "redis://127.0.0.1:6379/0";  // redis://[:password@]host:port[/db]
+  // Set for `redis_cluster`: seed nodes (host:port, or redis:// URLs whose password applies to
+  // every node). `url` is then unused.
+  std::vector<std::string> cluster_nodes = {};
+  // Set for `redis_sharded`: the shards. `url` is then unused.
+  std::vector<redis::ShardSpec> shards = {};
   // Per store round trip (CONTRACT §2 `store.timeout`). A check that needs the script reloaded
   // (after SCRIPT FLUSH) may take two.
   std::chrono::milliseconds timeout{50};
@@ -38,7 +47,7 @@ struct RedisStoreOptions {
   std::function<void()> on_cached_rejection = nullptr;
 };
 
-// Thread-safe. `done` runs on the store's client thread (or on the calling thread for a request
+// Thread-safe. `done` runs on a client thread (or on the calling thread for a request
 // the store refuses, or answers from its over-limit cache, before sending it).
 //
 // The over-limit cache: once Redis rejects a key with a retry_after, this process rejects the
@@ -52,12 +61,14 @@ struct RedisStoreOptions {
 // that would have admitted, which only Redis knows.
 class RedisStore final : public Store {
  public:
-  // Fails only on a malformed URL; never waits for Redis (it may be down at start: checks then
-  // fail until it is up, and the limiter's failure policy answers).
+  // Fails only on a malformed URL or shard list; never waits for Redis (it may be down at
+  // start: checks then fail until it is up, and the limiter's failure policy answers).
   static absl::StatusOr<std::unique_ptr<RedisStore>> Create(RedisStoreOptions options);
 
   void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions, Done done) override;
-  std::string_view backend() const override { return "redis"; }
+  // "redis", "redis_cluster" or "redis_sharded".
+  std::string_view backend() const override { return topology_->backend(); }
+  redis::Topology& topology() { return *topology_; }
 
   // Charge, reporting the time (microseconds since the epoch) the script decided at. With `now`
   // set, the script uses it instead of Redis TIME and gives keys no expiry: for tests that
@@ -80,9 +91,16 @@ class RedisStore final : public Store {
 
  private:
   struct Call;
-  explicit RedisStore(RedisStoreOptions options, redis::ClientOptions client);
-  void Send(std::unique_ptr<Call> call);
-  void Finished(std::unique_ptr<Call> call, absl::StatusOr<std::vector<redis::Reply>> replies);
+  struct Part;
+  RedisStore(RedisStoreOptions options, std::unique_ptr<redis::Topology> topology);
+
+  // The EVALSHA of `part`'s items: a charge, or (refund_at set) a refund of what they charged.
+  std::string Script(const Call& call, const Part& part, std::optional<Micros> refund_at) const;
+  void Send(std::shared_ptr<Call> call, size_t part);
+  void PartDone(std::shared_ptr<Call> call, size_t part,
+                absl::StatusOr<std::vector<redis::Reply>> replies);
+  void AllDone(std::shared_ptr<Call> call);  // every part answered: done, or refunds first
+  void Complete(Call& call, absl::Status status);  // reports the decisions and runs done
 
   struct OverLimit {
     std::chrono::steady_clock::time_point until;  // when Redis would admit `cost` again
@@ -95,12 +113,14 @@ class RedisStore final : public Store {
   // Answers `items` from the cache if one enforced item is known to be over its limit.
   bool AnswerFromCache(std::span<const ChargeItem> items, std::span<Decision> decisions);
   void RememberRejections(const Call& call);
+  void Forget(const Call& call, const Part& part);  // a refunded part's keys
 
   const RedisStoreOptions options_;
-  redis::Client client_;
   std::mutex cache_mu_;
   absl::flat_hash_map<std::string, OverLimit> over_limit_ ABSL_GUARDED_BY(cache_mu_);
   std::atomic<uint64_t> cached_rejections_{0};
+  // Last: destroyed first, it fails what is in flight, whose callbacks use the members above.
+  std::unique_ptr<redis::Topology> topology_;
 };
 
 }  // namespace sluice

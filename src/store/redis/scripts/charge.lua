@@ -3,11 +3,17 @@
 -- item rejects, refund the admitted ones newest first (nothing ran in between: exact) and read
 -- their state again for the decisions reported.
 --
+-- It also gives back, in a second call, what a first call charged, for a request whose items
+-- live on several Redis nodes (Redis Cluster, sharding): one node admitted, another rejected.
+--
 -- KEYS: per item, its state key; sliding_window_log items also pass their sorted set's key.
 -- ARGV[1]: the time in microseconds since the epoch, or '' (the normal case) to read Redis TIME,
 --          so that every Sluice server sharing this Redis agrees on the time. A given time is for
 --          tests; keys then get no expiry, since that time is not Redis's clock.
--- ARGV[2]: the number of items; then per item, ARGS_PER_ITEM values:
+-- ARGV[2]: the number of items.
+-- ARGV[3]: '' to charge; or the time a previous call charged these items (the `now` it
+--          returned), to refund each item's cost as charged then and read its state.
+-- Then per item, ARGS_PER_ITEM values:
 --          algorithm (index in core's kAllAlgorithms), limit, window (us), burst, units per
 --          token, units per microsecond, cost, enforced (1/0).
 -- Returns {now, then per item: allowed, cost_exceeds_limit, limit, remaining, reset_after,
@@ -30,10 +36,11 @@ else
 end
 
 local n = tonumber(ARGV[2])
+local refund_at = tonumber(ARGV[3])
 local items = {}
 local k = 1
 for i = 1, n do
-  local a = 2 + (i - 1) * ARGS_PER_ITEM
+  local a = 3 + (i - 1) * ARGS_PER_ITEM
   local item = {
     algorithm = tonumber(ARGV[a + 1]), limit = tonumber(ARGV[a + 2]),
     window = tonumber(ARGV[a + 3]), burst = tonumber(ARGV[a + 4]), upt = tonumber(ARGV[a + 5]),
@@ -50,28 +57,43 @@ for i = 1, n do
   items[i] = item
 end
 
-local decisions = {}
-local rejected = false
-for i = 1, n do
-  local item = items[i]
-  decisions[i] = item.impl.admit(item, now, item.cost)
-  if not decisions[i].allowed and item.enforced then
-    rejected = true
+-- Gives back `cost` charged at `charged_at` and reads the state the item is left in.
+local function give_back(item, charged_at, cost)
+  item.impl.refund(item, charged_at, cost)
+  local d = item.impl.admit(item, now, 0)
+  if item.impl.expire then
+    item.impl.expire(item, now, d.reset_after)
+  else
+    expire_at(item.key, item, now, d.reset_after)
   end
+  return d
 end
 
-if rejected then
-  for i = n, 1, -1 do
+local decisions = {}
+if refund_at then
+  for i = 1, n do
     local item = items[i]
-    if decisions[i].allowed and item.cost > 0 then
-      item.impl.refund(item, now, item.cost)
-      local d = item.impl.admit(item, now, 0)
-      if item.impl.expire then
-        item.impl.expire(item, now, d.reset_after)
-      else
-        expire_at(item.key, item, now, d.reset_after)
+    if item.cost > 0 then
+      decisions[i] = give_back(item, refund_at, item.cost)
+    else
+      decisions[i] = item.impl.admit(item, now, 0)
+    end
+  end
+else
+  local rejected = false
+  for i = 1, n do
+    local item = items[i]
+    decisions[i] = item.impl.admit(item, now, item.cost)
+    if not decisions[i].allowed and item.enforced then
+      rejected = true
+    end
+  end
+  if rejected then
+    for i = n, 1, -1 do
+      local item = items[i]
+      if decisions[i].allowed and item.cost > 0 then
+        decisions[i] = give_back(item, now, item.cost)
       end
-      decisions[i] = d
     end
   end
 end

@@ -1,0 +1,97 @@
+// `store.backend: redis_cluster`: a Redis Cluster, discovered from seed nodes.
+//
+// - Slot map: CLUSTER SLOTS, asked of the seeds and of every node seen, on a background thread
+//   with a synchronous hiredis connection (500 ms timeouts): at start, every 10 s, and at once
+//   (at most every 200 ms) when a request is redirected, fails to reach its node, or finds the
+//   cluster down. A Redis Cluster that is down at start is found when it comes up.
+// - Routing: a group is a hash slot (CRC16 of the key's hash tag, as Redis computes it): one
+//   script per slot, on the slot's master. Each master gets its own Client (`pool` connections,
+//   pipelined), made the first time a slot points at it.
+// - Redirections: MOVED updates the slot and sends the same commands to the node named (and
+//   asks for a fresh map); ASK sends them to the node named once, after ASKING. At most 5
+//   redirections per request.
+// - Failover: the old master's connections fail (its circuit opens, so requests fail fast);
+//   the map is refreshed until the cluster names the promoted replica, and requests follow.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "store/redis/topology.h"
+
+namespace sluice::redis {
+
+inline constexpr int kClusterSlots = 16384;
+
+// The hash slot of `key`: CRC16 (XMODEM) of its hash tag, modulo 16384.
+int KeySlot(std::string_view key);
+
+// A node's address: "host:port" (IPv6 in brackets).
+struct NodeAddress {
+  std::string host;
+  uint16_t port = 0;
+  std::string ToString() const;
+  bool operator==(const NodeAddress&) const = default;
+};
+// Parses "host:port", "[v6]:port" or a redis:// URL (its password and user then apply to every
+// node).
+absl::StatusOr<NodeAddress> ParseNodeAddress(std::string_view text);
+
+class Cluster final : public Topology {
+ public:
+  // `seeds`: host:port of one or more nodes. `client` is the template of every node's client
+  // (its endpoint's host and port are replaced per node). Never blocks on Redis.
+  Cluster(std::vector<NodeAddress> seeds, ClientOptions client);
+  ~Cluster() override;
+
+  std::string_view backend() const override { return "redis_cluster"; }
+  uint64_t GroupOf(std::string_view key) const override { return KeySlot(key); }
+  void Execute(uint64_t group, std::string commands, size_t replies,
+               Client::Callback done) override;
+  bool available() const override;
+
+  // Blocks until a slot map covering every slot is known, or `timeout` passes (tests).
+  bool WaitForSlots(std::chrono::milliseconds timeout);
+  // Asks for the slot map to be read again soon.
+  void RequestRefresh();
+
+ private:
+  struct SlotMap {
+    std::vector<NodeAddress> masters;
+    std::array<int16_t, kClusterSlots> node{};  // index into masters, -1: no master
+  };
+  struct Redirect;
+
+  Client* ClientFor(const NodeAddress& address);
+  void Send(int slot, const NodeAddress& address, bool asking, std::string commands,
+            size_t replies, int redirects, Client::Callback done);
+  void OnReply(int slot, std::string commands, size_t replies, int redirects,
+               Client::Callback done, absl::StatusOr<std::vector<Reply>> result);
+  void Discover();                       // the background thread
+  bool Refresh();                        // one CLUSTER SLOTS round; true if a map was installed
+  void SetSlot(int slot, const NodeAddress& address);
+
+  const ClientOptions client_options_;
+  const std::vector<NodeAddress> seeds_;
+
+  mutable std::mutex mu_;
+  std::shared_ptr<const SlotMap> map_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<Client>> clients_ ABSL_GUARDED_BY(mu_);
+  bool refresh_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::condition_variable cv_;
+  std::atomic<bool> down_{true};  // no complete map, or the last request found no node
+  std::thread discovery_;
+};
+
+}  // namespace sluice::redis
