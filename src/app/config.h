@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/time.h"
+#include "yaml-cpp/mark.h"
 #include "limiter/limiter.h"
 
 namespace sluice::app {
@@ -13,6 +14,7 @@ struct ShardConfig {
   std::string url;                     // redis://host:port[/db]
   std::vector<std::string> sentinels;  // host:port; with `master`
   std::string master;
+  YAML::Mark mark;                     // where the shard is, for problems
 };
 
 struct StoreConfig {

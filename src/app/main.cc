@@ -66,13 +66,6 @@ int Serve(const ServeFlags& flags) {
       return 2;
     }
   }
-  if (config.store.backend != "memory" && config.store.backend != "redis") {
-    std::fprintf(stderr,
-                 "error: store backend '%s' is not supported yet (memory and redis are)\n",
-                 config.store.backend.c_str());
-    return 1;
-  }
-
   obs::InitLogging(spdlog::level::from_str(config.log_level),
                    config.log_format == "text" ? obs::LogFormat::kText : obs::LogFormat::kJson);
 
@@ -91,17 +84,34 @@ int Serve(const ServeFlags& flags) {
   MemoryStore memory(clock);
   Store* store = &memory;
   std::unique_ptr<RedisStore> redis;
-  if (config.store.backend == "redis") {
+  if (config.store.backend != "memory") {
     const auto timeout = std::max(std::chrono::milliseconds(1),
                                   std::chrono::duration_cast<std::chrono::milliseconds>(
                                       std::chrono::microseconds(config.store.timeout)));
-    auto created = RedisStore::Create({.url = config.store.url,
-                                       .timeout = timeout,
-                                       .pool = config.store.pool,
-                                       .key_prefix = config.store.key_prefix,
-                                       .on_cached_rejection = [&cached = metrics.StoreCachedRejections("redis")] {
-                                         cached.Increment();
-                                       }});
+    std::vector<std::string> cluster_nodes;
+    std::vector<redis::ShardSpec> shards;
+    if (config.store.backend == "redis_cluster") cluster_nodes = config.store.nodes;
+    if (config.store.backend == "redis_sharded") {
+      for (const app::ShardConfig& shard : config.store.shards) {
+        redis::ShardSpec spec{.url = shard.url, .sentinels = {}, .master = shard.master};
+        for (const std::string& s : shard.sentinels) {
+          if (auto address = redis::ParseNodeAddress(s); address.ok()) {
+            spec.sentinels.push_back(*address);
+          }
+        }
+        shards.push_back(std::move(spec));
+      }
+    }
+    auto created = RedisStore::Create(
+        {.url = config.store.url,
+         .cluster_nodes = std::move(cluster_nodes),
+         .shards = std::move(shards),
+         .timeout = timeout,
+         .pool = config.store.pool,
+         .key_prefix = config.store.key_prefix,
+         .on_cached_rejection = [&cached = metrics.StoreCachedRejections(config.store.backend)] {
+           cached.Increment();
+         }});
     if (!created.ok()) {
       std::fprintf(stderr, "error: %s\n", StatusText(created.status()).c_str());
       return 1;
@@ -151,10 +161,9 @@ int Serve(const ServeFlags& flags) {
     check_store_limits(**loaded);
     limiter.SetRules(*loaded);
     metrics.reloads(true).Increment();
-    obs::LogEvent(level_enum::info, "rules_reloaded",
-                  {{"trigger", trigger},
-                   {"rules", (*loaded)->size()},
-                   {"version", limiter.rules_version()}});
+    obs::LogEvent(
+        level_enum::info, "rules_reloaded",
+        {{"trigger", trigger}, {"rules", (*loaded)->size()}, {"version", limiter.rules_version()}});
   };
 
   on_rules_change = [&] { reload("file_change"); };
@@ -170,7 +179,8 @@ int Serve(const ServeFlags& flags) {
       return 2;
     }
     http_server = std::make_unique<http::HttpServer>(
-        options, [&routes](http::Request& req, http::Respond respond) {
+        options,
+        [&routes](http::Request& req, http::Respond respond) {
           routes.Handle(req, std::move(respond));
         },
         [&routes](boost::beast::http::status status, unsigned version) {
@@ -209,17 +219,16 @@ int Serve(const ServeFlags& flags) {
     }
   });
 
-  obs::LogEvent(level_enum::info, "started",
-                {{"version", kVersion},
-                 {"http", http_server ? config.http + " (port " +
-                                            std::to_string(http_server->port()) + ")"
-                                      : "disabled"},
-                 {"grpc", grpc_server ? config.grpc + " (port " +
-                                            std::to_string(grpc_server->port()) + ")"
-                                      : "disabled"},
-                 {"store", store->backend()},
-                 {"rules", initial.rule_set->size()},
-                 {"rule_paths", config.rule_paths}});
+  obs::LogEvent(
+      level_enum::info, "started",
+      {{"version", kVersion},
+       {"http", http_server ? config.http + " (port " + std::to_string(http_server->port()) + ")"
+                            : "disabled"},
+       {"grpc", grpc_server ? config.grpc + " (port " + std::to_string(grpc_server->port()) + ")"
+                            : "disabled"},
+       {"store", store->backend()},
+       {"rules", initial.rule_set->size()},
+       {"rule_paths", config.rule_paths}});
 
   for (;;) {
     int sig = 0;
@@ -228,7 +237,8 @@ int Serve(const ServeFlags& flags) {
       reload("sighup");
       continue;
     }
-    obs::LogEvent(level_enum::info, "stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    obs::LogEvent(level_enum::info, "stopping",
+                  {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
     break;
   }
   // Stop accepting, finish what is in flight (at most 5 s), then stop the rest.
@@ -253,8 +263,7 @@ std::string CheckServeFlags(const ServeFlags& flags) {
   for (auto [set, name, value] : {std::tuple{flags.http_set, "--http", &flags.http},
                                   std::tuple{flags.grpc_set, "--grpc", &flags.grpc}}) {
     if (set && !value->empty() && !ParseHostPort(*value, &host, &port)) {
-      return std::string(name) + " must be host:port (port 0-65535) or \"\", got '" + *value +
-             "'";
+      return std::string(name) + " must be host:port (port 0-65535) or \"\", got '" + *value + "'";
     }
   }
   if (flags.store_set && flags.store != "memory" && flags.store.rfind("redis://", 0) != 0) {
@@ -300,12 +309,13 @@ int main(int argc, char** argv) {
                                  "HTTP listen address host:port (\"\" disables)");
   auto* grpc = serve->add_option("--grpc", serve_flags.grpc,
                                  "gRPC listen address host:port (\"\" disables)");
-  serve->add_option("--rules", serve_flags.rules,
-                    "Rules file or folder; repeatable; replaces rules.paths")
+  serve
+      ->add_option("--rules", serve_flags.rules,
+                   "Rules file or folder; repeatable; replaces rules.paths")
       ->take_all()
       ->allow_extra_args(false);
-  auto* store = serve->add_option("--store", serve_flags.store,
-                                  "Store: memory or redis://host:port[/db]");
+  auto* store =
+      serve->add_option("--store", serve_flags.store, "Store: memory or redis://host:port[/db]");
 
   std::vector<std::string> validate_paths;
   CLI::App* validate = app.add_subcommand("validate", "Check config and rules files");
