@@ -80,8 +80,8 @@ absl::StatusOr<NodeAddress> ParseNodeAddress(std::string_view text) {
       text.starts_with("redis://") ? std::string(text) : "redis://" + std::string(text);
   auto endpoint = ParseUrl(url);
   if (!endpoint.ok()) {
-    return absl::InvalidArgumentError(
-        "invalid Redis node '" + std::string(text) + "' (expected host:port)");
+    return absl::InvalidArgumentError("invalid Redis node '" + std::string(text) +
+                                      "' (expected host:port)");
   }
   return NodeAddress{endpoint->host, endpoint->port};
 }
@@ -142,8 +142,7 @@ Client* Cluster::ClientFor(const NodeAddress& address) {
   return client.get();
 }
 
-void Cluster::Execute(uint64_t group, std::string commands, size_t replies,
-                      Client::Callback done) {
+void Cluster::Execute(uint64_t group, std::string commands, size_t replies, Client::Callback done) {
   const int slot = static_cast<int>(group);
   std::shared_ptr<const SlotMap> map;
   {
@@ -175,14 +174,13 @@ void Cluster::Send(int slot, const NodeAddress& address, bool asking, std::strin
   } else {
     payload = commands;
   }
-  client->Execute(
-      std::move(payload), expected,
-      [this, slot, asking, commands = std::move(commands), replies, redirects,
-       done = std::move(done)](absl::StatusOr<std::vector<Reply>> result) mutable {
-        if (result.ok() && asking) result->erase(result->begin());  // ASKING's +OK
-        OnReply(slot, std::move(commands), replies, redirects, std::move(done),
-                std::move(result));
-      });
+  client->Execute(std::move(payload), expected,
+                  [this, slot, asking, commands = std::move(commands), replies, redirects,
+                   done = std::move(done)](absl::StatusOr<std::vector<Reply>> result) mutable {
+                    if (result.ok() && asking) result->erase(result->begin());  // ASKING's +OK
+                    OnReply(slot, std::move(commands), replies, redirects, std::move(done),
+                            std::move(result));
+                  });
 }
 
 void Cluster::OnReply(int slot, std::string commands, size_t replies, int redirects,
@@ -268,11 +266,11 @@ bool Cluster::Refresh() {
     redisSetTimeout(c.get(), kDiscoveryTimeout);
     const Endpoint& e = client_options_.endpoint;
     if (!e.password.empty()) {
-      Reply auth(static_cast<redisReply*>(
-          client_options_.user.empty()
-              ? redisCommand(c.get(), "AUTH %s", e.password.c_str())
-              : redisCommand(c.get(), "AUTH %s %s", client_options_.user.c_str(),
-                             e.password.c_str())));
+      Reply auth(static_cast<redisReply*>(client_options_.user.empty()
+                                              ? redisCommand(c.get(), "AUTH %s", e.password.c_str())
+                                              : redisCommand(c.get(), "AUTH %s %s",
+                                                             client_options_.user.c_str(),
+                                                             e.password.c_str())));
       if (auth == nullptr || auth->type == REDIS_REPLY_ERROR) continue;
     }
     Reply slots(static_cast<redisReply*>(redisCommand(c.get(), "CLUSTER SLOTS")));
@@ -317,7 +315,8 @@ bool Cluster::Refresh() {
     }
     if (changed) {
       std::string masters;
-      for (const auto& m : map->masters) absl::StrAppend(&masters, masters.empty() ? "" : ",", m.ToString());
+      for (const auto& m : map->masters)
+        absl::StrAppend(&masters, masters.empty() ? "" : ",", m.ToString());
       obs::LogEvent(level_enum::info, "redis_cluster_slots",
                     {{"masters", masters}, {"slots_covered", covered}, {"from", node.ToString()}});
     }

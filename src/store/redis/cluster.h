@@ -73,12 +73,12 @@ class Cluster final : public Topology {
   struct Redirect;
 
   Client* ClientFor(const NodeAddress& address);
-  void Send(int slot, const NodeAddress& address, bool asking, std::string commands,
-            size_t replies, int redirects, Client::Callback done);
-  void OnReply(int slot, std::string commands, size_t replies, int redirects,
-               Client::Callback done, absl::StatusOr<std::vector<Reply>> result);
-  void Discover();                       // the background thread
-  bool Refresh();                        // one CLUSTER SLOTS round; true if a map was installed
+  void Send(int slot, const NodeAddress& address, bool asking, std::string commands, size_t replies,
+            int redirects, Client::Callback done);
+  void OnReply(int slot, std::string commands, size_t replies, int redirects, Client::Callback done,
+               absl::StatusOr<std::vector<Reply>> result);
+  void Discover();  // the background thread
+  bool Refresh();   // one CLUSTER SLOTS round; true if a map was installed
   void SetSlot(int slot, const NodeAddress& address);
 
   const ClientOptions client_options_;

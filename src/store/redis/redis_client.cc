@@ -161,9 +161,9 @@ struct Client::Impl {
 
   void Move(std::string new_host, uint16_t new_port) {
     if (stopped || (new_host == host && new_port == port)) return;
-    obs::LogEvent(level_enum::info, "redis_address_changed",
-                  {{"from", absl::StrCat(host, ":", port)},
-                   {"to", absl::StrCat(new_host, ":", new_port)}});
+    obs::LogEvent(
+        level_enum::info, "redis_address_changed",
+        {{"from", absl::StrCat(host, ":", port)}, {"to", absl::StrCat(new_host, ":", new_port)}});
     host = std::move(new_host);
     port = new_port;
     for (auto& c : connections) {

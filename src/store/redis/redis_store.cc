@@ -1,8 +1,8 @@
 #include "store/redis/redis_store.h"
 
 #include <algorithm>
-#include <utility>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -239,8 +239,7 @@ void RedisStore::PartDone(std::shared_ptr<Call> call, size_t p,
     part.decisions.resize(n);
     for (size_t j = 0; j < n; ++j) {
       // A refund's reply replaces the decisions of the items it gave back, and only those.
-      if (call->refunding &&
-          !(part.decisions[j].allowed && call->items[part.items[j]].cost > 0)) {
+      if (call->refunding && !(part.decisions[j].allowed && call->items[part.items[j]].cost > 0)) {
         continue;
       }
       const size_t b = 1 + j * kFieldsPerDecision;
@@ -315,14 +314,14 @@ void RedisStore::Complete(Call& call, absl::Status status) {
   if (!call.done) return;  // a failed charge's refunds finishing
   if (!status.ok()) return std::exchange(call.done, nullptr)(std::move(status));
   for (const Part& part : call.parts) {
-    for (size_t j = 0; j < part.items.size(); ++j) call.decisions[part.items[j]] = part.decisions[j];
+    for (size_t j = 0; j < part.items.size(); ++j)
+      call.decisions[part.items[j]] = part.decisions[j];
   }
   if (call.cache) RememberRejections(call);
   std::exchange(call.done, nullptr)(Micros{call.parts.front().at});
 }
 
-bool RedisStore::AnswerFromCache(std::span<const ChargeItem> items,
-                                 std::span<Decision> decisions) {
+bool RedisStore::AnswerFromCache(std::span<const ChargeItem> items, std::span<Decision> decisions) {
   // One item only: a request with several would owe the caller the state of the items that
   // would have admitted (Store::Charge), which only Redis knows.
   if (items.size() != 1) return false;
@@ -349,8 +348,7 @@ bool RedisStore::AnswerFromCache(std::span<const ChargeItem> items,
   if (hit < 0) return false;
   const OverLimit& e =
       over_limit_.find(absl::string_view(items[hit].key.data(), items[hit].key.size()))->second;
-  const Micros elapsed =
-      std::chrono::duration_cast<std::chrono::microseconds>(now - e.at).count();
+  const Micros elapsed = std::chrono::duration_cast<std::chrono::microseconds>(now - e.at).count();
   Decision& d = decisions[hit];
   d = e.decision;
   d.retry_after = std::max<Micros>(1, e.decision.retry_after - elapsed);

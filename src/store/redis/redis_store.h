@@ -8,8 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -99,15 +99,15 @@ class RedisStore final : public Store {
   void Send(std::shared_ptr<Call> call, size_t part);
   void PartDone(std::shared_ptr<Call> call, size_t part,
                 absl::StatusOr<std::vector<redis::Reply>> replies);
-  void AllDone(std::shared_ptr<Call> call);  // every part answered: done, or refunds first
+  void AllDone(std::shared_ptr<Call> call);        // every part answered: done, or refunds first
   void Complete(Call& call, absl::Status status);  // reports the decisions and runs done
 
   struct OverLimit {
     std::chrono::steady_clock::time_point until;  // when Redis would admit `cost` again
-    int64_t cost;                                  // the cost Redis rejected
-    int64_t limit, burst, window;                  // the limit it was rejected under
+    int64_t cost;                                 // the cost Redis rejected
+    int64_t limit, burst, window;                 // the limit it was rejected under
     Algorithm algorithm;
-    Decision decision;                             // as Redis answered, at `at`
+    Decision decision;  // as Redis answered, at `at`
     std::chrono::steady_clock::time_point at;
   };
   // Answers `items` from the cache if one enforced item is known to be over its limit.

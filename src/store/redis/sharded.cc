@@ -220,8 +220,7 @@ Sharded::Sharded(std::vector<std::unique_ptr<Shard>> shards, HashRing ring)
 
 Sharded::~Sharded() = default;
 
-void Sharded::Execute(uint64_t group, std::string commands, size_t replies,
-                      Client::Callback done) {
+void Sharded::Execute(uint64_t group, std::string commands, size_t replies, Client::Callback done) {
   shards_[group]->client->Execute(std::move(commands), replies, std::move(done));
 }
 

@@ -28,8 +28,8 @@
 namespace sluice::redis {
 
 struct ShardSpec {
-  std::string url;                      // redis://...; or:
-  std::vector<NodeAddress> sentinels;   // with `master`
+  std::string url;                     // redis://...; or:
+  std::vector<NodeAddress> sentinels;  // with `master`
   std::string master;
 };
 
