@@ -29,8 +29,8 @@ namespace sluice::redis {
 
 struct ShardSpec {
   std::string url;                     // redis://...; or:
-  std::vector<NodeAddress> sentinels;  // with `master`
-  std::string master;
+  std::vector<NodeAddress> sentinels = {};  // with `master`
+  std::string master = {};
 };
 
 // Consistent hashing of keys onto named shards.
