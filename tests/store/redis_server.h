@@ -49,9 +49,16 @@ class RedisServer {
     }
     throw std::runtime_error("could not start redis-server");
   }
+  // On exactly `port` (one whose number is also in `extra`, say); throws if it does not come up.
+  RedisServer(int port, std::vector<std::string> extra) : extra_(std::move(extra)), port_(port) {
+    if (!Start()) {
+      throw std::runtime_error("could not start redis-server on port " + std::to_string(port));
+    }
+  }
   ~RedisServer() { Stop(); }
 
   int port() const { return port_; }
+  bool running() const { return pid_ > 0; }
   std::string url(const std::string& path = "") const {
     return "redis://127.0.0.1:" + std::to_string(port_) + path;
   }
