@@ -10,7 +10,7 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev libboost-dev libboost-system-dev
   libhiredis-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   prometheus-cpp-dev
-  redis-server nginx-light wrk nghttp2-client curl procps python3
+  redis-server nginx-light wrk nghttp2-client curl procps python3 faketime
 )
 
 missing=()
