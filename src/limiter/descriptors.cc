@@ -203,8 +203,9 @@ void Limiter::FinishDescriptors(std::unique_ptr<PendingDescriptors> pending,
       s.over_limit = !d.allowed && !p.shadow[i];
       s.limit_remaining = ClampU32(d.remaining);
       // Fixed windows report the time to the window's end, as envoyproxy/ratelimit does even
-      // for an unused key; the others report when the state is fresh again.
-      if (limit.algorithm() == Algorithm::kFixedWindow) {
+      // for an unused key; the others report when the state is fresh again. A used window's
+      // end comes from the store (on Redis's clock); only an unused one is placed by ours.
+      if (limit.algorithm() == Algorithm::kFixedWindow && d.reset_after == 0) {
         const Micros w = limit.window();
         s.duration_until_reset =
             static_cast<Micros>((int_math::FloorDiv(p.now, w) + 1) * w - p.now);

@@ -50,7 +50,7 @@ def cluster_config(seeds, on_failure="fail_open"):
         "store:\n"
         "  backend: redis_cluster\n"
         f"  nodes: [{', '.join(seeds)}]\n"
-        "  timeout: 200ms\n"
+        "  timeout: 1s\n"
         "  pool: 2\n"
         f"  on_failure: {on_failure}\n"
         "log:\n"

@@ -5,7 +5,7 @@ and exactly 1000 are admitted, for every algorithm."""
 import os
 import unittest
 
-from redis_helper import Load, RedisProcess, RedisSluice
+from redis_helper import Load, RedisProcess, RedisSluice, server_config
 from sluice_server import unique
 
 ALGORITHMS = ["fixed_window", "sliding_window_counter", "sliding_window_log", "token_bucket",
@@ -34,8 +34,12 @@ class RedisExactnessTest(unittest.TestCase):
         cls.servers = []
         try:
             for _ in range(SERVERS):
-                s = RedisSluice(files={"rules.yaml": RULES}, rules=["rules.yaml"],
-                                extra_args=["--store", cls.redis.url])
+                # fail_closed and a generous timeout: on a loaded machine a slow answer must
+                # never pass as an admission (fail_open would allow it).
+                s = RedisSluice(files={"sluice.yaml": server_config(cls.redis.url, "fail_closed",
+                                                                    timeout="2s"),
+                                       "rules.yaml": RULES},
+                                config="sluice.yaml", rules=["rules.yaml"])
                 s.start()
                 cls.servers.append(s)
         except Exception:

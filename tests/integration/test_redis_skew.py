@@ -296,11 +296,7 @@ class RedisSkewTest(unittest.TestCase):
                 self.assertRejectionsAgree(answers, envoy=True)
 
     # The Envoy path reports a fixed window's durationUntilReset as the time to the end of the
-    # window on the server's own clock (src/limiter/descriptors.cc, like envoyproxy/ratelimit
-    # even for an unused key), not Redis's window: B says about 30 s more or less than A. The
-    # admissions are right (asserted first); only the reported reset differs. Once the reset comes
-    # from the store's time this passes, and the decorator must go (an unexpected success fails).
-    @unittest.expectedFailure
+    # window; for a used window that end comes from the store (Redis's clock), so B and A agree.
     def test_envoy_json_fixed_window_agrees_across_servers(self):
         answers = self.run_quietly("fixed_window", ("b", "a"), envoy=True)
         self.assertExactlyTheLimit(answers)
