@@ -85,6 +85,42 @@ TEST(ConfigTest, SyntaxErrorsAndMissingFiles) {
   EXPECT_EQ(problems[0].rfind("/nonexistent/sluice.yaml: cannot read: ", 0), 0u);
 }
 
+// Verifies what each Redis backend needs: seed nodes, shards with either a URL or Sentinel.
+TEST(ConfigTest, ChecksWhatEachRedisBackendNeeds) {
+  std::vector<std::string> problems;
+  const std::string cluster = Write("cluster.yaml", R"(store:
+  backend: redis_cluster
+  nodes: [10.0.0.1:7000, "10.0.0.2:99999"]
+)");
+  ServerConfig c = LoadServerConfig(cluster, &problems);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].rfind(cluster + ":3:10: invalid Redis node '10.0.0.2:99999'", 0), 0u)
+      << problems[0];
+  problems.clear();
+  LoadServerConfig(Write("cluster_empty.yaml", "store:\n  backend: redis_cluster\n"), &problems);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find(":2:3: backend redis_cluster needs 'nodes'"), std::string::npos)
+      << problems[0];
+
+  problems.clear();
+  const std::string sharded = Write("sharded.yaml", R"(store:
+  backend: redis_sharded
+  shards:
+    - url: redis://10.0.0.1:6379
+    - sentinels: [10.0.0.2:26379]
+      master: shard-b
+    - url: redis://10.0.0.3:6379
+      master: shard-c
+    - sentinels: [10.0.0.4:26379]
+)");
+  c = LoadServerConfig(sharded, &problems);
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_EQ(problems[0], sharded + ":7:7: a shard has either 'url' or 'sentinels' with 'master'");
+  EXPECT_EQ(problems[1], sharded + ":9:7: a Sentinel shard needs both 'sentinels' and 'master'");
+  ASSERT_EQ(c.store.shards.size(), 4u);
+  EXPECT_EQ(c.store.shards[1].master, "shard-b");
+}
+
 TEST(ConfigTest, ParsesHostPort) {
   std::string host;
   uint16_t port;
