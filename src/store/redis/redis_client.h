@@ -20,6 +20,7 @@
 #include <hiredis/hiredis.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -74,6 +75,32 @@ using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 
 // Appends `args` as one RESP command (an array of bulk strings) to `out`.
 void AppendCommand(std::string& out, std::span<const std::string_view> args);
+
+// Writes one RESP command argument by argument, without building the arguments first: the hot
+// path's EVALSHA. Begin(n) then exactly n Arg calls.
+class CommandWriter {
+ public:
+  explicit CommandWriter(std::string& out) : out_(out) {}
+  void Begin(size_t argc) { Header('*', argc); }
+  void Arg(std::string_view arg) {
+    Header('$', arg.size());
+    out_.append(arg).append("\r\n");
+  }
+  void Arg(int64_t value) {
+    char digits[24];
+    const auto end = std::to_chars(digits, digits + sizeof(digits), value).ptr;
+    Arg(std::string_view(digits, static_cast<size_t>(end - digits)));
+  }
+
+ private:
+  void Header(char kind, size_t n) {
+    char digits[24];
+    const auto end = std::to_chars(digits, digits + sizeof(digits), n).ptr;
+    out_.push_back(kind);
+    out_.append(digits, end).append("\r\n");
+  }
+  std::string& out_;
+};
 
 class Client {
  public:

@@ -161,40 +161,53 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
 std::string RedisStore::Script(const Call& call, const Part& part,
                                std::optional<Micros> refund_at) const {
   // EVALSHA sha numkeys KEYS... now n refund_at (8 per item)...
-  std::vector<std::string> keys;
-  std::vector<std::string> args;
-  keys.reserve(part.items.size() + 1);
-  args.reserve(3 + part.items.size() * 8);
-  args.push_back(call.now.has_value() ? std::to_string(*call.now) : std::string());
-  args.push_back(std::to_string(part.items.size()));
-  args.push_back(refund_at.has_value() ? std::to_string(*refund_at) : std::string());
+  size_t numkeys = 0;
+  for (size_t i : part.items) {
+    numkeys += call.items[i].limit->algorithm() == Algorithm::kSlidingWindowLog ? 2 : 1;
+  }
+  constexpr std::string_view kLogSuffix = ":log";
+  std::string out;
+  out.reserve(160 + part.items.size() * 160);
+  redis::CommandWriter w(out);
+  w.Begin(3 + numkeys + 3 + part.items.size() * 8);
+  w.Arg("EVALSHA");
+  w.Arg(redis::kChargeScriptSha1);
+  w.Arg(static_cast<int64_t>(numkeys));
+  std::string log_key;
+  for (size_t i : part.items) {
+    const Call::Item& item = call.items[i];
+    w.Arg(item.key);
+    if (item.limit->algorithm() == Algorithm::kSlidingWindowLog) {
+      log_key.assign(item.key).append(kLogSuffix);
+      w.Arg(log_key);
+    }
+  }
+  if (call.now.has_value()) {
+    w.Arg(*call.now);
+  } else {
+    w.Arg(std::string_view());
+  }
+  w.Arg(static_cast<int64_t>(part.items.size()));
+  if (refund_at.has_value()) {
+    w.Arg(*refund_at);
+  } else {
+    w.Arg(std::string_view());
+  }
   for (size_t j = 0; j < part.items.size(); ++j) {
     const Call::Item& item = call.items[part.items[j]];
     const Limit& l = *item.limit;
-    keys.push_back(item.key);
-    if (l.algorithm() == Algorithm::kSlidingWindowLog) keys.push_back(item.key + ":log");
     // A refund gives back only what was charged: items the charge admitted.
     const int64_t cost =
         !refund_at.has_value() || part.decisions[j].allowed ? item.cost : int64_t{0};
-    args.push_back(std::to_string(AlgorithmIndex(l.algorithm())));
-    args.push_back(std::to_string(l.limit()));
-    args.push_back(std::to_string(l.window()));
-    args.push_back(std::to_string(l.burst()));
-    args.push_back(std::to_string(l.units_per_token()));
-    args.push_back(std::to_string(l.units_per_micro()));
-    args.push_back(std::to_string(cost));
-    args.push_back(item.enforced ? "1" : "0");
+    w.Arg(static_cast<int64_t>(AlgorithmIndex(l.algorithm())));
+    w.Arg(l.limit());
+    w.Arg(l.window());
+    w.Arg(l.burst());
+    w.Arg(l.units_per_token());
+    w.Arg(l.units_per_micro());
+    w.Arg(cost);
+    w.Arg(std::string_view(item.enforced ? "1" : "0"));
   }
-  const std::string numkeys = std::to_string(keys.size());
-  std::vector<std::string_view> command;
-  command.reserve(3 + keys.size() + args.size());
-  command.push_back("EVALSHA");
-  command.push_back(redis::kChargeScriptSha1);
-  command.push_back(numkeys);
-  for (const auto& k : keys) command.push_back(k);
-  for (const auto& a : args) command.push_back(a);
-  std::string out;
-  redis::AppendCommand(out, command);
   return out;
 }
 
