@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "core/time.h"
 #include "rules/descriptor.h"
 
@@ -32,6 +33,9 @@ struct DescriptorsRequest {
 
 struct DescriptorStatus {
   bool over_limit = false;
+  // The matched limit is in shadow mode: counted, never over. Not on the wire; the Envoy face
+  // leaves shadow descriptors out of the RateLimit-* headers.
+  bool shadow = false;
   struct CurrentLimit {
     std::string name;
     uint32_t requests_per_unit = 0;
@@ -43,12 +47,12 @@ struct DescriptorStatus {
 };
 
 struct DescriptorsResult {
+  // Not OK when the request was refused undecided (INVALID_ARGUMENT: a limit override no exact
+  // limit can express); nothing was charged and `statuses` is empty.
+  absl::Status status;
   bool over_limit = false;
   bool store_unavailable = false;  // fail_closed answered OVER_LIMIT because the store failed
   std::vector<DescriptorStatus> statuses;  // in request order
-  // RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset: from the over-limit descriptor, else
-  // the limited one with the least remaining; empty when no limit matched.
-  std::vector<std::pair<std::string, std::string>> response_headers;
 };
 
 }  // namespace sluice

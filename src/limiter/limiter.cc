@@ -1,3 +1,5 @@
+// The Limiter's snapshot, the charge pipeline both faces use, the store probe, and Check (the
+// HTTP check API's path). CheckDescriptors (the Envoy path) is in descriptors.cc.
 #include "limiter/limiter.h"
 
 #include <algorithm>
@@ -10,19 +12,13 @@ using rules::ListVerdict;
 using rules::Rule;
 using Outcome = CheckResult::Outcome;
 
-// One check in flight: owns everything the store's spans point into until `done` runs.
-struct Limiter::Pending {
-  std::shared_ptr<const Snapshot> snapshot;
-  std::vector<const Rule*> rules;
-  std::vector<size_t> rule_index;  // into snapshot->counters
-  std::vector<std::string> keys;
-  std::vector<ChargeItem> items;
-  std::vector<Decision> decisions;
-  Callback done;
-  Micros now = 0;
-  std::chrono::steady_clock::time_point started;
-  bool local = false;  // decided by the fallback store (on_failure: local)
-};
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
 
 Limiter::Limiter(Store& store, const Clock& clock, obs::Metrics& metrics,
                  obs::RejectionLog& rejections, Options options)
@@ -37,12 +33,18 @@ Limiter::Limiter(Store& store, const Clock& clock, obs::Metrics& metrics,
   rules_version_.store(0);  // version 1 is the first rules the server loads
 }
 
+Limiter::~Limiter() = default;
+
 void Limiter::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
   auto snapshot = std::make_shared<Snapshot>();
   snapshot->counters.reserve(rules->size());
-  for (const Rule& rule : rules->rules()) snapshot->counters.push_back(metrics_.ForRule(rule.id));
-  snapshot->deny_list = metrics_.ForRule("deny_list");
-  snapshot->allow_list = metrics_.ForRule("allow_list");
+  for (const Rule& rule : rules->rules()) {
+    snapshot->counters.push_back(metrics_.ForRule(rule.id, rule.mode == rules::RuleMode::kEnforce
+                                                               ? obs::RuleKind::kEnforced
+                                                               : obs::RuleKind::kShadow));
+  }
+  snapshot->deny_list = metrics_.ForRule("deny_list", obs::RuleKind::kDenyList);
+  snapshot->allow_list = metrics_.ForRule("allow_list", obs::RuleKind::kAllowList);
   if (options_.on_failure == FailurePolicy::kLocal) {
     snapshot->local_limits.reserve(rules->size());
     for (const Rule& rule : rules->rules()) {
@@ -58,58 +60,44 @@ void Limiter::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
 
 std::shared_ptr<const rules::RuleSet> Limiter::rules() const { return snapshot_.load()->rules; }
 
-void Limiter::Check(CheckRequest request, Callback done) {
-  const auto started = std::chrono::steady_clock::now();
-  std::shared_ptr<const Snapshot> snapshot = snapshot_.load();
-  const rules::RuleSet& rules = *snapshot->rules;
-  CheckResult result;
-  result.now = clock_.NowMicros();
+// ---- The charge pipeline ----
 
-  const ListVerdict verdict = rules.CheckLists(request.attributes, result.now);
-  if (verdict.kind == ListVerdict::Kind::kDeny) {
-    snapshot->deny_list.blocked->Increment();
-    result.outcome = Outcome::kDenied;
-    result.rule_id = "deny_list";
-    result.deny_reason = std::string(verdict.reason());
-    std::move(done)(std::move(result));
-    return;
-  }
-  if (verdict.kind == ListVerdict::Kind::kAllow) {
-    snapshot->allow_list.allowed->Increment();
-    result.outcome = Outcome::kAllowlisted;
-    std::move(done)(std::move(result));
-    return;
-  }
+void Limiter::Charge(std::unique_ptr<Job> job) {
+  Job* raw = job.get();
+  // The store's own time: from here, not from the start of the check (rule matching excluded).
+  const auto sent = std::chrono::steady_clock::now();
+  store_.Charge(
+      raw->items, raw->decisions, [this, sent, job = std::move(job)](absl::Status status) mutable {
+        store_latency_.Observe(SecondsSince(sent));
+        if (status.ok()) {
+          store_failing_.store(false, std::memory_order_relaxed);
+          return Finish(std::move(job), DecidedBy::kStore);
+        }
+        store_failing_.store(true, std::memory_order_relaxed);
+        store_errors_.Increment();
+        if (options_.on_failure == FailurePolicy::kLocal && options_.fallback != nullptr) {
+          return ChargeFallback(std::move(job));
+        }
+        Finish(std::move(job), DecidedBy::kNobody);
+      });
+}
 
-  auto pending = std::make_unique<Pending>();
-  rules.Applicable(request.attributes, pending->rules);
-  if (pending->rules.empty()) {
-    std::move(done)(std::move(result));
-    return;
-  }
-  const size_t n = pending->rules.size();
-  pending->keys.resize(n);
-  pending->items.resize(n);
-  pending->decisions.resize(n);
-  pending->rule_index.resize(n);
-  const Rule* first = rules.rules().data();
-  for (size_t i = 0; i < n; ++i) {
-    const Rule& rule = *pending->rules[i];
-    rules::RuleSet::CounterKey(rule, request.attributes, &pending->keys[i]);  // key present:
-                                                                             // Applicable checked
-    pending->items[i] = ChargeItem{pending->keys[i], &rule.limit, request.cost,
-                                   rule.mode == rules::RuleMode::kEnforce};
-    pending->rule_index[i] = static_cast<size_t>(&rule - first);
-  }
-  pending->snapshot = std::move(snapshot);
-  pending->done = std::move(done);
-  pending->now = result.now;
-  pending->started = started;
-  Pending* raw = pending.get();
-  store_.Charge(raw->items, raw->decisions,
-                [this, pending = std::move(pending)](absl::Status status) mutable {
-                  Finish(std::move(pending), status);
-                });
+void Limiter::ChargeFallback(std::unique_ptr<Job> job) {
+  job->UseLocalLimits(*this);
+  Job* raw = job.get();
+  options_.fallback->Charge(
+      raw->items, raw->decisions, [this, job = std::move(job)](absl::Status status) mutable {
+        Finish(std::move(job), status.ok() ? DecidedBy::kFallback : DecidedBy::kNobody);
+      });
+}
+
+void Limiter::Finish(std::unique_ptr<Job> job, DecidedBy decided_by) {
+  ObserveCheck(job->started);
+  job->Finish(*this, decided_by);
+}
+
+void Limiter::ObserveCheck(std::chrono::steady_clock::time_point started) {
+  metrics_.check_duration().Observe(SecondsSince(started));
 }
 
 Limit Limiter::LocalLimit(const Limit& limit) const {
@@ -125,102 +113,171 @@ Limit Limiter::LocalLimit(const Limit& limit) const {
   return scaled.ok() ? *scaled : limit;
 }
 
-void Limiter::DecideLocally(std::unique_ptr<Pending> p) {
-  p->local = true;
-  for (size_t i = 0; i < p->items.size(); ++i) {
-    p->items[i].limit = &p->snapshot->local_limits[p->rule_index[i]];
-  }
-  Pending* raw = p.get();
-  options_.fallback->Charge(
-      raw->items, raw->decisions,
-      [this, p = std::move(p)](absl::Status status) mutable { Finish(std::move(p), status); });
+const Limit* Limiter::LocalDescriptorLimit(const Snapshot& snapshot, const Limit& limit) const {
+  std::lock_guard lock(snapshot.local_mu);
+  auto& scaled = snapshot.local_descriptor_limits[&limit];
+  if (scaled == nullptr) scaled = std::make_unique<const Limit>(LocalLimit(limit));
+  return scaled.get();
 }
 
-void Limiter::Finish(std::unique_ptr<Pending> pending, const absl::Status& status) {
-  Pending& p = *pending;
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - p.started).count();
-  if (!p.local) store_latency_.Observe(seconds);
-  CheckResult result;
-  result.now = p.now;
-  const size_t n = p.rules.size();
+// ---- The store probe ----
 
-  if (!status.ok() && !p.local) {
-    store_failing_.store(true, std::memory_order_relaxed);
-    store_errors_.Increment();
-    if (options_.on_failure == FailurePolicy::kLocal && options_.fallback != nullptr) {
-      return DecideLocally(std::move(pending));
+void Limiter::ProbeStore(ProbeCallback done) {
+  // A read (cost 0) of a reserved key: a real round trip to the store, charging nothing.
+  static const Limit kProbe =
+      *Limit::Create({.algorithm = Algorithm::kFixedWindow, .limit = 1, .window = 1000});
+  struct Probe {
+    ChargeItem item{"sluice:health", &kProbe, 0};
+    Decision decision;
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    ProbeCallback done;
+  };
+  auto probe = std::make_unique<Probe>();
+  probe->done = std::move(done);
+  Probe* raw = probe.get();
+  store_.Charge({&raw->item, 1}, {&raw->decision, 1},
+                [this, probe = std::move(probe)](absl::Status status) mutable {
+                  ProbeResult result;
+                  result.latency_ms = SecondsSince(probe->started) * 1000;
+                  result.store_up = status.ok();
+                  result.can_decide =
+                      result.store_up || options_.on_failure != FailurePolicy::kFailClosed;
+                  std::move(probe->done)(result);
+                });
+}
+
+// ---- Check: the HTTP check API ----
+
+struct Limiter::CheckJob final : Job {
+  std::vector<const Rule*> rules;  // the applicable rules, one per item
+  std::vector<size_t> rule_index;  // of each, into snapshot->counters
+  Callback done;
+
+  void UseLocalLimits(const Limiter&) override {
+    for (size_t i = 0; i < items.size(); ++i) {
+      items[i].limit = &snapshot->local_limits[rule_index[i]];
     }
-  }
-  if (!status.ok()) {
-    for (size_t i = 0; i < n; ++i) p.snapshot->counters[p.rule_index[i]].error->Increment();
-    if (options_.on_failure == FailurePolicy::kFailClosed) {
-      result.outcome = Outcome::kStoreUnavailable;
-    } else {
-      result.degraded = true;  // fail_open (or local, if even the fallback failed)
-    }
-    metrics_.check_duration().Observe(seconds);
-    std::move(p.done)(std::move(result));
-    return;
-  }
-  if (p.local) {
-    result.degraded = true;
-    // Report the rule's limit (CONTRACT §4), not the share this server granted alone.
-    for (size_t i = 0; i < n; ++i) p.decisions[i].limit = p.rules[i]->limit.limit();
-  } else {
-    store_failing_.store(false, std::memory_order_relaxed);
   }
 
-  // The reported rule: among enforced rejections, a cost no rule could ever admit first, then
-  // the longest retry_after; when allowed, the enforced rule with the least remaining.
-  int reported = -1;
-  bool rejected = false;
-  for (size_t i = 0; i < n; ++i) {
-    if (p.rules[i]->mode != rules::RuleMode::kEnforce || p.decisions[i].allowed) continue;
-    const Decision& d = p.decisions[i];
-    if (!rejected) {
-      reported = static_cast<int>(i);
-      rejected = true;
-      continue;
+  void Finish(Limiter& limiter, DecidedBy decided_by) override {
+    CheckResult result;
+    result.now = now;
+    const size_t n = rules.size();
+    if (decided_by == DecidedBy::kNobody) {
+      for (size_t i = 0; i < n; ++i) snapshot->counters[rule_index[i]].error->Increment();
+      if (limiter.options_.on_failure == FailurePolicy::kFailClosed) {
+        result.outcome = Outcome::kStoreUnavailable;
+      } else {
+        result.degraded = true;  // fail_open (or local, if even the fallback failed)
+      }
+      return std::move(done)(std::move(result));
     }
-    const Decision& best = p.decisions[reported];
-    if ((d.cost_exceeds_limit && !best.cost_exceeds_limit) ||
-        (d.cost_exceeds_limit == best.cost_exceeds_limit && d.retry_after > best.retry_after)) {
-      reported = static_cast<int>(i);
+    if (decided_by == DecidedBy::kFallback) {
+      result.degraded = true;
+      // Report the rule's limit (CONTRACT §4), not the share this server granted alone.
+      for (size_t i = 0; i < n; ++i) decisions[i].limit = rules[i]->limit.limit();
     }
-  }
-  if (!rejected) {
+
+    // The reported rule: among enforced rejections, a cost no rule could ever admit first, then
+    // the longest retry_after; when allowed, the enforced rule with the least remaining.
+    int reported = -1;
+    bool rejected = false;
     for (size_t i = 0; i < n; ++i) {
-      if (p.rules[i]->mode != rules::RuleMode::kEnforce) continue;
-      if (reported < 0 || p.decisions[i].remaining < p.decisions[reported].remaining) {
+      if (rules[i]->mode != rules::RuleMode::kEnforce || decisions[i].allowed) continue;
+      const Decision& d = decisions[i];
+      if (!rejected) {
+        reported = static_cast<int>(i);
+        rejected = true;
+        continue;
+      }
+      const Decision& best = decisions[reported];
+      if ((d.cost_exceeds_limit && !best.cost_exceeds_limit) ||
+          (d.cost_exceeds_limit == best.cost_exceeds_limit && d.retry_after > best.retry_after)) {
         reported = static_cast<int>(i);
       }
     }
-  }
-
-  for (size_t i = 0; i < n; ++i) {
-    const obs::RuleCounters& c = p.snapshot->counters[p.rule_index[i]];
-    const bool enforced = p.rules[i]->mode == rules::RuleMode::kEnforce;
-    if (!p.decisions[i].allowed) {
-      (enforced ? c.rejected : c.shadow_rejected)->Increment();
-    } else if (!rejected) {
-      c.allowed->Increment();
+    if (!rejected) {
+      for (size_t i = 0; i < n; ++i) {
+        if (rules[i]->mode != rules::RuleMode::kEnforce) continue;
+        if (reported < 0 || decisions[i].remaining < decisions[reported].remaining) {
+          reported = static_cast<int>(i);
+        }
+      }
     }
+
+    for (size_t i = 0; i < n; ++i) {
+      const obs::RuleCounters& c = snapshot->counters[rule_index[i]];
+      const bool enforced = rules[i]->mode == rules::RuleMode::kEnforce;
+      if (!decisions[i].allowed) {
+        (enforced ? c.rejected : c.shadow_rejected)->Increment();
+      } else if (!rejected) {
+        c.allowed->Increment();
+      }
+    }
+
+    if (reported >= 0) {
+      result.limited = true;
+      result.decision = decisions[reported];
+      result.rule_id = rules[reported]->id;
+      result.window = rules[reported]->limit.window();
+      result.algorithm = rules[reported]->limit.algorithm();
+    }
+    if (rejected) {
+      result.outcome = Outcome::kRejected;
+      limiter.rejections_.Rejected(result.rule_id, keys[reported], result.decision.retry_after);
+    }
+    std::move(done)(std::move(result));
+  }
+};
+
+void Limiter::Check(CheckRequest request, Callback done) {
+  const auto started = std::chrono::steady_clock::now();
+  std::shared_ptr<const Snapshot> snapshot = snapshot_.load();
+  const rules::RuleSet& rules = *snapshot->rules;
+  CheckResult result;
+  result.now = clock_.NowMicros();
+
+  const ListVerdict verdict = rules.CheckLists(request.attributes, result.now);
+  if (verdict.kind == ListVerdict::Kind::kDeny) {
+    snapshot->deny_list.blocked->Increment();
+    result.outcome = Outcome::kDenied;
+    result.rule_id = "deny_list";
+    result.deny_reason = std::string(verdict.reason());
+    ObserveCheck(started);
+    return std::move(done)(std::move(result));
+  }
+  if (verdict.kind == ListVerdict::Kind::kAllow) {
+    snapshot->allow_list.allowed->Increment();
+    result.outcome = Outcome::kAllowlisted;
+    ObserveCheck(started);
+    return std::move(done)(std::move(result));
   }
 
-  if (reported >= 0) {
-    result.limited = true;
-    result.decision = p.decisions[reported];
-    result.rule_id = p.rules[reported]->id;
-    result.window = p.rules[reported]->limit.window();
-    result.algorithm = p.rules[reported]->limit.algorithm();
+  auto job = std::make_unique<CheckJob>();
+  rules.Applicable(request.attributes, job->rules);
+  if (job->rules.empty()) {
+    ObserveCheck(started);
+    return std::move(done)(std::move(result));
   }
-  if (rejected) {
-    result.outcome = Outcome::kRejected;
-    rejections_.Rejected(result.rule_id, p.keys[reported], result.decision.retry_after);
+  const size_t n = job->rules.size();
+  job->keys.resize(n);
+  job->items.resize(n);
+  job->decisions.resize(n);
+  job->rule_index.resize(n);
+  const Rule* first = rules.rules().data();
+  for (size_t i = 0; i < n; ++i) {
+    const Rule& rule = *job->rules[i];
+    // The key is present: Applicable checked.
+    rules::RuleSet::CounterKey(rule, request.attributes, &job->keys[i]);
+    job->items[i] =
+        ChargeItem{job->keys[i], &rule.limit, request.cost, rule.mode == rules::RuleMode::kEnforce};
+    job->rule_index[i] = static_cast<size_t>(&rule - first);
   }
-  metrics_.check_duration().Observe(seconds);
-  std::move(p.done)(std::move(result));
+  job->snapshot = std::move(snapshot);
+  job->done = std::move(done);
+  job->now = result.now;
+  job->started = started;
+  Charge(std::move(job));
 }
 
 }  // namespace sluice

@@ -3,12 +3,15 @@
 // per-rule metrics.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -47,11 +50,18 @@ struct CheckResult {
   // the rejecting rule with the longest retry_after (a cost no rule could ever admit first).
   Decision decision;
   std::string rule_id;
-  Micros window = 0;  // of the reported rule
+  Micros window = 0;                              // of the reported rule
   Algorithm algorithm = Algorithm::kFixedWindow;  // of the reported rule
   std::string deny_reason;
   bool degraded = false;  // the store failed and fail_open/local answered
   Micros now = 0;         // the time the decision was made (for reset_at)
+};
+
+// What the store probe saw (GET /health, /healthcheck and gRPC health).
+struct ProbeResult {
+  bool store_up = false;    // the store answered a read
+  bool can_decide = false;  // checks get answers: the store is up, or the policy is not fail_closed
+  double latency_ms = 0;    // the round trip
 };
 
 class Limiter {
@@ -68,6 +78,7 @@ class Limiter {
   // `store`, `clock`, `metrics` and `rejections` must outlive the Limiter.
   Limiter(Store& store, const Clock& clock, obs::Metrics& metrics, obs::RejectionLog& rejections,
           Options options);
+  ~Limiter();
 
   // Swaps in a new rules snapshot. Requests already running keep the one they started with.
   // Thread-safe.
@@ -86,10 +97,16 @@ class Limiter {
   // that the domain and descriptors are not empty. `done` runs exactly once. Thread-safe.
   void CheckDescriptors(DescriptorsRequest request, DescriptorsCallback done);
 
+  using ProbeCallback = absl::AnyInvocable<void(ProbeResult) &&>;
+  // Reads (cost 0) a reserved key: a real store round trip that charges nothing. `done` runs
+  // exactly once, possibly before ProbeStore returns. Thread-safe.
+  void ProbeStore(ProbeCallback done);
+
   // Whether the last store round trip failed (for /health). Relaxed: advisory.
   bool store_failing() const { return store_failing_.load(std::memory_order_relaxed); }
   FailurePolicy on_failure() const { return options_.on_failure; }
-  Store& store() { return store_; }
+  // The store's backend name ("memory", "redis", ...), for /health.
+  std::string_view store_backend() const { return store_.backend(); }
   const Clock& clock() const { return clock_; }
 
  private:
@@ -107,19 +124,53 @@ class Limiter {
     mutable absl::flat_hash_map<const Limit*, std::unique_ptr<const Limit>> local_descriptor_limits
         ABSL_GUARDED_BY(local_mu);
   };
-  struct Pending;
-  struct PendingDescriptors;
 
-  void Finish(std::unique_ptr<Pending> pending, const absl::Status& status);
-  void FinishDescriptors(std::unique_ptr<PendingDescriptors> pending, const absl::Status& status);
-  // on_failure: local — charges the fallback store with the scaled limits, then finishes.
-  void DecideLocally(std::unique_ptr<Pending> pending);
-  void DecideDescriptorsLocally(std::unique_ptr<PendingDescriptors> pending);
+  // Who decided a job's items.
+  enum class DecidedBy : uint8_t {
+    kStore,     // the store: `decisions` hold its answers
+    kFallback,  // on_failure: local — the fallback store, with scaled limits
+    kNobody,    // the store failed (and the fallback too, or there is none): no decisions
+  };
+
+  // One request in flight through the charge pipeline (Charge → the store → on failure, the
+  // policy → Finish). A face's request type derives from it, builds `items` (with `keys` and
+  // whatever the items point into) and reads `decisions` in Finish. The job owns everything the
+  // store's spans point into until it is finished.
+  struct Job {
+    virtual ~Job() = default;
+    // on_failure: local — points every item at its limit scaled by fallback_share.
+    virtual void UseLocalLimits(const Limiter& limiter) = 0;
+    // Answers the caller from `decisions` (or the failure policy, for kNobody). Runs once.
+    virtual void Finish(Limiter& limiter, DecidedBy decided_by) = 0;
+
+    std::shared_ptr<const Snapshot> snapshot;
+    std::vector<std::string> keys;
+    std::vector<ChargeItem> items;
+    std::vector<Decision> decisions;
+    Micros now = 0;                                 // when the check began, on `clock`
+    std::chrono::steady_clock::time_point started;  // likewise, for the check duration
+  };
+  struct CheckJob;
+  struct DescriptorsJob;
+
+  // The pipeline both faces use: charges `job`'s items on the store, applies the failure policy
+  // when it fails, records the store and check metrics, then finishes the job.
+  void Charge(std::unique_ptr<Job> job);
+  void ChargeFallback(std::unique_ptr<Job> job);
+  void Finish(std::unique_ptr<Job> job, DecidedBy decided_by);
+  // Records the check duration of a check answered without the store (lists, no rule).
+  void ObserveCheck(std::chrono::steady_clock::time_point started);
+
   // `limit` with its limit and burst scaled by fallback_share (at least 1 each).
   Limit LocalLimit(const Limit& limit) const;
-  // The counters of an Envoy metric key, created on first use and cached: registering them
-  // with prometheus per request would take its registry lock and rebuild label maps each time.
-  obs::RuleCounters DescriptorCounters(const std::string& metric_key);
+  // The scaled limit of a descriptor limit of `snapshot`, made once and kept for its life.
+  const Limit* LocalDescriptorLimit(const Snapshot& snapshot, const Limit& limit) const;
+  // sluice_requests_total{rule_id=metric_key, result}, created on first use and cached:
+  // registering it with prometheus per request would take its registry lock each time. Only
+  // results that occurred are exported (an Envoy metric key's possible results are not known
+  // in advance: an override makes a shadow descriptor enforced).
+  enum class DescriptorResult : uint8_t { kAllowed, kRejected, kShadowRejected, kError };
+  prometheus::Counter& DescriptorCounter(const std::string& metric_key, DescriptorResult result);
 
   Store& store_;
   const Clock& clock_;
@@ -130,7 +181,7 @@ class Limiter {
   std::atomic<uint64_t> rules_version_{0};
   std::atomic<bool> store_failing_{false};
   std::mutex descriptor_counters_mu_;
-  absl::flat_hash_map<std::string, obs::RuleCounters> descriptor_counters_
+  absl::flat_hash_map<std::string, std::array<prometheus::Counter*, 4>> descriptor_counters_
       ABSL_GUARDED_BY(descriptor_counters_mu_);
   prometheus::Histogram& store_latency_;
   prometheus::Counter& store_errors_;

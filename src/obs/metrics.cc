@@ -10,8 +10,8 @@ namespace {
 
 // Decisions take microseconds: buckets from 10 us to 1 s.
 prometheus::Histogram::BucketBoundaries LatencyBuckets() {
-  return {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
-          0.0025,  0.005,    0.01,    0.025,  0.05,    0.1,    0.25, 1};
+  return {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+          0.005,   0.01,     0.025,   0.05,   0.1,     0.25,   1};
 }
 
 }  // namespace
@@ -54,14 +54,34 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Register(*registry_);
   reload_ok_ = &reloads.Add({{"result", "success"}});
   reload_failed_ = &reloads.Add({{"result", "failure"}});
+  overrides_refused_ = &prometheus::BuildCounter()
+                            .Name("sluice_envoy_overrides_refused_total")
+                            .Help(
+                                "Envoy requests refused because a descriptor's limit override "
+                                "cannot be counted exactly")
+                            .Register(*registry_)
+                            .Add({});
 }
 
-RuleCounters Metrics::ForRule(std::string_view rule_id) {
-  const std::string id(rule_id);
-  auto add = [&](const char* result) {
-    return &requests_->Add({{"rule_id", id}, {"result", result}});
-  };
-  return {add("allowed"), add("rejected"), add("shadow_rejected"), add("blocked"), add("error")};
+RuleCounters Metrics::ForRule(std::string_view rule_id, RuleKind kind) {
+  auto add = [&](const char* result) { return &Request(rule_id, result); };
+  switch (kind) {
+    case RuleKind::kEnforced:
+      return {.allowed = add("allowed"), .rejected = add("rejected"), .error = add("error")};
+    case RuleKind::kShadow:
+      return {.allowed = add("allowed"),
+              .shadow_rejected = add("shadow_rejected"),
+              .error = add("error")};
+    case RuleKind::kDenyList:
+      return {.blocked = add("blocked")};
+    case RuleKind::kAllowList:
+      return {.allowed = add("allowed")};
+  }
+  return {};
+}
+
+prometheus::Counter& Metrics::Request(std::string_view rule_id, std::string_view result) {
+  return requests_->Add({{"rule_id", std::string(rule_id)}, {"result", std::string(result)}});
 }
 
 prometheus::Histogram& Metrics::StoreDuration(std::string_view backend, std::string_view op) {

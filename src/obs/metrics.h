@@ -3,6 +3,7 @@
 // looking them up per request.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -15,7 +16,8 @@
 
 namespace sluice::obs {
 
-// sluice_requests_total{rule_id, result} for one rule id.
+// sluice_requests_total{rule_id, result} for one rule id. Only the results that can occur for
+// the rule's kind exist (see RuleKind); the others are null and never exported.
 struct RuleCounters {
   prometheus::Counter* allowed = nullptr;
   prometheus::Counter* rejected = nullptr;
@@ -24,13 +26,25 @@ struct RuleCounters {
   prometheus::Counter* error = nullptr;
 };
 
+// What a rule id stands for, which decides the results it can have.
+enum class RuleKind : uint8_t {
+  kEnforced,   // allowed, rejected, error
+  kShadow,     // allowed, shadow_rejected, error
+  kDenyList,   // blocked
+  kAllowList,  // allowed
+};
+
 class Metrics {
  public:
   Metrics();
 
-  // Finds or creates the counters of `rule_id`. Takes the registry's lock: call it when rules
-  // load, not per request. The pointers live as long as this Metrics.
-  RuleCounters ForRule(std::string_view rule_id);
+  // Finds or creates the counters of `rule_id` for a rule of `kind`. Takes the registry's lock:
+  // call it when rules load, not per request. The pointers live as long as this Metrics.
+  RuleCounters ForRule(std::string_view rule_id, RuleKind kind);
+  // One sluice_requests_total{rule_id, result} series, for ids whose possible results are not
+  // known in advance (Envoy descriptor metric keys): created on first use. Takes the registry's
+  // lock: cache the pointer.
+  prometheus::Counter& Request(std::string_view rule_id, std::string_view result);
 
   prometheus::Histogram& check_duration() { return *check_duration_; }  // seconds
   prometheus::Histogram& StoreDuration(std::string_view backend, std::string_view op);
@@ -40,6 +54,8 @@ class Metrics {
   prometheus::Gauge& rules_loaded() { return *rules_loaded_; }
   prometheus::Counter& reloads(bool success) { return success ? *reload_ok_ : *reload_failed_; }
   prometheus::Counter& http_errors(std::string_view code);  // sluice_http_errors_total{code}
+  // sluice_envoy_overrides_refused_total: descriptor limit overrides no exact limit can express.
+  prometheus::Counter& overrides_refused() { return *overrides_refused_; }
 
   // The Prometheus text exposition format (version 0.0.4).
   std::string Render() const;
@@ -55,6 +71,7 @@ class Metrics {
   prometheus::Gauge* rules_loaded_;
   prometheus::Counter* reload_ok_;
   prometheus::Counter* reload_failed_;
+  prometheus::Counter* overrides_refused_;
 };
 
 }  // namespace sluice::obs

@@ -14,7 +14,6 @@ std::shared_ptr<const rules::RuleSet> Rules(const std::string& yaml) {
   return testing::RuleSetFromYaml(yaml);
 }
 
-
 class LimiterTest : public ::testing::Test {
  protected:
   CheckResult Check(Limiter& limiter, const std::string& user, const std::string& tier = "",
@@ -177,8 +176,9 @@ descriptors:
   EXPECT_FALSE(unknown.statuses[0].current_limit.has_value());
 }
 
-// Verifies that shadow descriptors never feed the RateLimit-* headers, that an override on a
-// shadow descriptor is enforced, and that the Envoy path records check durations.
+// Verifies that shadow descriptors are marked as such (they never feed the RateLimit-* headers),
+// that an override on a shadow descriptor is enforced, and that the Envoy path records check
+// durations.
 TEST_F(LimiterTest, DescriptorShadowAndOverrides) {
   Limiter limiter(store_, clock_, metrics_, rejections_, {});
   limiter.SetRules(Rules(R"(
@@ -200,17 +200,131 @@ descriptors:
   run(both);
   DescriptorsResult r = run(both);
   EXPECT_FALSE(r.over_limit);  // the shadow descriptor is over, but only in shadow
-  ASSERT_EQ(r.response_headers.size(), 3u);
-  EXPECT_EQ(r.response_headers[0].second, "50");  // from the enforced descriptor
+  ASSERT_EQ(r.statuses.size(), 2u);
+  EXPECT_TRUE(r.statuses[0].shadow);  // left out of the Envoy face's RateLimit-* headers
+  EXPECT_FALSE(r.statuses[1].shadow);
 
-  DescriptorsRequest overridden{
-      .domain = "d",
-      .descriptors = {{.entries = {{"s", "y"}},
-                       .limit_override = DescriptorRequest::Override{
-                           1, rules::RateLimitUnit::kHour}}}};
+  DescriptorsRequest overridden{.domain = "d",
+                                .descriptors = {{.entries = {{"s", "y"}},
+                                                 .limit_override = DescriptorRequest::Override{
+                                                     1, rules::RateLimitUnit::kHour}}}};
   EXPECT_FALSE(run(overridden).over_limit);
   EXPECT_TRUE(run(overridden).over_limit);  // overrides are enforced
   EXPECT_NE(metrics_.Render().find("sluice_check_duration_seconds_count 4"), std::string::npos);
+}
+
+// Verifies that every answer is timed, the ones the store never sees included (deny list,
+// allow list, no applicable rule), and the store's own histogram only for store round trips.
+TEST_F(LimiterTest, EveryAnswerIsTimed) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {});
+  limiter.SetRules(Rules(R"(
+rules:
+  - {id: r, key: [user_id], limit: 5, window: 1h, match: {endpoint: "/x"}}
+lists:
+  allow: [{user_id: ops}]
+  deny: [{user_id: evil}]
+)"));
+  Check(limiter, "evil");                // denied
+  Check(limiter, "ops");                 // allow-listed
+  Check(limiter, "u", "", 1, "/other");  // no rule applies
+  Check(limiter, "u", "", 1, "/x");      // the store decides
+  const std::string text = metrics_.Render();
+  EXPECT_NE(text.find("sluice_check_duration_seconds_count 4"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(sluice_store_duration_seconds_count{backend="memory",op="charge"} 1)"),
+            std::string::npos)
+      << text;
+}
+
+// Verifies that /metrics declares only the series that can occur: no `blocked` for a rule,
+// no `rejected` for a shadow rule, no `allowed` for the deny list.
+TEST_F(LimiterTest, OnlyPossibleSeriesAreDeclared) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {});
+  limiter.SetRules(Rules(R"(
+rules:
+  - {id: hard, key: [user_id], limit: 5, window: 1h}
+  - {id: soft, key: [user_id], limit: 5, window: 1h, mode: shadow}
+)"));
+  const std::string text = metrics_.Render();
+  for (const char* present :
+       {R"({result="allowed",rule_id="hard"})", R"({result="rejected",rule_id="hard"})",
+        R"({result="error",rule_id="hard"})", R"({result="shadow_rejected",rule_id="soft"})",
+        R"({result="blocked",rule_id="deny_list"})",
+        R"({result="allowed",rule_id="allow_list"})"}) {
+    EXPECT_NE(text.find(present), std::string::npos) << present << "\n" << text;
+  }
+  for (const char* absent :
+       {R"({result="blocked",rule_id="hard"})", R"({result="shadow_rejected",rule_id="hard"})",
+        R"({result="rejected",rule_id="soft"})", R"({result="allowed",rule_id="deny_list"})",
+        R"({result="rejected",rule_id="allow_list"})"}) {
+    EXPECT_EQ(text.find(absent), std::string::npos) << absent << "\n" << text;
+  }
+}
+
+// Verifies that a descriptor override no exact limit can express (a token bucket of 4000000007 a
+// year is too fine-grained) refuses the request, charges nothing and is counted — it is never
+// skipped into a limit that counts nothing.
+TEST_F(LimiterTest, UncountableOverrideIsRefused) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {});
+  limiter.SetRules(Rules(R"(
+domain: d
+descriptors:
+  - key: k
+    rate_limit: {unit: hour, requests_per_unit: 1, algorithm: token_bucket}
+)"));
+  DescriptorsRequest request{.domain = "d",
+                             .descriptors = {{.entries = {{"k", "a"}}},
+                                             {.entries = {{"k", "b"}},
+                                              .limit_override = DescriptorRequest::Override{
+                                                  4'000'000'007u, rules::RateLimitUnit::kYear}}}};
+  DescriptorsResult out;
+  bool called = false;
+  limiter.CheckDescriptors(request, [&](DescriptorsResult r) {
+    out = std::move(r);
+    called = true;
+  });
+  ASSERT_TRUE(called);
+  EXPECT_EQ(out.status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(out.status.message().find("descriptor 1: limit override 4000000007 per year"),
+            std::string::npos)
+      << out.status;
+  EXPECT_NE(metrics_.Render().find("sluice_envoy_overrides_refused_total 1"), std::string::npos);
+  // Nothing was charged: descriptor 0 still has its one request.
+  DescriptorsRequest first{.domain = "d", .descriptors = {{.entries = {{"k", "a"}}}}};
+  limiter.CheckDescriptors(first, [&](DescriptorsResult r) { out = std::move(r); });
+  ASSERT_TRUE(out.status.ok());
+  EXPECT_FALSE(out.over_limit);
+  EXPECT_EQ(out.statuses[0].limit_remaining, 0u);
+}
+
+// Verifies the store probe: a read that charges nothing, and what it says under each policy.
+TEST_F(LimiterTest, ProbeStore) {
+  auto probe = [](Limiter& limiter) {
+    ProbeResult out;
+    bool called = false;
+    limiter.ProbeStore([&](ProbeResult r) {
+      out = r;
+      called = true;
+    });
+    EXPECT_TRUE(called);
+    return out;
+  };
+  Limiter up(store_, clock_, metrics_, rejections_, {});
+  ProbeResult r = probe(up);
+  EXPECT_TRUE(r.store_up);
+  EXPECT_TRUE(r.can_decide);
+  EXPECT_GE(r.latency_ms, 0);
+
+  testing::SwitchableStore failing(clock_);
+  failing.set_down(true);
+  Limiter open(failing, clock_, metrics_, rejections_, {.on_failure = FailurePolicy::kFailOpen});
+  r = probe(open);
+  EXPECT_FALSE(r.store_up);
+  EXPECT_TRUE(r.can_decide);
+  Limiter closed(failing, clock_, metrics_, rejections_,
+                 {.on_failure = FailurePolicy::kFailClosed});
+  r = probe(closed);
+  EXPECT_FALSE(r.store_up);
+  EXPECT_FALSE(r.can_decide);
 }
 
 }  // namespace

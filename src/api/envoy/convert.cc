@@ -1,36 +1,55 @@
 #include "api/envoy/convert.h"
 
+#include <limits>
 #include <optional>
+
+#include "core/int_math.h"
 
 namespace sluice::envoy_api {
 
 namespace {
 
 using rules::RateLimitUnit;
+constexpr uint32_t kUnlimitedRemaining = std::numeric_limits<uint32_t>::max();
 using ProtoUnit = ::envoy::service::ratelimit::v3::RateLimitResponse::RateLimit::Unit;
 
 std::optional<RateLimitUnit> FromProtoUnit(::envoy::type::v3::RateLimitUnit unit) {
   switch (unit) {
-    case ::envoy::type::v3::SECOND: return RateLimitUnit::kSecond;
-    case ::envoy::type::v3::MINUTE: return RateLimitUnit::kMinute;
-    case ::envoy::type::v3::HOUR: return RateLimitUnit::kHour;
-    case ::envoy::type::v3::DAY: return RateLimitUnit::kDay;
-    case ::envoy::type::v3::WEEK: return RateLimitUnit::kWeek;
-    case ::envoy::type::v3::MONTH: return RateLimitUnit::kMonth;
-    case ::envoy::type::v3::YEAR: return RateLimitUnit::kYear;
-    default: return std::nullopt;
+    case ::envoy::type::v3::SECOND:
+      return RateLimitUnit::kSecond;
+    case ::envoy::type::v3::MINUTE:
+      return RateLimitUnit::kMinute;
+    case ::envoy::type::v3::HOUR:
+      return RateLimitUnit::kHour;
+    case ::envoy::type::v3::DAY:
+      return RateLimitUnit::kDay;
+    case ::envoy::type::v3::WEEK:
+      return RateLimitUnit::kWeek;
+    case ::envoy::type::v3::MONTH:
+      return RateLimitUnit::kMonth;
+    case ::envoy::type::v3::YEAR:
+      return RateLimitUnit::kYear;
+    default:
+      return std::nullopt;
   }
 }
 
 ProtoUnit ToProtoUnit(RateLimitUnit unit) {
   switch (unit) {
-    case RateLimitUnit::kSecond: return RateLimitResponse::RateLimit::SECOND;
-    case RateLimitUnit::kMinute: return RateLimitResponse::RateLimit::MINUTE;
-    case RateLimitUnit::kHour: return RateLimitResponse::RateLimit::HOUR;
-    case RateLimitUnit::kDay: return RateLimitResponse::RateLimit::DAY;
-    case RateLimitUnit::kWeek: return RateLimitResponse::RateLimit::WEEK;
-    case RateLimitUnit::kMonth: return RateLimitResponse::RateLimit::MONTH;
-    case RateLimitUnit::kYear: return RateLimitResponse::RateLimit::YEAR;
+    case RateLimitUnit::kSecond:
+      return RateLimitResponse::RateLimit::SECOND;
+    case RateLimitUnit::kMinute:
+      return RateLimitResponse::RateLimit::MINUTE;
+    case RateLimitUnit::kHour:
+      return RateLimitResponse::RateLimit::HOUR;
+    case RateLimitUnit::kDay:
+      return RateLimitResponse::RateLimit::DAY;
+    case RateLimitUnit::kWeek:
+      return RateLimitResponse::RateLimit::WEEK;
+    case RateLimitUnit::kMonth:
+      return RateLimitResponse::RateLimit::MONTH;
+    case RateLimitUnit::kYear:
+      return RateLimitResponse::RateLimit::YEAR;
   }
   return RateLimitResponse::RateLimit::UNKNOWN;
 }
@@ -38,7 +57,8 @@ ProtoUnit ToProtoUnit(RateLimitUnit unit) {
 }  // namespace
 
 absl::StatusOr<DescriptorsRequest> FromProto(const RateLimitRequest& request) {
-  if (request.domain().empty()) return absl::InvalidArgumentError("rate limit domain must not be empty");
+  if (request.domain().empty())
+    return absl::InvalidArgumentError("rate limit domain must not be empty");
   if (request.descriptors_size() == 0) {
     return absl::InvalidArgumentError("rate limit descriptor list must not be empty");
   }
@@ -62,6 +82,24 @@ absl::StatusOr<DescriptorsRequest> FromProto(const RateLimitRequest& request) {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> ResponseHeaders(const DescriptorsResult& result) {
+  const DescriptorStatus* reported = nullptr;
+  for (const DescriptorStatus& s : result.statuses) {
+    if (!s.current_limit || s.limit_remaining == kUnlimitedRemaining || s.shadow) continue;
+    if (reported == nullptr || (s.over_limit && !reported->over_limit) ||
+        (s.over_limit == reported->over_limit && s.limit_remaining < reported->limit_remaining)) {
+      reported = &s;
+    }
+  }
+  if (reported == nullptr) return {};
+  return {
+      {"RateLimit-Limit", std::to_string(reported->current_limit->requests_per_unit)},
+      {"RateLimit-Remaining", std::to_string(reported->limit_remaining)},
+      {"RateLimit-Reset", std::to_string(static_cast<int64_t>(int_math::CeilDiv(
+                              reported->duration_until_reset.value_or(0), kMicrosPerSecond)))},
+  };
+}
+
 void ToProto(const DescriptorsResult& result, RateLimitResponse* response) {
   response->set_overall_code(result.over_limit ? RateLimitResponse::OVER_LIMIT
                                                : RateLimitResponse::OK);
@@ -81,7 +119,7 @@ void ToProto(const DescriptorsResult& result, RateLimitResponse* response) {
       d->set_nanos(static_cast<int32_t>(*s.duration_until_reset % kMicrosPerSecond) * 1000);
     }
   }
-  for (const auto& [key, value] : result.response_headers) {
+  for (const auto& [key, value] : ResponseHeaders(result)) {
     auto* h = response->add_response_headers_to_add();
     h->set_key(key);
     h->set_value(value);

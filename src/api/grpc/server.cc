@@ -11,7 +11,6 @@
 #include <mutex>
 #include <utility>
 
-#include "core/limit.h"
 #include "grpc/grpc.h"
 #include "grpc/support/log.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -177,25 +176,15 @@ void GrpcServer::HealthLoop() {
 }
 
 bool GrpcServer::ProbeStore() {
-  // A read (cost 0) of a reserved key: a real store round trip that charges nothing (the probe
-  // /health and /healthcheck make too).
-  static const Limit kProbe =
-      *Limit::Create({.algorithm = Algorithm::kFixedWindow, .limit = 1, .window = 1000});
-  struct Probe {
-    ChargeItem item{"sluice:health", &kProbe, 0};
-    Decision decision;
-    std::promise<absl::Status> done;
-  };
   // Shared with the callback, which may outlive this function when the store is slow.
-  auto probe = std::make_shared<Probe>();
-  std::future<absl::Status> answer = probe->done.get_future();
-  limiter_.store().Charge({&probe->item, 1}, {&probe->decision, 1}, [probe](absl::Status status) {
-    probe->done.set_value(std::move(status));
-  });
-  const bool store_up =
-      answer.wait_for(options_.health_probe_timeout) == std::future_status::ready &&
-      answer.get().ok();
-  return store_up || limiter_.on_failure() != FailurePolicy::kFailClosed;
+  auto answer = std::make_shared<std::promise<bool>>();
+  std::future<bool> can_decide = answer->get_future();
+  limiter_.ProbeStore([answer](ProbeResult probe) { answer->set_value(probe.can_decide); });
+  if (can_decide.wait_for(options_.health_probe_timeout) == std::future_status::ready) {
+    return can_decide.get();
+  }
+  // No answer in time: the store is as good as down.
+  return limiter_.on_failure() != FailurePolicy::kFailClosed;
 }
 
 }  // namespace sluice::grpc_api

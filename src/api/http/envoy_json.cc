@@ -29,28 +29,33 @@ void EnvoyJsonHandler::Handle(Request& request, Respond respond) {
   absl::StatusOr<DescriptorsRequest> parsed = envoy_api::FromProto(proto);
   if (!parsed.ok()) return bad(Text(parsed.status().message()));
 
-  limiter_.CheckDescriptors(
-      std::move(*parsed),
-      [respond = std::move(respond), version](DescriptorsResult result) mutable {
-        if (result.store_unavailable) {
-          Response res = JsonResponse(
-              503,
-              ErrorBody("STORE_UNAVAILABLE",
-                        "The rate limit store is unavailable and the failure policy is "
-                        "fail_closed."),
-              version);
-          res.set("Retry-After", "1");
-          std::move(respond)(std::move(res));
-          return;
-        }
-        envoy_api::RateLimitResponse response;
-        envoy_api::ToProto(result, &response);
-        std::string body;
-        (void)google::protobuf::util::MessageToJsonString(response, &body);
-        Response res = JsonResponse(result.over_limit ? 429 : 200, std::move(body), version);
-        for (const auto& [k, v] : result.response_headers) res.set(k, v);
-        std::move(respond)(std::move(res));
-      });
+  limiter_.CheckDescriptors(std::move(*parsed), [this, respond = std::move(respond),
+                                                 version](DescriptorsResult result) mutable {
+    if (!result.status.ok()) {
+      metrics_.http_errors("INVALID_REQUEST").Increment();
+      std::move(respond)(
+          JsonResponse(400, ErrorBody("INVALID_REQUEST", Text(result.status.message())), version));
+      return;
+    }
+    if (result.store_unavailable) {
+      Response res =
+          JsonResponse(503,
+                       ErrorBody("STORE_UNAVAILABLE",
+                                 "The rate limit store is unavailable and the failure policy is "
+                                 "fail_closed."),
+                       version);
+      res.set("Retry-After", "1");
+      std::move(respond)(std::move(res));
+      return;
+    }
+    envoy_api::RateLimitResponse response;
+    envoy_api::ToProto(result, &response);
+    std::string body;
+    (void)google::protobuf::util::MessageToJsonString(response, &body);
+    Response res = JsonResponse(result.over_limit ? 429 : 200, std::move(body), version);
+    for (const auto& [k, v] : envoy_api::ResponseHeaders(result)) res.set(k, v);
+    std::move(respond)(std::move(res));
+  });
 }
 
 }  // namespace sluice::http

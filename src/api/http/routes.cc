@@ -1,7 +1,5 @@
 #include "api/http/routes.h"
 
-#include <chrono>
-
 #include "absl/strings/str_cat.h"
 #include "api/http/check_codec.h"
 #include "api/http/envoy_json.h"
@@ -91,64 +89,49 @@ void Routes::Check(Request& request, Respond respond) {
   absl::StatusOr<CheckRequest> parsed = ParseCheckRequest(request.body());
   if (!parsed.ok()) {
     metrics_.http_errors("INVALID_REQUEST").Increment();
-    std::move(respond)(JsonResponse(400, ErrorBody("INVALID_REQUEST", std::string(parsed.status().message().data(), parsed.status().message().size())),
-                                    request.version()));
+    std::move(respond)(JsonResponse(
+        400,
+        ErrorBody("INVALID_REQUEST",
+                  std::string(parsed.status().message().data(), parsed.status().message().size())),
+        request.version()));
     return;
   }
   const unsigned version = request.version();
-  limiter_.Check(std::move(*parsed), [respond = std::move(respond), version](
-                                         CheckResult result) mutable {
-    Rendered rendered = RenderCheckResult(result);
-    Response res = JsonResponse(rendered.status, std::move(rendered.body), version);
-    for (auto& [name, value] : rendered.headers) res.set(name, value);
-    std::move(respond)(std::move(res));
-  });
+  limiter_.Check(std::move(*parsed),
+                 [respond = std::move(respond), version](CheckResult result) mutable {
+                   Rendered rendered = RenderCheckResult(result);
+                   Response res = JsonResponse(rendered.status, std::move(rendered.body), version);
+                   for (auto& [name, value] : rendered.headers) res.set(name, value);
+                   std::move(respond)(std::move(res));
+                 });
 }
 
 void Routes::Health(Request& request, Respond respond, bool envoy_style) {
-  // A read (cost 0) of a reserved key: a real round trip to the store, charging nothing.
-  static const Limit kProbe =
-      *Limit::Create({.algorithm = Algorithm::kFixedWindow, .limit = 1, .window = 1000});
-  struct Probe {
-    ChargeItem item{"sluice:health", &kProbe, 0};
-    Decision decision;
-    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  };
-  auto probe = std::make_unique<Probe>();
-  Probe* raw = probe.get();
   const unsigned version = request.version();
-  limiter_.store().Charge(
-      {&raw->item, 1}, {&raw->decision, 1},
-      [this, probe = std::move(probe), respond = std::move(respond), version,
-       envoy_style](absl::Status status) mutable {
-        const double latency_ms =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                      probe->started)
-                .count();
-        const bool store_up = status.ok();
-        const bool can_decide = store_up || limiter_.on_failure() != FailurePolicy::kFailClosed;
-        if (envoy_style) {
-          Response res(can_decide ? bhttp::status::ok : bhttp::status::internal_server_error,
-                       version);
-          res.set(bhttp::field::content_type, "text/plain");
-          res.body() = can_decide ? "OK" : "store unavailable";
-          std::move(respond)(std::move(res));
-          return;
-        }
-        const auto rules = limiter_.rules();
-        json body = {
-            {"status", store_up ? "healthy" : (can_decide ? "degraded" : "unhealthy")},
-            {"version", info_.version},
-            {"uptime_seconds",
-             (limiter_.clock().NowMicros() - info_.started_at) / kMicrosPerSecond},
-            {"store",
-             {{"backend", limiter_.store().backend()},
-              {"status", store_up ? "connected" : "down"},
-              {"latency_ms", static_cast<double>(static_cast<int64_t>(latency_ms * 1000)) / 1000}}},
-            {"rules", {{"count", rules->size()}, {"version", limiter_.rules_version()}}},
-        };
-        std::move(respond)(JsonResponse(can_decide ? 200 : 503, body.dump(), version));
-      });
+  limiter_.ProbeStore([this, respond = std::move(respond), version,
+                       envoy_style](ProbeResult probe) mutable {
+    if (envoy_style) {
+      Response res(probe.can_decide ? bhttp::status::ok : bhttp::status::internal_server_error,
+                   version);
+      res.set(bhttp::field::content_type, "text/plain");
+      res.body() = probe.can_decide ? "OK" : "store unavailable";
+      std::move(respond)(std::move(res));
+      return;
+    }
+    const auto rules = limiter_.rules();
+    json body = {
+        {"status", probe.store_up ? "healthy" : (probe.can_decide ? "degraded" : "unhealthy")},
+        {"version", info_.version},
+        {"uptime_seconds", (limiter_.clock().NowMicros() - info_.started_at) / kMicrosPerSecond},
+        {"store",
+         {{"backend", limiter_.store_backend()},
+          {"status", probe.store_up ? "connected" : "down"},
+          {"latency_ms",
+           static_cast<double>(static_cast<int64_t>(probe.latency_ms * 1000)) / 1000}}},
+        {"rules", {{"count", rules->size()}, {"version", limiter_.rules_version()}}},
+    };
+    std::move(respond)(JsonResponse(probe.can_decide ? 200 : 503, body.dump(), version));
+  });
 }
 
 }  // namespace sluice::http
