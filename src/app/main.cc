@@ -4,27 +4,16 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "api/grpc/server.h"
-#include "api/http/envoy_json.h"
-#include "api/http/routes.h"
-#include "api/http/server.h"
 #include "app/config.h"
-#include "app/rules_watcher.h"
+#include "app/server.h"
 #include "app/version.h"
-#include "limiter/limiter.h"
 #include "obs/log.h"
-#include "obs/metrics.h"
 #include "rules/loader.h"
-#include "store/memory/memory_store.h"
-#include "store/redis/redis_store.h"
 
 namespace sluice::app {
 namespace {
@@ -58,12 +47,9 @@ int Serve(const ServeFlags& flags) {
   if (flags.store_set) {
     if (flags.store == "memory") {
       config.store.backend = "memory";
-    } else if (flags.store.rfind("redis://", 0) == 0) {
-      config.store.backend = "redis";
-      config.store.url = flags.store;
     } else {
-      std::fprintf(stderr, "error: --store must be 'memory' or redis://host:port[/db]\n");
-      return 2;
+      config.store.backend = "redis";  // CheckServeFlags allowed only memory and redis://
+      config.store.url = flags.store;
     }
   }
   obs::InitLogging(spdlog::level::from_str(config.log_level),
@@ -77,181 +63,25 @@ int Serve(const ServeFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  SystemClock clock;
-  obs::Metrics metrics;
-  obs::RejectionLog rejections(clock);
-  // The memory store is the store itself, or (backend redis) the fallback of on_failure: local.
-  MemoryStore memory(clock);
-  Store* store = &memory;
-  std::unique_ptr<RedisStore> redis;
-  if (config.store.backend != "memory") {
-    const auto timeout = std::max(std::chrono::milliseconds(1),
-                                  std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      std::chrono::microseconds(config.store.timeout)));
-    std::vector<std::string> cluster_nodes;
-    std::vector<redis::ShardSpec> shards;
-    if (config.store.backend == "redis_cluster") cluster_nodes = config.store.nodes;
-    if (config.store.backend == "redis_sharded") {
-      for (const app::ShardConfig& shard : config.store.shards) {
-        redis::ShardSpec spec{.url = shard.url, .sentinels = {}, .master = shard.master};
-        for (const std::string& s : shard.sentinels) {
-          if (auto address = redis::ParseNodeAddress(s); address.ok()) {
-            spec.sentinels.push_back(*address);
-          }
-        }
-        shards.push_back(std::move(spec));
-      }
-    }
-    auto created = RedisStore::Create(
-        {.url = config.store.url,
-         .cluster_nodes = std::move(cluster_nodes),
-         .shards = std::move(shards),
-         .timeout = timeout,
-         .pool = config.store.pool,
-         .key_prefix = config.store.key_prefix,
-         .on_cached_rejection = [&cached = metrics.StoreCachedRejections(config.store.backend)] {
-           cached.Increment();
-         }});
-    if (!created.ok()) {
-      std::fprintf(stderr, "error: %s\n", StatusText(created.status()).c_str());
-      return 1;
-    }
-    redis = std::move(*created);
-    store = redis.get();
-  }
-  Limiter limiter(*store, clock, metrics, rejections,
-                  {.on_failure = config.store.on_failure,
-                   .fallback = &memory,
-                   .fallback_share = config.store.fallback_share});
-
-  // The watcher fingerprints the files before they load, so an edit made meanwhile is caught.
-  std::function<void()> on_rules_change = [] {};
-  RulesWatcher watcher(config.rule_paths, [&] { on_rules_change(); });
-  rules::LoadResult initial = rules::LoadRules(config.rule_paths);
-  if (!initial.problems.empty()) {
-    for (const auto& p : initial.problems) {
-      obs::LogEvent(level_enum::err, "rules_invalid", {{"problem", p}});
-    }
+  auto server = Server::Create(std::move(config));
+  if (!server.ok()) {
+    std::fprintf(stderr, "error: %s\n", StatusText(server.status()).c_str());
     return 1;
   }
-  // Limits the redis store cannot count exactly fail every check they apply to (a store error,
-  // handled by on_failure): say so once per load, naming the rule.
-  auto check_store_limits = [&](const rules::RuleSet& rule_set) {
-    if (redis == nullptr) return;
-    for (const auto& rule : rule_set.rules()) {
-      if (absl::Status s = RedisStore::Supports(rule.limit); !s.ok()) {
-        obs::LogEvent(level_enum::err, "rule_unsupported_by_store",
-                      {{"rule_id", rule.id}, {"error", StatusText(s)}});
-      }
-    }
-  };
-  check_store_limits(*initial.rule_set);
-  limiter.SetRules(initial.rule_set);
-
-  std::mutex reload_mu;
-  auto reload = [&](const char* trigger) {
-    std::lock_guard lock(reload_mu);
-    auto loaded = rules::LoadRuleSet(config.rule_paths);
-    if (!loaded.ok()) {
-      metrics.reloads(false).Increment();
-      obs::LogEvent(level_enum::err, "rules_reload_failed",
-                    {{"trigger", trigger}, {"error", StatusText(loaded.status())}});
-      return;
-    }
-    check_store_limits(**loaded);
-    limiter.SetRules(*loaded);
-    metrics.reloads(true).Increment();
-    obs::LogEvent(
-        level_enum::info, "rules_reloaded",
-        {{"trigger", trigger}, {"rules", (*loaded)->size()}, {"version", limiter.rules_version()}});
-  };
-
-  on_rules_change = [&] { reload("file_change"); };
-
-  http::EnvoyJsonHandler envoy_json(limiter, metrics);
-  http::Routes routes(limiter, metrics, {.version = kVersion, .started_at = clock.NowMicros()},
-                      &envoy_json);
-  std::unique_ptr<http::HttpServer> http_server;
-  if (!config.http.empty()) {
-    http::ServerOptions options;
-    if (!ParseHostPort(config.http, &options.address, &options.port)) {
-      std::fprintf(stderr, "error: invalid HTTP address '%s'\n", config.http.c_str());
-      return 2;
-    }
-    http_server = std::make_unique<http::HttpServer>(
-        options,
-        [&routes](http::Request& req, http::Respond respond) {
-          routes.Handle(req, std::move(respond));
-        },
-        [&routes](boost::beast::http::status status, unsigned version) {
-          return routes.RenderError(status, version);
-        });
-    if (absl::Status s = http_server->Start(); !s.ok()) {
-      obs::LogEvent(level_enum::err, "listen_failed", {{"error", StatusText(s)}});
-      return 1;
-    }
-  }
-  std::unique_ptr<grpc_api::GrpcServer> grpc_server;
-  if (!config.grpc.empty()) {
-    std::string host;
-    uint16_t port = 0;
-    if (!ParseHostPort(config.grpc, &host, &port)) {
-      std::fprintf(stderr, "error: invalid gRPC address '%s'\n", config.grpc.c_str());
-      return 2;
-    }
-    grpc_server = std::make_unique<grpc_api::GrpcServer>(
-        grpc_api::ServerOptions{.address = config.grpc}, limiter);
-    if (absl::Status s = grpc_server->Start(); !s.ok()) {
-      obs::LogEvent(level_enum::err, "listen_failed", {{"error", StatusText(s)}});
-      return 1;
-    }
-  }
-
-  if (!config.rule_paths.empty()) watcher.Start();
-
-  std::atomic<bool> stopping{false};
-  std::thread sweeper([&] {
-    while (!stopping.load()) {
-      for (int i = 0; i < 10 && !stopping.load(); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-      memory.Sweep();
-    }
-  });
-
-  obs::LogEvent(
-      level_enum::info, "started",
-      {{"version", kVersion},
-       {"http", http_server ? config.http + " (port " + std::to_string(http_server->port()) + ")"
-                            : "disabled"},
-       {"grpc", grpc_server ? config.grpc + " (port " + std::to_string(grpc_server->port()) + ")"
-                            : "disabled"},
-       {"store", store->backend()},
-       {"rules", initial.rule_set->size()},
-       {"rule_paths", config.rule_paths}});
+  if (!(*server)->Start().ok()) return 1;  // what failed is logged
 
   for (;;) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
-      reload("sighup");
+      (*server)->Reload("sighup");
       continue;
     }
     obs::LogEvent(level_enum::info, "stopping",
                   {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
     break;
   }
-  // Stop accepting, finish what is in flight (at most 5 s), then stop the rest.
-  // Both listeners drain at once, so that the whole stop stays within the 5 s.
-  std::thread grpc_stop([&] {
-    if (grpc_server) grpc_server->Stop(std::chrono::seconds(5));
-  });
-  if (http_server) http_server->Stop(std::chrono::seconds(5));
-  grpc_stop.join();
-  redis.reset();  // nothing is in flight now: close the connections while the limiter lives
-  watcher.Stop();
-  stopping.store(true);
-  sweeper.join();
+  (*server)->Stop();
   obs::LogEvent(level_enum::info, "stopped");
   return 0;
 }

@@ -150,10 +150,11 @@ class SluiceServer:
             whose port is then given to start()).
     host:   the loopback address to listen on and connect to (127.0.0.1 or ::1).
     before_start: called once the files are written, before the process starts.
+    preexec_fn: run in the child before exec (e.g. to set resource limits).
     """
 
     def __init__(self, files=None, rules=None, config=None, http=True, extra_args=(),
-                 before_start=None, host="127.0.0.1"):
+                 before_start=None, host="127.0.0.1", preexec_fn=None):
         self.files = dict(files or {})
         self.rules = list(rules or [])
         self.config = config
@@ -161,6 +162,7 @@ class SluiceServer:
         self.extra_args = list(extra_args)
         self.before_start = before_start
         self.host = host
+        self.preexec_fn = preexec_fn
         self.tmp = None
         self.dir = None
         self.proc = None
@@ -224,7 +226,8 @@ class SluiceServer:
             args += self.extra_args
             self.log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=self.dir)
+                                         stdin=subprocess.DEVNULL, cwd=self.dir,
+                                         preexec_fn=self.preexec_fn)
             if self._wait_ready():
                 return self
             rc = self.proc.poll()

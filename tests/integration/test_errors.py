@@ -5,9 +5,13 @@ After every test the server must still answer a normal check.
 """
 
 import os
+import resource
+import socket
+import time
 import unittest
 
-from sluice_server import (RawConnection, ServerTestCase, poll, raw_exchange, read_raw_response,
+from sluice_server import (RawConnection, ServerTestCase, SluiceServer, poll, raw_exchange,
+                           read_raw_response,
                            unique)
 
 RULES = """
@@ -398,3 +402,66 @@ class SlowClientTest(ErrorsTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _open_files_limit(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3]), int(line.split()[4])
+    raise AssertionError("no open files limit")
+
+
+class FileDescriptorLimitTest(unittest.TestCase):
+    """Running out of file descriptors: the acceptor backs off instead of spinning a core, and
+    serves again once descriptors are free; the soft limit is raised to the hard one at start."""
+
+    def test_soft_limit_is_raised_to_the_hard_one(self):
+        def low_soft_limit():
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+
+        with SluiceServer(preexec_fn=low_soft_limit) as server:
+            soft, hard = _open_files_limit(server.proc.pid)
+            self.assertEqual(soft, hard)
+
+    def test_exhausted_descriptors_do_not_spin_the_acceptor(self):
+        limit = 64
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+        with SluiceServer(preexec_fn=low_limit) as server:
+            clients = []
+            try:
+                # More connections than the server has descriptors: it accepts what it can,
+                # the rest wait in the listen backlog.
+                for _ in range(limit + 16):
+                    clients.append(socket.create_connection((server.host, server.port), 2))
+                time.sleep(0.5)  # the acceptor meets EMFILE and backs off
+                before = _cpu_seconds(server.proc.pid)
+                time.sleep(2)
+                used = _cpu_seconds(server.proc.pid) - before
+                # A spinning acceptor burns the whole 2 s of a core; backing off, almost nothing.
+                self.assertLess(used, 0.25, f"{used:.2f} s of CPU in 2 s while out of descriptors")
+            finally:
+                for c in clients:
+                    c.close()
+            # Descriptors are free again: the server accepts and answers (within the 1 s
+            # maximum backoff).
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    self.assertEqual(server.get("/health").status, 200)
+                    break
+                except (OSError, AssertionError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            self.assertIn(b"accept_failed", server.logs_bytes())

@@ -2,17 +2,19 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/post.hpp"
+#include "boost/asio/write.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
 #include "boost/beast/core/tcp_stream.hpp"
 #include "boost/beast/http/error.hpp"
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/read.hpp"
-#include "boost/asio/write.hpp"
+#include "obs/log.h"
 
 namespace sluice::http {
 
@@ -46,10 +48,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<uint32_t>(state_->options.max_header_bytes));
     parser_->body_limit(state_->options.max_body_bytes);
     stream_.expires_after(state_->options.header_timeout);
-    bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = shared_from_this()](beast::error_code ec, size_t) {
-                               self->OnHeader(ec);
-                             });
+    bhttp::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(beast::error_code ec) {
@@ -107,9 +108,8 @@ class Session : public std::enable_shared_from_this<Session> {
       // Answered on the connection's own thread (the memory store answers inline): write at
       // once. From any other thread (a store's I/O thread): dispatch back first.
       if (std::this_thread::get_id() == self->thread_) return self->Finish(std::move(res));
-      asio::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
-        self->Finish(std::move(res));
-      });
+      asio::dispatch(self->stream_.get_executor(),
+                     [self, res = std::move(res)]() mutable { self->Finish(std::move(res)); });
     });
   }
 
@@ -132,7 +132,8 @@ class Session : public std::enable_shared_from_this<Session> {
     out_.append(reason.data(), reason.size());
     out_.append("\r\n");
     for (const auto& field : res) {
-      if (field.name() == bhttp::field::content_length || field.name() == bhttp::field::connection) {
+      if (field.name() == bhttp::field::content_length ||
+          field.name() == bhttp::field::connection) {
         continue;
       }
       const auto name = field.name_string();
@@ -226,19 +227,46 @@ absl::Status HttpServer::Start() {
 
 void HttpServer::Accept() {
   asio::io_context& target = *contexts_[next_context_++ % contexts_.size()];
-  acceptor_->async_accept(target.get_executor(), [this, state = state_](beast::error_code ec,
-                                                                         Socket socket) {
-    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
-    if (!ec) {
-      socket.set_option(tcp::no_delay(true), ec);
-      if (state->connections.fetch_add(1, std::memory_order_relaxed) >=
-          state->options.max_connections) {
-        state->connections.fetch_sub(1, std::memory_order_relaxed);
-        beast::error_code ignored;
-        socket.close(ignored);  // over the cap: refuse at once rather than queue
-      } else {
-        std::make_shared<Session>(std::move(socket), state)->Start();
-      }
+  acceptor_->async_accept(
+      target.get_executor(), [this, state = state_](beast::error_code ec, Socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
+        if (ec) return AcceptLater(ec);
+        if (accept_backoff_.count() > 0) {
+          obs::LogEvent(spdlog::level::info, "accept_resumed", {});
+          accept_backoff_ = std::chrono::milliseconds(0);
+        }
+        {
+          socket.set_option(tcp::no_delay(true), ec);
+          if (state->connections.fetch_add(1, std::memory_order_relaxed) >=
+              state->options.max_connections) {
+            state->connections.fetch_sub(1, std::memory_order_relaxed);
+            beast::error_code ignored;
+            socket.close(ignored);  // over the cap: refuse at once rather than queue
+          } else {
+            std::make_shared<Session>(std::move(socket), state)->Start();
+          }
+        }
+        Accept();
+      });
+}
+
+void HttpServer::AcceptLater(const boost::system::error_code& error) {
+  // EMFILE/ENFILE (out of descriptors), ENOBUFS/ENOMEM: retrying at once would fail again at
+  // once, forever, on a full core. A connection the peer aborted (ECONNABORTED) is no reason
+  // to wait: go on at once.
+  if (error == asio::error::connection_aborted) return Accept();
+  if (accept_backoff_.count() == 0) {
+    accept_backoff_ = std::chrono::milliseconds(10);
+    obs::LogEvent(spdlog::level::warn, "accept_failed",
+                  {{"error", error.message()}, {"connections", state_->connections.load()}});
+  } else {
+    accept_backoff_ = std::min(accept_backoff_ * 2, std::chrono::milliseconds(1000));
+  }
+  if (accept_timer_ == nullptr) accept_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
+  accept_timer_->expires_after(accept_backoff_);
+  accept_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec == asio::error::operation_aborted || acceptor_ == nullptr || !acceptor_->is_open()) {
+      return;
     }
     Accept();
   });
@@ -251,6 +279,7 @@ void HttpServer::Stop(std::chrono::milliseconds grace) {
   asio::post(*contexts_[0], [this] {
     beast::error_code ignored;
     acceptor_->close(ignored);
+    if (accept_timer_ != nullptr) accept_timer_->cancel();
   });
   const auto deadline = std::chrono::steady_clock::now() + grace;
   while (state_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -259,6 +288,7 @@ void HttpServer::Stop(std::chrono::milliseconds grace) {
   for (auto& context : contexts_) context->stop();
   for (auto& thread : threads_) thread.join();
   threads_.clear();
+  accept_timer_.reset();
   acceptor_.reset();
   contexts_.clear();  // destroys the sessions still parked on reads
 }

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/beast/http/message.hpp"
 #include "boost/beast/http/string_body.hpp"
 
@@ -68,11 +69,17 @@ class HttpServer {
 
  private:
   void Accept();
+  // After an accept error: the next accept waits `accept_backoff_` (10 ms, doubling to 1 s
+  // while errors last), so that running out of file descriptors does not spin a core.
+  void AcceptLater(const boost::system::error_code& error);
 
   std::shared_ptr<State> state_;
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
   std::vector<std::thread> threads_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  // Both used on contexts_[0]'s thread only (the acceptor's).
+  std::unique_ptr<boost::asio::steady_timer> accept_timer_;
+  std::chrono::milliseconds accept_backoff_{0};
   size_t next_context_ = 0;
   uint16_t port_ = 0;
   bool stopped_ = false;

@@ -1,0 +1,190 @@
+#include "app/server.h"
+
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "app/store_factory.h"
+#include "app/version.h"
+#include "rules/loader.h"
+#include "store/redis/redis_store.h"
+
+namespace sluice::app {
+
+namespace {
+
+using spdlog::level::level_enum;
+
+std::string Text(const absl::Status& s) { return {s.message().data(), s.message().size()}; }
+
+// Raises the soft limit on open files to the hard one: the default soft limit (often 1024) is
+// far below the connections the listeners take (max_connections), and running out of
+// descriptors refuses connections. Logged either way.
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t before = limit.rlim_cur;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      obs::LogEvent(level_enum::warn, "file_limit",
+                    {{"soft", before}, {"error", std::strerror(errno)}});
+      return;
+    }
+  }
+  obs::LogEvent(level_enum::debug, "file_limit",
+                {{"soft", limit.rlim_cur}, {"raised_from", before}});
+}
+
+}  // namespace
+
+Server::Server(ServerConfig config) : config_(std::move(config)) {}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
+  std::unique_ptr<Server> server(new Server(std::move(config)));
+  Server& s = *server;
+  auto store = MakeStore(s.config_.store, s.clock_, s.metrics_);
+  if (!store.ok()) return store.status();
+  s.store_ = std::move(*store);
+  auto* memory = dynamic_cast<MemoryStore*>(s.store_.get());
+  if (memory != nullptr) s.memory_stores_.push_back(memory);
+  if (memory == nullptr && s.config_.store.on_failure == FailurePolicy::kLocal) {
+    s.fallback_ = std::make_unique<MemoryStore>(s.clock_);
+    s.memory_stores_.push_back(s.fallback_.get());
+  }
+  s.limiter_ = std::make_unique<Limiter>(*s.store_, s.clock_, s.metrics_, s.rejections_,
+                                         Limiter::Options{
+                                             .on_failure = s.config_.store.on_failure,
+                                             .fallback = s.fallback_.get(),
+                                             .fallback_share = s.config_.store.fallback_share,
+                                         });
+  s.envoy_json_ = std::make_unique<http::EnvoyJsonHandler>(*s.limiter_, s.metrics_);
+  s.routes_ = std::make_unique<http::Routes>(
+      *s.limiter_, s.metrics_,
+      http::Routes::Info{.version = kVersion, .started_at = s.clock_.NowMicros()},
+      s.envoy_json_.get());
+  return server;
+}
+
+Server::~Server() { Stop(); }
+
+absl::Status Server::Start() {
+  RaiseFileLimit();
+  // The watcher fingerprints the files before they load, so an edit made meanwhile is caught.
+  watcher_ = std::make_unique<RulesWatcher>(config_.rule_paths, [this] { Reload("file_change"); });
+  rules::LoadResult initial = rules::LoadRules(config_.rule_paths);
+  if (!initial.problems.empty()) {
+    for (const auto& p : initial.problems) {
+      obs::LogEvent(level_enum::err, "rules_invalid", {{"problem", p}});
+    }
+    return absl::InvalidArgumentError("invalid rules");
+  }
+  CheckStoreLimits(*initial.rule_set);
+  limiter_->SetRules(initial.rule_set);
+
+  if (!config_.http.empty()) {
+    http::ServerOptions options;
+    if (!ParseHostPort(config_.http, &options.address, &options.port)) {
+      return absl::InvalidArgumentError("invalid HTTP address '" + config_.http + "'");
+    }
+    http_ = std::make_unique<http::HttpServer>(
+        options,
+        [routes = routes_.get()](http::Request& req, http::Respond respond) {
+          routes->Handle(req, std::move(respond));
+        },
+        [routes = routes_.get()](boost::beast::http::status status, unsigned version) {
+          return routes->RenderError(status, version);
+        });
+    if (absl::Status s = http_->Start(); !s.ok()) {
+      obs::LogEvent(level_enum::err, "listen_failed", {{"error", Text(s)}});
+      http_.reset();
+      return s;
+    }
+  }
+  if (!config_.grpc.empty()) {
+    grpc_ = std::make_unique<grpc_api::GrpcServer>(grpc_api::ServerOptions{.address = config_.grpc},
+                                                   *limiter_);
+    if (absl::Status s = grpc_->Start(); !s.ok()) {
+      obs::LogEvent(level_enum::err, "listen_failed", {{"error", Text(s)}});
+      grpc_.reset();
+      Stop();
+      return s;
+    }
+  }
+  if (!config_.rule_paths.empty()) watcher_->Start();
+  sweeper_ = std::thread([this] { Sweep(); });
+
+  obs::LogEvent(level_enum::info, "started",
+                {{"version", kVersion},
+                 {"http", http_ ? config_.http + " (port " + std::to_string(http_->port()) + ")"
+                                : "disabled"},
+                 {"grpc", grpc_ ? config_.grpc + " (port " + std::to_string(grpc_->port()) + ")"
+                                : "disabled"},
+                 {"store", store_->backend()},
+                 {"rules", initial.rule_set->size()},
+                 {"rule_paths", config_.rule_paths}});
+  return absl::OkStatus();
+}
+
+void Server::Reload(std::string_view trigger) {
+  std::lock_guard lock(reload_mu_);
+  auto loaded = rules::LoadRuleSet(config_.rule_paths);
+  if (!loaded.ok()) {
+    metrics_.reloads(false).Increment();
+    obs::LogEvent(level_enum::err, "rules_reload_failed",
+                  {{"trigger", trigger}, {"error", Text(loaded.status())}});
+    return;
+  }
+  CheckStoreLimits(**loaded);
+  limiter_->SetRules(*loaded);
+  metrics_.reloads(true).Increment();
+  obs::LogEvent(
+      level_enum::info, "rules_reloaded",
+      {{"trigger", trigger}, {"rules", (*loaded)->size()}, {"version", limiter_->rules_version()}});
+}
+
+void Server::CheckStoreLimits(const rules::RuleSet& rules) {
+  if (dynamic_cast<const RedisStore*>(store_.get()) == nullptr) return;
+  for (const auto& rule : rules.rules()) {
+    if (absl::Status s = RedisStore::Supports(rule.limit); !s.ok()) {
+      obs::LogEvent(level_enum::err, "rule_unsupported_by_store",
+                    {{"rule_id", rule.id}, {"error", Text(s)}});
+    }
+  }
+}
+
+void Server::Sweep() {
+  std::unique_lock lock(sweeper_mu_);
+  while (!sweeper_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
+    lock.unlock();
+    for (MemoryStore* memory : memory_stores_) memory->Sweep();
+    lock.lock();
+  }
+}
+
+void Server::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  // 1. The listeners, both draining at once so that the whole stop stays within the 5 s.
+  std::thread grpc_stop([this] {
+    if (grpc_) grpc_->Stop(std::chrono::seconds(5));
+  });
+  if (http_) http_->Stop(std::chrono::seconds(5));
+  grpc_stop.join();
+  // 2. The watcher: after it, nothing reloads (a reload reads the store and the limiter).
+  if (watcher_) watcher_->Stop();
+  // 3. The sweeper.
+  {
+    std::lock_guard lock(sweeper_mu_);
+    stopping_ = true;
+  }
+  sweeper_cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+  // 4. The shared store's connections, while the limiter its callbacks reach still lives.
+  store_.reset();
+}
+
+}  // namespace sluice::app

@@ -1,0 +1,89 @@
+// A running Sluice server: every part `sluice serve` builds, and the order they start and stop
+// in. main() parses flags and signals; everything between the config and the sockets is here.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "api/grpc/server.h"
+#include "api/http/envoy_json.h"
+#include "api/http/routes.h"
+#include "api/http/server.h"
+#include "app/config.h"
+#include "app/rules_watcher.h"
+#include "core/time.h"
+#include "limiter/limiter.h"
+#include "obs/log.h"
+#include "obs/metrics.h"
+#include "store/memory/memory_store.h"
+#include "store/store.h"
+
+namespace sluice::app {
+
+class Server {
+ public:
+  // Builds the clock, metrics, stores and limiter of `config`. Reads no rules and opens no
+  // listener yet; Redis connections are made in the background. Fails when no store can be made.
+  static absl::StatusOr<std::unique_ptr<Server>> Create(ServerConfig config);
+  ~Server();  // Stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Loads the rules (every problem is logged as `rules_invalid`), then starts the listeners,
+  // the rules watcher and the memory store's sweeper. On an error nothing is left running.
+  absl::Status Start();
+
+  // Reloads the rules from the rules paths; a failure keeps the rules in force and is logged.
+  // `trigger` ("sighup", "file_change") is logged. Thread-safe; reloads run one at a time.
+  void Reload(std::string_view trigger);
+
+  // Stops everything, in this order (the one place it is written down):
+  //  1. the listeners: stop accepting, finish what is in flight (HTTP and gRPC drain at once,
+  //     at most 5 s in all);
+  //  2. the rules watcher: no reload can start after this, one in progress finishes first;
+  //  3. the sweeper;
+  //  4. the shared store: its connections close. Nothing is in flight any more; a gRPC health
+  //     probe still waiting on Redis fails, and its callback finds the limiter alive.
+  // The limiter, stores and metrics are destroyed after, with the Server. Idempotent.
+  void Stop();
+
+  // The HTTP listener's port (0 when disabled): the bound one when the config said port 0.
+  uint16_t http_port() const { return http_ ? http_->port() : 0; }
+
+ private:
+  explicit Server(ServerConfig config);
+  // Logs, once per rules load, each rule the store cannot count exactly: such a rule fails
+  // every check it applies to (a store error, handled by on_failure).
+  void CheckStoreLimits(const rules::RuleSet& rules);
+  void Sweep();
+
+  const ServerConfig config_;
+  SystemClock clock_;
+  obs::Metrics metrics_;
+  obs::RejectionLog rejections_{clock_};
+  std::unique_ptr<Store> store_;             // the shared store
+  std::unique_ptr<MemoryStore> fallback_;    // on_failure: local over a Redis store
+  std::vector<MemoryStore*> memory_stores_;  // what the sweeper sweeps
+  std::unique_ptr<Limiter> limiter_;
+  std::unique_ptr<http::EnvoyJsonHandler> envoy_json_;
+  std::unique_ptr<http::Routes> routes_;
+  std::unique_ptr<http::HttpServer> http_;
+  std::unique_ptr<grpc_api::GrpcServer> grpc_;
+  std::unique_ptr<RulesWatcher> watcher_;
+  std::mutex reload_mu_;  // one reload at a time
+
+  std::thread sweeper_;
+  std::mutex sweeper_mu_;
+  std::condition_variable sweeper_cv_;
+  bool stopping_ = false;  // guarded by sweeper_mu_
+  bool stopped_ = false;   // Stop ran (Stop is called from one thread)
+};
+
+}  // namespace sluice::app

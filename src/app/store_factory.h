@@ -1,0 +1,21 @@
+// Builds the store `store:` asks for (CONTRACT §2, §7).
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "app/config.h"
+#include "core/time.h"
+#include "obs/metrics.h"
+#include "store/store.h"
+
+namespace sluice::app {
+
+// The shared store of `config`: a MemoryStore (backend memory) or a RedisStore on a single
+// server, a Redis Cluster or Sentinel-managed shards. Never blocks on Redis: connections are
+// made in the background. `clock` and `metrics` must outlive the store. InvalidArgument when
+// the config cannot make a store (a bad URL).
+absl::StatusOr<std::unique_ptr<Store>> MakeStore(const StoreConfig& config, const Clock& clock,
+                                                 obs::Metrics& metrics);
+
+}  // namespace sluice::app
