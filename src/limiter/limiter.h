@@ -47,7 +47,7 @@ struct CheckResult {
   // the rejecting rule with the longest retry_after (a cost no rule could ever admit first).
   Decision decision;
   std::string rule_id;
-  Micros window = 0;  // of the reported rule
+  Micros window = 0;                              // of the reported rule
   Algorithm algorithm = Algorithm::kFixedWindow;  // of the reported rule
   std::string deny_reason;
   bool degraded = false;  // the store failed and fail_open/local answered
@@ -103,9 +103,10 @@ class Limiter {
     std::vector<Limit> local_limits;
     // The same for descriptor limits, which the RuleSet does not list: made the first time the
     // store fails on one, then kept for the snapshot's life (stable addresses).
+    // Guarded by local_mu: a comment, not ABSL_GUARDED_BY, as a std::mutex cannot be checked
+    // (base/mutex.h).
     mutable std::mutex local_mu;
-    mutable absl::flat_hash_map<const Limit*, std::unique_ptr<const Limit>> local_descriptor_limits
-        ABSL_GUARDED_BY(local_mu);
+    mutable absl::flat_hash_map<const Limit*, std::unique_ptr<const Limit>> local_descriptor_limits;
   };
   struct Pending;
   struct PendingDescriptors;
@@ -130,8 +131,8 @@ class Limiter {
   std::atomic<uint64_t> rules_version_{0};
   std::atomic<bool> store_failing_{false};
   std::mutex descriptor_counters_mu_;
-  absl::flat_hash_map<std::string, obs::RuleCounters> descriptor_counters_
-      ABSL_GUARDED_BY(descriptor_counters_mu_);
+  // Guarded by descriptor_counters_mu_ (a comment for the same reason as local_mu's).
+  absl::flat_hash_map<std::string, obs::RuleCounters> descriptor_counters_;
   prometheus::Histogram& store_latency_;
   prometheus::Counter& store_errors_;
 };

@@ -46,7 +46,7 @@ MemoryStore::MemoryStore(const Clock& clock, MemoryStoreOptions options)
 
 MemoryStore::~MemoryStore() {
   for (Shard& shard : shards_) {
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(shard.mu);
     for (auto& [hash, slot] : shard.map) Release(slot.state, slot.algorithm);
   }
 }
@@ -126,11 +126,15 @@ void MemoryStore::ChargeNow(std::span<const ChargeItem> items, std::span<Decisio
   if (items.size() == 1) {  // the common case: one lock, no bookkeeping
     const MemoryKeyHash hash = Hash(items[0].key);
     Shard& shard = ShardFor(hash);
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(shard.mu);
     decisions[0] = AdmitItem(shard, hash, items[0], now);
     return;
   }
+  ChargeAllOrNothing(items, decisions, now);
+}
 
+void MemoryStore::ChargeAllOrNothing(std::span<const ChargeItem> items,
+                                     std::span<Decision> decisions, Micros now) {
   absl::InlinedVector<MemoryKeyHash, 8> hashes;
   absl::InlinedVector<size_t, 8> order;  // shard indexes, sorted and unique: the lock order
   for (const ChargeItem& item : items) {
@@ -209,7 +213,7 @@ size_t MemoryStore::Sweep() {
   const uint32_t now_s = NowSeconds(clock_.NowMicros());
   size_t removed = 0;
   for (Shard& shard : shards_) {
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(shard.mu);
     removed += SweepLocked(shard, now_s);
   }
   return removed;
@@ -220,7 +224,7 @@ size_t MemoryStore::size() const { return keys_.load(std::memory_order_relaxed);
 size_t MemoryStore::MemoryBytes() const {
   size_t bytes = sizeof(*this) + shards_.size() * sizeof(Shard);
   for (const Shard& shard : shards_) {
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(shard.mu);
     bytes += shard.map.bucket_count() * (sizeof(Map::value_type) + 1);
     for (const auto& [hash, slot] : shard.map) bytes += HeapBytes(slot.state, slot.algorithm);
   }

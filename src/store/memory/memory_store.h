@@ -5,13 +5,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "base/mutex.h"
 #include "core/algorithm_state.h"
 #include "core/time.h"
 #include "store/store.h"
@@ -84,10 +84,8 @@ class MemoryStore final : public Store {
   // 24 bytes of slot behind the 8-byte hash: 32 a table entry, 33 with the control byte.
   static_assert(sizeof(Slot) == 24);
   using Map = absl::flat_hash_map<uint64_t, Slot>;
-  // std::mutex rather than absl::Mutex: Debian's Abseil is built without ThreadSanitizer
-  // annotations, so TSan could not see absl::Mutex's ordering; pthread mutexes it intercepts.
   struct alignas(64) Shard {  // one cache line apart: shards do not false-share their locks
-    mutable std::mutex mu;
+    mutable Mutex mu;
     Map map ABSL_GUARDED_BY(mu);
   };
 
@@ -106,6 +104,12 @@ class MemoryStore final : public Store {
   Decision AdmitItem(Shard& shard, const MemoryKeyHash& hash, const ChargeItem& item, Micros now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   void SetExpiry(Slot& slot, Micros now, const Decision& d);
+  // Several items: locks every shard involved in ascending order (no deadlock between two
+  // multi-key requests), admits each item, refunds them all if one rejects. The analysis cannot
+  // follow a run-time set of locks, so this one function is not checked: it takes and releases
+  // every lock itself and holds them all while it calls the helpers that require a shard's.
+  void ChargeAllOrNothing(std::span<const ChargeItem> items, std::span<Decision> decisions,
+                          Micros now) ABSL_NO_THREAD_SAFETY_ANALYSIS;
 
   const Clock& clock_;
   const size_t max_keys_;
