@@ -12,28 +12,12 @@
 # Reports calls/s, p50/p99 latency and the server's CPU time per call (from /proc/PID/stat): on
 # two cores the load generator saturates its own core, so CPU per call is what compares faces.
 #
-# Usage: bench/grpc_vs_http.sh [seconds]   (default 10; BUILD_DIR=build-grpc)
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# Usage: bench/grpc_vs_http.sh [seconds]   (default 10)
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 duration=${1:-10}
-build=${BUILD_DIR:-build-grpc}
-for tool in h2load nghttp wrk taskset python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
-done
-if [ ! -f "$build/build.ninja" ]; then
-  cmake -S . -B "$build" -G Ninja -DSLUICE_BUILD_BENCH=OFF >/dev/null
-fi
-cmake --build "$build" -j2 --target sluice >/dev/null
-sluice=$build/src/app/sluice
-
-work=$(mktemp -d)
-spid=
-cleanup() { [ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime
+require h2load nghttp wrk taskset python3 curl
+bench_build sluice
 
 # --- rules: one Sluice rule and one Envoy domain, both far above what the run can reach ---
 mkdir -p "$work/rules"
@@ -83,7 +67,7 @@ http_port=$(free_port)
 grpc_port=$(free_port)
 taskset -c 0 "$sluice" serve --http "127.0.0.1:$http_port" --grpc "127.0.0.1:$grpc_port" \
   --rules "$work/rules" > "$work/sluice.log" 2>&1 &
-spid=$!
+spid=$!; pids+=("$spid")
 for _ in $(seq 100); do grep -q '"event":"started"' "$work/sluice.log" && break; sleep 0.1; done
 grep -q '"event":"started"' "$work/sluice.log" || { cat "$work/sluice.log"; exit 1; }
 grpc_url="http://127.0.0.1:$grpc_port/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
@@ -99,13 +83,6 @@ curl -sf -d @"$work/check.body" -H 'Content-Type: application/json' \
   { echo "POST /v1/ratelimit/check sanity call failed"; exit 1; }
 
 # --- load ---
-to_ms() {  # wrk latency ("812.00us", "1.23ms", "1.01s") → milliseconds
-  awk -v v="$1" 'BEGIN {
-    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-    if (u == "us") n /= 1000; else if (u == "s") n *= 1000
-    printf "%.3f", n }'
-}
-
 row() {  # FACE LOAD CALLS SECONDS P50_MS P99_MS CPU_TICKS ERRORS
   awk -v face="$1" -v load="$2" -v n="$3" -v s="$4" -v p50="$5" -v p99="$6" -v t="$7" \
       -v hz="$ticks" -v err="$8" 'BEGIN {
@@ -154,7 +131,7 @@ run_wrk() {  # NAME PATH BODY CONNECTIONS
   row "$1" "$4 in flight" "$calls" "$duration" "$p50" "$p99" $((after - before)) "$errors"
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+machine
 echo "server: $sluice (memory store) on CPU 0; load generator on CPU 1; ${duration}s per row"
 echo "| endpoint                      | load         |   calls/s |   p50 ms |   p99 ms | CPU µs/call | errors |"
 echo "|-------------------------------|--------------|-----------|----------|----------|-------------|--------|"
@@ -170,4 +147,4 @@ run_wrk "HTTP POST /json" /json "$work/json.body" 64
 
 kill -TERM "$spid"
 wait "$spid" && echo "server: SIGTERM, exit 0"
-spid=
+pids=()

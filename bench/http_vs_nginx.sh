@@ -10,23 +10,11 @@
 #
 # Usage: bench/http_vs_nginx.sh [seconds]   (default 10)
 # Run it on an otherwise idle machine: the pinning keeps the two programs apart, not others.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 duration=${1:-10}
-scripts/install-deps.sh
-cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j "$(nproc)" --target sluice >/dev/null
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of the process
-# Sum over nginx's master and worker.
-cpu_ticks_all() { local t=0; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; echo $t; }
+require wrk taskset nginx python3 curl
+bench_build sluice
 
 cat > "$work/sluice.lua" <<'LUA'
 wrk.method = "POST"
@@ -58,7 +46,7 @@ report() {  # NAME SCENARIO "rps p50 p99 total" CPU_TICKS
   printf "| %-7s | %-15s | %9s | %7s | %7s | %6s |\n" "$1" "$2" "$rps" "$p50" "$p99" "$us"
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+machine
 echo "| server  | scenario        |     req/s |     p50 |     p99 | CPU µs/req |"
 echo "|---------|-----------------|-----------|---------|---------|------------|"
 
@@ -79,10 +67,10 @@ rules:
     algorithm: fixed_window
 YAML
   port=$(free_port)
-  taskset -c 0 build-bench/src/app/sluice serve --http "127.0.0.1:$port" --grpc "" \
+  taskset -c 0 "$sluice" serve --http "127.0.0.1:$port" --grpc "" \
     --rules "$work/rules.yaml" > "$work/sluice.log" 2>&1 &
   spid=$!; pids+=("$spid")
-  for _ in $(seq 50); do curl -sf "127.0.0.1:$port/healthcheck" >/dev/null && break; sleep 0.1; done
+  wait_http "$port" "$work/sluice.log"
   before=$(cpu_ticks "$spid")
   result=$(run_wrk "http://127.0.0.1:$port" "$work/sluice.lua")
   after=$(cpu_ticks "$spid")
@@ -119,11 +107,13 @@ http {
 CONF
   taskset -c 0 nginx -c "$work/nginx.conf" -p "$work/nginx" 2>/dev/null &
   npid=$!; pids+=("$npid")
-  for _ in $(seq 50); do curl -s -o /dev/null "127.0.0.1:$port/check" && break; sleep 0.1; done
+  wait_http "$port" "$work/nginx/error.log"
   workers=$(pgrep -P "$npid" || true)
-  before=$(cpu_ticks_all "$npid" $workers)
+  # shellcheck disable=SC2086  # one PID a word: the master and its workers
+  before=$(cpu_ticks "$npid" $workers)
   result=$(run_wrk "http://127.0.0.1:$port" "$work/nginx.lua")
-  after=$(cpu_ticks_all "$npid" $workers)
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks "$npid" $workers)
   report nginx "$scenario" "$result" $((after - before))
   kill "$npid"; wait "$npid" 2>/dev/null || true
 done

@@ -26,12 +26,11 @@
 # Usage: bench/redis_vs_peers.sh [seconds]   (default 10 per row, 8 rows)
 # Needs node (20 or newer) and npm; runs `npm ci` in bench/node when node_modules is missing.
 # Run it on an otherwise idle machine: the pinning keeps the programs apart, not others.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 duration=${1:-10}
 rb_clients=${RB_CLIENTS:-4}    # redis-benchmark: Sluice's pool of 4 connections...
 rb_pipeline=${RB_PIPELINE:-8}  # ...times 8 = the 32 checks wrk keeps in flight
-scripts/install-deps.sh
 for tool in node npm; do
   command -v "$tool" >/dev/null || {
     echo "redis_vs_peers: '$tool' is missing: install Node.js 20 or newer with npm" \
@@ -39,19 +38,9 @@ for tool in node npm; do
     exit 1
   }
 done
-cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j "$(nproc)" --target sluice >/dev/null
-sluice=build-bench/src/app/sluice
+require wrk taskset redis-server redis-cli redis-benchmark python3 curl
+bench_build sluice
 [ -d bench/node/node_modules ] || (cd bench/node && npm ci --no-audit --no-fund >/dev/null)
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of the process
 
 # --- Redis ---
 rport=$(free_port)
@@ -77,13 +66,6 @@ request = function()
                     string.format('{"user_id":"user_%d"}', math.random(1, 100000)))
 end
 LUA
-
-to_ms() {  # wrk latency ("812.00us", "1.23ms", "1.01s") → milliseconds
-  awk -v v="$1" 'BEGIN {
-    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-    if (u == "us") n /= 1000; else if (u == "s") n *= 1000
-    printf "%.3f", n }'
-}
 
 # Filled by each row, printed at the end.
 main_rows=()
@@ -168,12 +150,6 @@ sanity() {  # PORT SCENARIO USER
     [ "$second" = rejected ] || { echo "sanity: second check of $3 gave $second" >&2; exit 1; }
   fi
 }
-wait_http() {  # PORT LOG
-  for _ in $(seq 100); do
-    curl -s -o /dev/null "127.0.0.1:$1/v1/ratelimit/check" && return 0; sleep 0.1
-  done
-  cat "$2"; exit 1
-}
 
 declare -A evalsha_argv  # scenario → the EVALSHA Sluice sent, one argument per line
 
@@ -249,7 +225,7 @@ done
 
 # --- the ceiling: redis-benchmark running Sluice's EVALSHA, keys over 100k users ---
 built_sha=$(sed -n 's/.*kChargeScriptSha1 = "\([0-9a-f]*\)".*/\1/p' \
-  build-bench/src/store/redis/scripts.cc)
+  "$bench_dir/src/store/redis/scripts.cc")
 for scenario in allowed-heavy rejected-heavy; do
   mapfile -t argv <<<"${evalsha_argv[$scenario]}"
   [ "${argv[1]}" = "$built_sha" ] || { echo "Sluice sent ${argv[1]}, built $built_sha" >&2; exit 1; }
@@ -276,7 +252,7 @@ for scenario in allowed-heavy rejected-heavy; do
 done
 
 # --- report ---
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+echo "$(machine)," \
   "Redis $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/'), node $(node --version)"
 echo "CPU 0: the server under test and redis-server; CPU 1: wrk -t1 -c32, or" \
   "redis-benchmark -c $rb_clients -P $rb_pipeline -r 100000; ${duration}s per row"

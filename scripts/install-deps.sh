@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config
+  build-essential cmake ninja-build pkg-config clang
   libgtest-dev libgmock-dev libbenchmark-dev
   libabsl-dev libxxhash-dev libfmt-dev libspdlog-dev libcli11-dev
   libyaml-cpp-dev nlohmann-json3-dev libboost-dev libboost-system-dev

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test:
 #   1. release build: all tests (unit + integration);
-#   2. AddressSanitizer + UndefinedBehaviorSanitizer build: all tests;
-#   3. ThreadSanitizer build: the tests labelled "concurrency".
+#   2. thread-safety analysis: Clang compiles the libraries and the binary with
+#      -Werror=thread-safety (ABSL_GUARDED_BY and co. checked; unoptimized, no tests);
+#   3. AddressSanitizer + UndefinedBehaviorSanitizer build: all tests;
+#   4. ThreadSanitizer build: the tests labelled "concurrency".
 # Usage: scripts/test.sh [--fast]   (--fast: release build only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,12 @@ build build ""
 ctest --test-dir build --output-on-failure -j "$jobs" || status=1
 
 if [ $fast -eq 0 ]; then
+  echo "== thread-safety analysis (clang): libraries and binary"
+  cmake -S . -B build-tsa -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
+    -DCMAKE_CXX_FLAGS_DEBUG=-O0 -DSLUICE_BUILD_BENCH=OFF -DSLUICE_THREAD_SAFETY_ANALYSIS=ON \
+    >/dev/null
+  cmake --build build-tsa -j "$jobs" --target sluice || status=1
+
   echo "== address+undefined sanitizer build: all tests"
   build build-asan "address,undefined"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \

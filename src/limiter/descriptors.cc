@@ -208,7 +208,7 @@ prometheus::Counter& Limiter::DescriptorCounter(const std::string& metric_key,
                                                 DescriptorResult result) {
   static constexpr const char* kNames[] = {"allowed", "rejected", "shadow_rejected", "error"};
   const auto index = static_cast<size_t>(result);
-  std::lock_guard lock(descriptor_counters_mu_);
+  MutexLock lock(descriptor_counters_mu_);
   prometheus::Counter*& counter = descriptor_counters_[metric_key][index];
   if (counter == nullptr) counter = &metrics_.Request(metric_key, kNames[index]);
   return *counter;

@@ -114,7 +114,7 @@ Limit Limiter::LocalLimit(const Limit& limit) const {
 }
 
 const Limit* Limiter::LocalDescriptorLimit(const Snapshot& snapshot, const Limit& limit) const {
-  std::lock_guard lock(snapshot.local_mu);
+  MutexLock lock(snapshot.local_mu);
   auto& scaled = snapshot.local_descriptor_limits[&limit];
   if (scaled == nullptr) scaled = std::make_unique<const Limit>(LocalLimit(limit));
   return scaled.get();

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
+#include "base/mutex.h"
 #include "core/decision.h"
 #include "core/time.h"
 #include "limiter/descriptors.h"
@@ -120,7 +120,7 @@ class Limiter {
     std::vector<Limit> local_limits;
     // The same for descriptor limits, which the RuleSet does not list: made the first time the
     // store fails on one, then kept for the snapshot's life (stable addresses).
-    mutable std::mutex local_mu;
+    mutable Mutex local_mu;
     mutable absl::flat_hash_map<const Limit*, std::unique_ptr<const Limit>> local_descriptor_limits
         ABSL_GUARDED_BY(local_mu);
   };
@@ -180,7 +180,7 @@ class Limiter {
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
   std::atomic<uint64_t> rules_version_{0};
   std::atomic<bool> store_failing_{false};
-  std::mutex descriptor_counters_mu_;
+  Mutex descriptor_counters_mu_;
   absl::flat_hash_map<std::string, std::array<prometheus::Counter*, 4>> descriptor_counters_
       ABSL_GUARDED_BY(descriptor_counters_mu_);
   prometheus::Histogram& store_latency_;

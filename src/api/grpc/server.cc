@@ -119,10 +119,10 @@ void GrpcServer::Stop(std::chrono::milliseconds grace) {
   stopped_ = true;
   const auto deadline = std::chrono::steady_clock::now() + grace;
   {
-    std::lock_guard lock(health_mu_);
+    MutexLock lock(health_mu_);
     health_stopping_ = true;  // from here on the probe never sets a status again
   }
-  health_cv_.notify_all();
+  health_cv_.NotifyAll();
   // Health checkers see NOT_SERVING before anything else (envoyproxy/ratelimit does the same on
   // SIGTERM).
   server_->GetHealthCheckService()->SetServingStatus(false);
@@ -160,12 +160,13 @@ void GrpcServer::Stop(std::chrono::milliseconds grace) {
 void GrpcServer::HealthLoop() {
   ::grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   bool serving = true;  // as Start left it
-  std::unique_lock lock(health_mu_);
-  while (!health_cv_.wait_for(lock, options_.health_probe_interval,
-                              [this] { return health_stopping_; })) {
-    lock.unlock();
+  MutexLock lock(health_mu_);
+  while (!health_cv_.WaitFor(
+      health_mu_, options_.health_probe_interval,
+      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(health_mu_) { return health_stopping_; })) {
+    health_mu_.unlock();  // the probe may wait on the store: Stop must not wait for it
     const bool can_decide = ProbeStore();
-    lock.lock();
+    health_mu_.lock();
     if (health_stopping_) break;
     if (can_decide == serving) continue;
     serving = can_decide;

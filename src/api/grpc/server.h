@@ -4,16 +4,15 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "api/grpc/rate_limit_service.h"
+#include "base/mutex.h"
 #include "limiter/limiter.h"
 
 namespace grpc {
@@ -73,8 +72,8 @@ class GrpcServer {
   bool stopped_ = false;
 
   std::thread health_thread_;
-  std::mutex health_mu_;
-  std::condition_variable health_cv_;
+  Mutex health_mu_;
+  CondVar health_cv_;
   bool health_stopping_ ABSL_GUARDED_BY(health_mu_) = false;
 };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <random>
+#include <utility>
 
 #include "absl/container/inlined_vector.h"
 #include "core/int_math.h"
@@ -11,6 +12,14 @@
 namespace sluice {
 
 namespace {
+
+// The decision of a fresh state, for a key the table does not hold.
+Decision ReadFresh(const Limit& limit, Micros now, int64_t cost) {
+  AlgorithmState scratch;
+  Decision d = sluice::Admit(scratch, limit, now, cost);
+  Release(scratch, limit.algorithm());
+  return d;
+}
 
 uint32_t ExpirySeconds(Micros now, Micros reset_after) {
   const Micros at = int_math::SatAdd(now, reset_after);
@@ -28,7 +37,8 @@ uint32_t NowSeconds(Micros now) {
 MemoryStore::MemoryStore(const Clock& clock, MemoryStoreOptions options)
     : clock_(clock),
       max_keys_(std::max<size_t>(1, options.max_keys)),
-      seed_(std::random_device{}() | (uint64_t{std::random_device{}()} << 32)) {
+      seed_(std::random_device{}() | (uint64_t{std::random_device{}()} << 32)),
+      hash_for_testing_(std::move(options.hash_for_testing)) {
   const size_t n = std::max<size_t>(1, options.shards);
   shard_storage_ = std::make_unique<Shard[]>(n);
   shards_ = std::span<Shard>(shard_storage_.get(), n);
@@ -36,13 +46,17 @@ MemoryStore::MemoryStore(const Clock& clock, MemoryStoreOptions options)
 
 MemoryStore::~MemoryStore() {
   for (Shard& shard : shards_) {
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(shard.mu);
     for (auto& [hash, slot] : shard.map) Release(slot.state, slot.algorithm);
   }
 }
 
-uint64_t MemoryStore::Hash(std::string_view key) const {
-  return XXH3_64bits_withSeed(key.data(), key.size(), seed_);
+MemoryKeyHash MemoryStore::Hash(std::string_view key) const {
+  if (hash_for_testing_) return hash_for_testing_(key);
+  // One pass gives two 64-bit halves: the low one finds the entry, the high one checks it, so a
+  // collision must happen on 88 bits (64 + 24) to go unnoticed, not 64.
+  const XXH128_hash_t h = XXH3_128bits_withSeed(key.data(), key.size(), seed_);
+  return {.table = h.low64, .check = static_cast<uint32_t>(h.high64 >> 40)};
 }
 
 void MemoryStore::Charge(std::span<const ChargeItem> items, std::span<Decision> decisions,
@@ -51,18 +65,39 @@ void MemoryStore::Charge(std::span<const ChargeItem> items, std::span<Decision> 
   std::move(done)(absl::OkStatus());
 }
 
-MemoryStore::Slot& MemoryStore::SlotFor(Shard& shard, uint64_t hash, Algorithm algorithm,
-                                        Micros now) {
-  auto it = shard.map.find(hash);
-  if (it != shard.map.end()) return it->second;
+MemoryStore::Slot* MemoryStore::Find(Shard& shard, const MemoryKeyHash& hash, Algorithm algorithm) {
+  auto it = shard.map.find(hash.table);
+  if (it == shard.map.end() || !it->second.Holds(hash, algorithm)) return nullptr;
+  return &it->second;
+}
+
+MemoryStore::Slot& MemoryStore::SlotFor(Shard& shard, const MemoryKeyHash& hash,
+                                        Algorithm algorithm, Micros now) {
+  auto it = shard.map.find(hash.table);
+  if (it != shard.map.end()) {
+    Slot& slot = it->second;
+    if (!slot.Holds(hash, algorithm)) {
+      // Another key (or the same hash under another algorithm) owns the slot: the state is not
+      // this key's and its union member may not even be this algorithm's. Release it as what it
+      // is (a sliding_window_log frees its entries, nothing else owns memory) and start fresh.
+      // The two keys then take the slot from each other, each starting fresh: errs towards
+      // admitting, like an evicted key, and never reads the other's state.
+      Release(slot.state, slot.algorithm);
+      slot = Slot{};
+      slot.algorithm = algorithm;
+      slot.check = hash.check & kCheckMask;
+    }
+    return slot;
+  }
   if (keys_.load(std::memory_order_relaxed) >= max_keys_) {
     // Full: make room in this shard, which is as good as any (keys hash uniformly).
     SweepLocked(shard, NowSeconds(now));
     if (keys_.load(std::memory_order_relaxed) >= max_keys_) EvictLocked(shard);
   }
-  Slot& slot = shard.map[hash];
+  Slot& slot = shard.map[hash.table];
   keys_.fetch_add(1, std::memory_order_relaxed);
   slot.algorithm = algorithm;
+  slot.check = hash.check & kCheckMask;
   return slot;
 }
 
@@ -70,19 +105,15 @@ void MemoryStore::SetExpiry(Slot& slot, Micros now, const Decision& d) {
   slot.expires_at_s = ExpirySeconds(now, d.reset_after);
 }
 
-Decision MemoryStore::AdmitItem(Shard& shard, uint64_t hash, const ChargeItem& item,
+Decision MemoryStore::AdmitItem(Shard& shard, const MemoryKeyHash& hash, const ChargeItem& item,
                                 Micros now) {
   const Limit& limit = *item.limit;
   if (item.cost == 0 || item.cost > limit.max_cost()) {
-    // Reads never create a key: a missing key reads as a fresh state.
-    auto it = shard.map.find(hash);
-    if (it == shard.map.end()) {
-      AlgorithmState scratch;
-      Decision d = sluice::Admit(scratch, limit, now, item.cost);
-      Release(scratch, limit.algorithm());
-      return d;
-    }
-    return sluice::Admit(it->second.state, limit, now, item.cost);
+    // Reads never create a key (nor take over a colliding one's slot): a missing key reads as
+    // a fresh state.
+    Slot* slot = Find(shard, hash, limit.algorithm());
+    if (slot == nullptr) return ReadFresh(limit, now, item.cost);
+    return sluice::Admit(slot->state, limit, now, item.cost);
   }
   Slot& slot = SlotFor(shard, hash, limit.algorithm(), now);
   Decision d = sluice::Admit(slot.state, limit, now, item.cost);
@@ -93,18 +124,22 @@ Decision MemoryStore::AdmitItem(Shard& shard, uint64_t hash, const ChargeItem& i
 void MemoryStore::ChargeNow(std::span<const ChargeItem> items, std::span<Decision> decisions) {
   const Micros now = clock_.NowMicros();
   if (items.size() == 1) {  // the common case: one lock, no bookkeeping
-    const uint64_t hash = Hash(items[0].key);
+    const MemoryKeyHash hash = Hash(items[0].key);
     Shard& shard = ShardFor(hash);
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(shard.mu);
     decisions[0] = AdmitItem(shard, hash, items[0], now);
     return;
   }
+  ChargeAllOrNothing(items, decisions, now);
+}
 
-  absl::InlinedVector<uint64_t, 8> hashes;
+void MemoryStore::ChargeAllOrNothing(std::span<const ChargeItem> items,
+                                     std::span<Decision> decisions, Micros now) {
+  absl::InlinedVector<MemoryKeyHash, 8> hashes;
   absl::InlinedVector<size_t, 8> order;  // shard indexes, sorted and unique: the lock order
   for (const ChargeItem& item : items) {
     hashes.push_back(Hash(item.key));
-    order.push_back(hashes.back() % shards_.size());
+    order.push_back(hashes.back().table % shards_.size());
   }
   std::sort(order.begin(), order.end());
   order.erase(std::unique(order.begin(), order.end()), order.end());
@@ -121,12 +156,17 @@ void MemoryStore::ChargeNow(std::span<const ChargeItem> items, std::span<Decisio
     // refund is exact. Then read their state again for the decision the caller reports.
     for (size_t i = items.size(); i-- > 0;) {
       if (!decisions[i].allowed || items[i].cost == 0) continue;
-      Shard& shard = ShardFor(hashes[i]);
-      auto it = shard.map.find(hashes[i]);
-      if (it == shard.map.end()) continue;
-      Refund(it->second.state, *items[i].limit, now, items[i].cost);
-      decisions[i] = sluice::Admit(it->second.state, *items[i].limit, now, 0);
-      SetExpiry(it->second, now, decisions[i]);
+      const Limit& limit = *items[i].limit;
+      Slot* slot = Find(ShardFor(hashes[i]), hashes[i], limit.algorithm());
+      if (slot == nullptr) {
+        // A colliding item of this request took the slot over after this one was charged: the
+        // charge went with the state it replaced, and what is left reads fresh.
+        decisions[i] = ReadFresh(limit, now, 0);
+        continue;
+      }
+      Refund(slot->state, limit, now, items[i].cost);
+      decisions[i] = sluice::Admit(slot->state, limit, now, 0);
+      SetExpiry(*slot, now, decisions[i]);
     }
   }
   for (auto s = order.rbegin(); s != order.rend(); ++s) shards_[*s].mu.unlock();
@@ -173,7 +213,7 @@ size_t MemoryStore::Sweep() {
   const uint32_t now_s = NowSeconds(clock_.NowMicros());
   size_t removed = 0;
   for (Shard& shard : shards_) {
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(shard.mu);
     removed += SweepLocked(shard, now_s);
   }
   return removed;
@@ -184,7 +224,7 @@ size_t MemoryStore::size() const { return keys_.load(std::memory_order_relaxed);
 size_t MemoryStore::MemoryBytes() const {
   size_t bytes = sizeof(*this) + shards_.size() * sizeof(Shard);
   for (const Shard& shard : shards_) {
-    std::lock_guard lock(shard.mu);
+    MutexLock lock(shard.mu);
     bytes += shard.map.bucket_count() * (sizeof(Map::value_type) + 1);
     for (const auto& [hash, slot] : shard.map) bytes += HeapBytes(slot.state, slot.algorithm);
   }

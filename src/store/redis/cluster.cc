@@ -93,14 +93,14 @@ Cluster::Cluster(std::vector<NodeAddress> seeds, ClientOptions client)
 
 Cluster::~Cluster() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   discovery_.join();
   absl::flat_hash_map<std::string, std::unique_ptr<Client>> clients;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     clients.swap(clients_);
   }
   clients.clear();  // each fails what it has in flight and joins its thread
@@ -110,17 +110,17 @@ bool Cluster::available() const { return !down_.load(std::memory_order_relaxed);
 
 void Cluster::RequestRefresh() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     refresh_requested_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 bool Cluster::WaitForSlots(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (map_ != nullptr) return true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -130,7 +130,7 @@ bool Cluster::WaitForSlots(std::chrono::milliseconds timeout) {
 
 Client* Cluster::ClientFor(const NodeAddress& address) {
   const std::string key = address.ToString();
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_) return nullptr;
   auto& client = clients_[key];
   if (client == nullptr) {
@@ -146,7 +146,7 @@ void Cluster::Execute(uint64_t group, std::string commands, size_t replies, Clie
   const int slot = static_cast<int>(group);
   std::shared_ptr<const SlotMap> map;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     map = map_;
   }
   if (map == nullptr || map->node[slot] < 0) {
@@ -217,7 +217,7 @@ void Cluster::OnReply(int slot, std::string commands, size_t replies, int redire
 }
 
 void Cluster::SetSlot(int slot, const NodeAddress& address) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto map = map_ != nullptr ? std::make_shared<SlotMap>(*map_) : std::make_shared<SlotMap>();
   if (map_ == nullptr) map->node.fill(-1);
   int index = -1;
@@ -237,10 +237,11 @@ void Cluster::Discover() {
   bool complete = false;
   for (;;) {
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       // Until a complete map is known, keep asking (every 200 ms); then every 10 s or on request.
-      cv_.wait_until(lock, last + (complete ? kRefreshEvery : kRefreshAtMostEvery),
-                     [&] { return stopping_ || refresh_requested_; });
+      cv_.WaitUntil(
+          mu_, last + (complete ? kRefreshEvery : kRefreshAtMostEvery),
+          [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || refresh_requested_; });
       if (stopping_) return;
       refresh_requested_ = false;
     }
@@ -255,7 +256,7 @@ bool Cluster::Refresh() {
   // Ask the nodes in the current map first (they know the newest state), then the seeds.
   std::vector<NodeAddress> candidates;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (map_ != nullptr) candidates = map_->masters;
   }
   candidates.insert(candidates.end(), seeds_.begin(), seeds_.end());
@@ -309,7 +310,7 @@ bool Cluster::Refresh() {
     if (covered == 0) continue;  // a node that is not (yet) part of a cluster
     bool changed = false;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       changed = map_ == nullptr || map_->masters != map->masters || map_->node != map->node;
       map_ = map;
     }

@@ -16,10 +16,8 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "base/mutex.h"
 #include "store/redis/topology.h"
 
 namespace sluice::redis {
@@ -84,12 +83,12 @@ class Cluster final : public Topology {
   const ClientOptions client_options_;
   const std::vector<NodeAddress> seeds_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::shared_ptr<const SlotMap> map_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::unique_ptr<Client>> clients_ ABSL_GUARDED_BY(mu_);
   bool refresh_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::condition_variable cv_;
+  CondVar cv_;
   std::atomic<bool> down_{true};  // no complete map, or the last request found no node
   std::thread discovery_;
 };

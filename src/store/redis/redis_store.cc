@@ -339,7 +339,7 @@ bool RedisStore::AnswerFromCache(std::span<const ChargeItem> items, std::span<De
   // would have admitted (Store::Charge), which only Redis knows.
   if (items.size() != 1) return false;
   const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(cache_mu_);
+  MutexLock lock(cache_mu_);
   if (over_limit_.empty()) return false;
   int hit = -1;
   for (size_t i = 0; i < items.size() && hit < 0; ++i) {
@@ -372,14 +372,14 @@ bool RedisStore::AnswerFromCache(std::span<const ChargeItem> items, std::span<De
 }
 
 void RedisStore::Forget(const Call& call, const Part& part) {
-  std::lock_guard lock(cache_mu_);
+  MutexLock lock(cache_mu_);
   if (over_limit_.empty()) return;
   for (size_t i : part.items) over_limit_.erase(call.items[i].counter_key(options_.key_prefix));
 }
 
 void RedisStore::RememberRejections(const Call& call) {
   const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(cache_mu_);
+  MutexLock lock(cache_mu_);
   for (size_t i = 0; i < call.items.size(); ++i) {
     const Call::Item& item = call.items[i];
     const Decision& d = call.decisions[i];

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -18,6 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "base/mutex.h"
 #include "store/redis/redis_client.h"
 #include "store/redis/sharded.h"
 #include "store/redis/topology.h"
@@ -116,7 +116,7 @@ class RedisStore final : public Store {
   void Forget(const Call& call, const Part& part);  // a refunded part's keys
 
   const RedisStoreOptions options_;
-  std::mutex cache_mu_;
+  Mutex cache_mu_;
   absl::flat_hash_map<std::string, OverLimit> over_limit_ ABSL_GUARDED_BY(cache_mu_);
   std::atomic<uint64_t> cached_rejections_{0};
   // Last: destroyed first, it fails what is in flight, whose callbacks use the members above.
