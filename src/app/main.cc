@@ -20,6 +20,7 @@
 #include "app/rules_watcher.h"
 #include "app/version.h"
 #include "limiter/limiter.h"
+#include "net/host_port.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "rules/loader.h"
@@ -95,7 +96,7 @@ int Serve(const ServeFlags& flags) {
       for (const app::ShardConfig& shard : config.store.shards) {
         redis::ShardSpec spec{.url = shard.url, .sentinels = {}, .master = shard.master};
         for (const std::string& s : shard.sentinels) {
-          if (auto address = redis::ParseNodeAddress(s); address.ok()) {
+          if (auto address = net::ParseHostPort(s); address.ok()) {
             spec.sentinels.push_back(*address);
           }
         }
