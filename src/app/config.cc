@@ -8,6 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "net/host_port.h"
 #include "rules/values.h"
 #include "store/redis/cluster.h"
 #include "yaml-cpp/yaml.h"
@@ -121,7 +122,7 @@ void CheckTopology(Checker& c, const YAML::Node& store_node, const StoreConfig& 
         c.Problem(shard.mark, "a Sentinel shard needs both 'sentinels' and 'master'");
       } else {
         for (const std::string& node : shard.sentinels) {
-          if (auto address = redis::ParseNodeAddress(node); !address.ok()) {
+          if (auto address = net::ParseHostPort(node, {.what = "sentinel"}); !address.ok()) {
             c.Problem(shard.mark, std::string(address.status().message()));
           }
         }
@@ -133,24 +134,10 @@ void CheckTopology(Checker& c, const YAML::Node& store_node, const StoreConfig& 
 }  // namespace
 
 bool ParseHostPort(const std::string& text, std::string* host, uint16_t* port) {
-  std::string h, p;
-  if (!text.empty() && text[0] == '[') {
-    const size_t close = text.find(']');
-    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return false;
-    }
-    h = text.substr(1, close - 1);
-    p = text.substr(close + 2);
-  } else {
-    const size_t colon = text.rfind(':');
-    if (colon == std::string::npos) return false;
-    h = text.substr(0, colon);
-    p = text.substr(colon + 1);
-  }
-  uint32_t value;
-  if (h.empty() || !absl::SimpleAtoi(p, &value) || value > 65535) return false;
-  *host = h;
-  *port = static_cast<uint16_t>(value);
+  auto address = net::ParseHostPort(text, {.allow_port_zero = true});
+  if (!address.ok()) return false;
+  *host = std::move(address->host);
+  *port = address->port;
   return true;
 }
 

@@ -17,6 +17,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "net/host_port.h"
 #include "obs/log.h"
 
 namespace sluice::grpc_api {
@@ -27,18 +28,10 @@ namespace {
 // same bind with a plain socket: "Address already in use", "Cannot assign requested address",
 // a resolver error, ... ("" when that bind works, e.g. the port was freed meanwhile).
 std::string DiagnoseBind(const std::string& address) {
-  std::string host, port;
-  if (!address.empty() && address[0] == '[') {
-    const size_t close = address.find("]:");
-    if (close == std::string::npos) return "not host:port";
-    host = address.substr(1, close - 1);
-    port = address.substr(close + 2);
-  } else {
-    const size_t colon = address.rfind(':');
-    if (colon == std::string::npos) return "not host:port";
-    host = address.substr(0, colon);
-    port = address.substr(colon + 1);
-  }
+  auto parsed = net::ParseHostPort(address, {.allow_port_zero = true});
+  if (!parsed.ok()) return std::string(parsed.status().message());
+  const std::string& host = parsed->host;
+  const std::string port = std::to_string(parsed->port);
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;

@@ -2,7 +2,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include <charconv>
+#include <algorithm>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -17,6 +17,7 @@ namespace {
 constexpr int kMaxRedirects = 5;
 constexpr auto kRefreshEvery = std::chrono::seconds(10);
 constexpr auto kRefreshAtMostEvery = std::chrono::milliseconds(200);
+constexpr auto kReapEvery = std::chrono::milliseconds(100);
 constexpr timeval kDiscoveryTimeout = {0, 500 * 1000};
 
 // CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, as Redis Cluster specifies.
@@ -46,15 +47,16 @@ struct ContextFree {
   void operator()(redisContext* c) const { redisFree(c); }
 };
 
-// "MOVED 3999 127.0.0.1:6381" / "ASK 3999 127.0.0.1:6381": the node named.
+// "MOVED 3999 127.0.0.1:6381" / "ASK 3999 127.0.0.1:6381": the node named. Redis prints an IPv6
+// address there without brackets.
 bool ParseRedirect(std::string_view error, std::string_view kind, NodeAddress* to) {
   if (!error.starts_with(kind) || error.size() <= kind.size() || error[kind.size()] != ' ') {
     return false;
   }
   const size_t space = error.rfind(' ');
-  auto address = ParseNodeAddress(error.substr(space + 1));
+  auto address = net::ParseHostPort(error.substr(space + 1), {.allow_unbracketed_ipv6 = true});
   if (!address.ok()) return false;
-  *to = *address;
+  *to = *std::move(address);
   return true;
 }
 
@@ -70,22 +72,6 @@ std::string_view HashTag(std::string_view key) {
 
 int KeySlot(std::string_view key) { return Crc16(HashTag(key)) & (kClusterSlots - 1); }
 
-std::string NodeAddress::ToString() const {
-  return host.find(':') != std::string::npos ? absl::StrCat("[", host, "]:", port)
-                                             : absl::StrCat(host, ":", port);
-}
-
-absl::StatusOr<NodeAddress> ParseNodeAddress(std::string_view text) {
-  const std::string url =
-      text.starts_with("redis://") ? std::string(text) : "redis://" + std::string(text);
-  auto endpoint = ParseUrl(url);
-  if (!endpoint.ok()) {
-    return absl::InvalidArgumentError("invalid Redis node '" + std::string(text) +
-                                      "' (expected host:port)");
-  }
-  return NodeAddress{endpoint->host, endpoint->port};
-}
-
 Cluster::Cluster(std::vector<NodeAddress> seeds, ClientOptions client)
     : client_options_(std::move(client)), seeds_(std::move(seeds)) {
   discovery_ = std::thread([this] { Discover(); });
@@ -98,12 +84,15 @@ Cluster::~Cluster() {
   }
   cv_.NotifyAll();
   discovery_.join();
-  absl::flat_hash_map<std::string, std::unique_ptr<Client>> clients;
+  absl::flat_hash_map<std::string, std::shared_ptr<Client>> clients;
+  std::vector<std::pair<std::string, std::shared_ptr<Client>>> retired;
   {
     MutexLock lock(mu_);
     clients.swap(clients_);
+    retired.swap(retired_);
   }
   clients.clear();  // each fails what it has in flight and joins its thread
+  retired.clear();
 }
 
 bool Cluster::available() const { return !down_.load(std::memory_order_relaxed); }
@@ -128,7 +117,15 @@ bool Cluster::WaitForSlots(std::chrono::milliseconds timeout) {
   return false;
 }
 
-Client* Cluster::ClientFor(const NodeAddress& address) {
+std::vector<std::string> Cluster::NodeClients() const {
+  MutexLock lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [address, client] : clients_) out.push_back(address);
+  for (const auto& [address, client] : retired_) out.push_back(address);
+  return out;
+}
+
+std::shared_ptr<Client> Cluster::ClientFor(const NodeAddress& address) {
   const std::string key = address.ToString();
   MutexLock lock(mu_);
   if (stopping_) return nullptr;
@@ -137,12 +134,13 @@ Client* Cluster::ClientFor(const NodeAddress& address) {
     ClientOptions options = client_options_;
     options.endpoint.host = address.host;
     options.endpoint.port = address.port;
-    client = std::make_unique<Client>(std::move(options));
+    client = std::make_shared<Client>(std::move(options));
   }
-  return client.get();
+  return client;
 }
 
-void Cluster::Execute(uint64_t group, std::string commands, size_t replies, Client::Callback done) {
+void Cluster::Execute(uint64_t group, std::string commands, size_t replies, Deadline deadline,
+                      Client::Callback done) {
   const int slot = static_cast<int>(group);
   std::shared_ptr<const SlotMap> map;
   {
@@ -154,37 +152,41 @@ void Cluster::Execute(uint64_t group, std::string commands, size_t replies, Clie
     return std::move(done)(
         absl::UnavailableError(absl::StrCat("redis cluster: no node known for slot ", slot)));
   }
-  Send(slot, map->masters[map->node[slot]], false, std::move(commands), replies, 0,
+  Send(map->masters[map->node[slot]], false,
+       Hop{.slot = slot,
+           .commands = std::move(commands),
+           .replies = replies,
+           .deadline = deadline,
+           .redirects = 0},
        std::move(done));
 }
 
-void Cluster::Send(int slot, const NodeAddress& address, bool asking, std::string commands,
-                   size_t replies, int redirects, Client::Callback done) {
-  Client* client = ClientFor(address);
+void Cluster::Send(const NodeAddress& address, bool asking, Hop hop, Client::Callback done) {
+  std::shared_ptr<Client> client = ClientFor(address);
   if (client == nullptr) {
     return std::move(done)(absl::UnavailableError("redis cluster: shutting down"));
   }
   std::string payload;
-  size_t expected = replies;
+  size_t expected = hop.replies;
   if (asking) {
     const std::string_view asking_command[] = {"ASKING"};
     AppendCommand(payload, asking_command);
-    payload += commands;
+    payload += hop.commands;
     ++expected;
   } else {
-    payload = commands;
+    payload = hop.commands;
   }
-  client->Execute(std::move(payload), expected,
-                  [this, slot, asking, commands = std::move(commands), replies, redirects,
+  // The same deadline on every hop: the check's, not a fresh one per node.
+  const Deadline deadline = hop.deadline;
+  client->Execute(std::move(payload), expected, deadline,
+                  [this, asking, hop = std::move(hop),
                    done = std::move(done)](absl::StatusOr<std::vector<Reply>> result) mutable {
                     if (result.ok() && asking) result->erase(result->begin());  // ASKING's +OK
-                    OnReply(slot, std::move(commands), replies, redirects, std::move(done),
-                            std::move(result));
+                    OnReply(std::move(hop), std::move(done), std::move(result));
                   });
 }
 
-void Cluster::OnReply(int slot, std::string commands, size_t replies, int redirects,
-                      Client::Callback done, absl::StatusOr<std::vector<Reply>> result) {
+void Cluster::OnReply(Hop hop, Client::Callback done, absl::StatusOr<std::vector<Reply>> result) {
   if (!result.ok()) {
     // The node is unreachable: a failover may be under way. Look again.
     down_.store(true, std::memory_order_relaxed);
@@ -199,15 +201,16 @@ void Cluster::OnReply(int slot, std::string commands, size_t replies, int redire
   const bool moved = ParseRedirect(error, "MOVED", &to);
   const bool ask = !moved && ParseRedirect(error, "ASK", &to);
   if (moved || ask) {
-    if (redirects >= kMaxRedirects) {
+    if (hop.redirects >= kMaxRedirects) {
       return std::move(done)(absl::UnavailableError(
-          absl::StrCat("redis cluster: too many redirections for slot ", slot)));
+          absl::StrCat("redis cluster: too many redirections for slot ", hop.slot)));
     }
     if (moved) {
-      SetSlot(slot, to);
+      SetSlot(hop.slot, to);
       RequestRefresh();
     }
-    return Send(slot, to, ask, std::move(commands), replies, redirects + 1, std::move(done));
+    ++hop.redirects;
+    return Send(to, ask, std::move(hop), std::move(done));
   }
   if (error.starts_with("CLUSTERDOWN") || error.starts_with("TRYAGAIN")) {
     RequestRefresh();
@@ -236,20 +239,61 @@ void Cluster::Discover() {
   auto last = std::chrono::steady_clock::time_point{};
   bool complete = false;
   for (;;) {
+    bool refresh = false;
     {
       MutexLock lock(mu_);
       // Until a complete map is known, keep asking (every 200 ms); then every 10 s or on request.
-      cv_.WaitUntil(
-          mu_, last + (complete ? kRefreshEvery : kRefreshAtMostEvery),
-          [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || refresh_requested_; });
+      const auto due = last + (complete ? kRefreshEvery : kRefreshAtMostEvery);
+      // Retired clients are checked for idleness every 100 ms until they are gone.
+      const auto wake =
+          retired_.empty() ? due : std::min(due, std::chrono::steady_clock::now() + kReapEvery);
+      cv_.WaitUntil(mu_, wake, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || refresh_requested_;
+      });
       if (stopping_) return;
-      refresh_requested_ = false;
+      refresh = refresh_requested_ || std::chrono::steady_clock::now() >= due;
+      if (refresh) refresh_requested_ = false;
     }
-    const auto wait_until = last + kRefreshAtMostEvery;
-    if (std::chrono::steady_clock::now() < wait_until) std::this_thread::sleep_until(wait_until);
-    last = std::chrono::steady_clock::now();
-    complete = Refresh();
+    if (refresh) {
+      const auto wait_until = last + kRefreshAtMostEvery;
+      if (std::chrono::steady_clock::now() < wait_until) std::this_thread::sleep_until(wait_until);
+      last = std::chrono::steady_clock::now();
+      complete = Refresh();
+    }
+    ReapRetired();
   }
+}
+
+void Cluster::RetireClientsNotIn(const SlotMap& map) {
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    const bool named = std::any_of(map.masters.begin(), map.masters.end(),
+                                   [&](const NodeAddress& m) { return m.ToString() == it->first; });
+    if (named) {
+      ++it;
+      continue;
+    }
+    obs::LogEvent(level_enum::info, "redis_cluster_node_dropped", {{"node", it->first}});
+    retired_.emplace_back(it->first, std::move(it->second));
+    clients_.erase(it++);
+  }
+}
+
+void Cluster::ReapRetired() {
+  std::vector<std::shared_ptr<Client>> reaped;
+  {
+    MutexLock lock(mu_);
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      // use_count 1: no request is being handed to it, and none can be (it is in no map), so
+      // once nothing is outstanding nothing ever will be.
+      if (it->second.use_count() == 1 && it->second->outstanding() == 0) {
+        reaped.push_back(std::move(it->second));
+        it = retired_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  reaped.clear();  // outside mu_: joining a client's thread waits for its callbacks, which lock it
 }
 
 bool Cluster::Refresh() {
@@ -313,6 +357,7 @@ bool Cluster::Refresh() {
       MutexLock lock(mu_);
       changed = map_ == nullptr || map_->masters != map->masters || map_->node != map->node;
       map_ = map;
+      RetireClientsNotIn(*map);
     }
     if (changed) {
       std::string masters;

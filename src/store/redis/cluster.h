@@ -6,12 +6,14 @@
 //   cluster down. A Redis Cluster that is down at start is found when it comes up.
 // - Routing: a group is a hash slot (CRC16 of the key's hash tag, as Redis computes it): one
 //   script per slot, on the slot's master. Each master gets its own Client (`pool` connections,
-//   pipelined), made the first time a slot points at it.
+//   pipelined), made the first time a slot points at it, and dropped once a refreshed slot map
+//   no longer names it (after the requests it has in flight are answered).
 // - Redirections: MOVED updates the slot and sends the same commands to the node named (and
 //   asks for a fresh map); ASK sends them to the node named once, after ASKING. At most 5
-//   redirections per request.
+//   redirections per request, all within the request's one deadline.
 // - Failover: the old master's connections fail (its circuit opens, so requests fail fast);
-//   the map is refreshed until the cluster names the promoted replica, and requests follow.
+//   the map is refreshed until the cluster names the promoted replica, and requests follow; the
+//   old master's client, no longer in the map, is dropped instead of reconnecting forever.
 #pragma once
 
 #include <array>
@@ -35,17 +37,6 @@ inline constexpr int kClusterSlots = 16384;
 // The hash slot of `key`: CRC16 (XMODEM) of its hash tag, modulo 16384.
 int KeySlot(std::string_view key);
 
-// A node's address: "host:port" (IPv6 in brackets).
-struct NodeAddress {
-  std::string host;
-  uint16_t port = 0;
-  std::string ToString() const;
-  bool operator==(const NodeAddress&) const = default;
-};
-// Parses "host:port", "[v6]:port" or a redis:// URL (its password and user then apply to every
-// node).
-absl::StatusOr<NodeAddress> ParseNodeAddress(std::string_view text);
-
 class Cluster final : public Topology {
  public:
   // `seeds`: host:port of one or more nodes. `client` is the template of every node's client
@@ -55,7 +46,7 @@ class Cluster final : public Topology {
 
   std::string_view backend() const override { return "redis_cluster"; }
   uint64_t GroupOf(std::string_view key) const override { return KeySlot(key); }
-  void Execute(uint64_t group, std::string commands, size_t replies,
+  void Execute(uint64_t group, std::string commands, size_t replies, Deadline deadline,
                Client::Callback done) override;
   bool available() const override;
 
@@ -63,6 +54,9 @@ class Cluster final : public Topology {
   bool WaitForSlots(std::chrono::milliseconds timeout);
   // Asks for the slot map to be read again soon.
   void RequestRefresh();
+  // The nodes that have a client (host:port), those being drained after leaving the map
+  // included (tests).
+  std::vector<std::string> NodeClients() const;
 
  private:
   struct SlotMap {
@@ -71,21 +65,37 @@ class Cluster final : public Topology {
   };
   struct Redirect;
 
-  Client* ClientFor(const NodeAddress& address);
-  void Send(int slot, const NodeAddress& address, bool asking, std::string commands, size_t replies,
-            int redirects, Client::Callback done);
-  void OnReply(int slot, std::string commands, size_t replies, int redirects, Client::Callback done,
-               absl::StatusOr<std::vector<Reply>> result);
+  // One request's way through redirections.
+  struct Hop {
+    int slot;
+    std::string commands;
+    size_t replies;
+    Deadline deadline;
+    int redirects;
+  };
+
+  std::shared_ptr<Client> ClientFor(const NodeAddress& address);
+  void Send(const NodeAddress& address, bool asking, Hop hop, Client::Callback done);
+  void OnReply(Hop hop, Client::Callback done, absl::StatusOr<std::vector<Reply>> result);
   void Discover();  // the background thread
   bool Refresh();   // one CLUSTER SLOTS round; true if a map was installed
   void SetSlot(int slot, const NodeAddress& address);
+  // Moves the clients of nodes `map` does not name to retired_. Holds mu_.
+  void RetireClientsNotIn(const SlotMap& map) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Destroys the retired clients nobody uses and that have nothing in flight (discovery thread:
+  // never a client's own thread, which a Client cannot join).
+  void ReapRetired();
 
   const ClientOptions client_options_;
   const std::vector<NodeAddress> seeds_;
 
   mutable Mutex mu_;
   std::shared_ptr<const SlotMap> map_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::unique_ptr<Client>> clients_ ABSL_GUARDED_BY(mu_);
+  // Shared: a request being sent holds its node's client while the discovery thread may retire
+  // it. Only the discovery thread (or the destructor) drops the last reference.
+  absl::flat_hash_map<std::string, std::shared_ptr<Client>> clients_ ABSL_GUARDED_BY(mu_);
+  // Nodes no longer in the map, draining: destroyed once idle (ReapRetired).
+  std::vector<std::pair<std::string, std::shared_ptr<Client>>> retired_ ABSL_GUARDED_BY(mu_);
   bool refresh_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   CondVar cv_;

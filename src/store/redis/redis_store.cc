@@ -56,6 +56,11 @@ struct RedisStore::Call {
   std::vector<Part> parts;
   std::atomic<size_t> outstanding{0};
   bool refunding = false;
+  // One deadline per check, whatever the hops (redirections, a script reload): the charge must
+  // be answered within `timeout` of the check's start, and the refunds that follow a rejection
+  // within twice that (CONTRACT §7: "twice `timeout` in all").
+  redis::Deadline charge_deadline;
+  redis::Deadline refund_deadline;
 };
 
 absl::StatusOr<std::unique_ptr<RedisStore>> RedisStore::Create(RedisStoreOptions options) {
@@ -133,9 +138,12 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
   }
   // Replays at a given time (tests) bypass the cache: it works on this process's clock.
   const bool cache = !now.has_value() && options_.over_limit_cache_keys > 0;
-  if (cache && AnswerFromCache(items, decisions)) return std::move(done)(Micros{0});
+  const auto start = std::chrono::steady_clock::now();
+  if (cache && AnswerFromCache(items, decisions, start)) return std::move(done)(Micros{0});
 
   auto call = std::make_shared<Call>();
+  call->charge_deadline = start + options_.timeout;
+  call->refund_deadline = start + 2 * options_.timeout;
   call->decisions = decisions;
   call->now = now;
   call->cache = cache;
@@ -225,8 +233,9 @@ void RedisStore::Send(std::shared_ptr<Call> call, size_t p) {
     payload = part.evalsha;
   }
   const uint64_t group = part.group;
+  const redis::Deadline deadline = call->refunding ? call->refund_deadline : call->charge_deadline;
   topology_->Execute(
-      group, std::move(payload), replies,
+      group, std::move(payload), replies, deadline,
       [this, call = std::move(call), p](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
         PartDone(std::move(call), p, std::move(replies));
       });
@@ -334,11 +343,11 @@ void RedisStore::Complete(Call& call, absl::Status status) {
   std::exchange(call.done, nullptr)(Micros{call.parts.front().at});
 }
 
-bool RedisStore::AnswerFromCache(std::span<const ChargeItem> items, std::span<Decision> decisions) {
+bool RedisStore::AnswerFromCache(std::span<const ChargeItem> items, std::span<Decision> decisions,
+                                 std::chrono::steady_clock::time_point now) {
   // One item only: a request with several would owe the caller the state of the items that
   // would have admitted (Store::Charge), which only Redis knows.
   if (items.size() != 1) return false;
-  const auto now = std::chrono::steady_clock::now();
   MutexLock lock(cache_mu_);
   if (over_limit_.empty()) return false;
   int hit = -1;

@@ -18,7 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "base/mutex.h"
-#include "store/redis/redis_client.h"
+#include "store/redis/client.h"
 #include "store/redis/sharded.h"
 #include "store/redis/topology.h"
 #include "store/store.h"
@@ -32,8 +32,10 @@ struct RedisStoreOptions {
   std::vector<std::string> cluster_nodes = {};
   // Set for `redis_sharded`: the shards. `url` is then unused.
   std::vector<redis::ShardSpec> shards = {};
-  // Per store round trip (CONTRACT §2 `store.timeout`). A check that needs the script reloaded
-  // (after SCRIPT FLUSH) may take two.
+  // Per check (CONTRACT §2 `store.timeout`): its charge is answered within `timeout` of the
+  // check's start, redirections and a script reload (after SCRIPT FLUSH) included, or fails
+  // with DEADLINE_EXCEEDED; the refunds a cross-node rejection needs are answered within twice
+  // `timeout` of the start (CONTRACT §7).
   std::chrono::milliseconds timeout{50};
   int pool = 4;                        // persistent connections
   std::string key_prefix = "sluice:";  // every key the store writes starts with it
@@ -111,7 +113,8 @@ class RedisStore final : public Store {
     std::chrono::steady_clock::time_point at;
   };
   // Answers `items` from the cache if one enforced item is known to be over its limit.
-  bool AnswerFromCache(std::span<const ChargeItem> items, std::span<Decision> decisions);
+  bool AnswerFromCache(std::span<const ChargeItem> items, std::span<Decision> decisions,
+                       std::chrono::steady_clock::time_point now);
   void RememberRejections(const Call& call);
   void Forget(const Call& call, const Part& part);  // a refunded part's keys
 

@@ -220,8 +220,9 @@ Sharded::Sharded(std::vector<std::unique_ptr<Shard>> shards, HashRing ring)
 
 Sharded::~Sharded() = default;
 
-void Sharded::Execute(uint64_t group, std::string commands, size_t replies, Client::Callback done) {
-  shards_[group]->client->Execute(std::move(commands), replies, std::move(done));
+void Sharded::Execute(uint64_t group, std::string commands, size_t replies, Deadline deadline,
+                      Client::Callback done) {
+  shards_[group]->client->Execute(std::move(commands), replies, deadline, std::move(done));
 }
 
 bool Sharded::available() const {

@@ -28,7 +28,7 @@
 namespace sluice::redis {
 
 struct ShardSpec {
-  std::string url;                     // redis://...; or:
+  std::string url;                          // redis://...; or:
   std::vector<NodeAddress> sentinels = {};  // with `master`
   std::string master = {};
 };
@@ -54,7 +54,7 @@ class Sharded final : public Topology {
 
   std::string_view backend() const override { return "redis_sharded"; }
   uint64_t GroupOf(std::string_view key) const override { return ring_.ShardOf(HashTag(key)); }
-  void Execute(uint64_t group, std::string commands, size_t replies,
+  void Execute(uint64_t group, std::string commands, size_t replies, Deadline deadline,
                Client::Callback done) override;
   bool available() const override;
 

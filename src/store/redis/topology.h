@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "store/redis/redis_client.h"
+#include "store/redis/client.h"
 
 namespace sluice::redis {
 
@@ -28,9 +28,10 @@ class Topology {
   virtual uint64_t GroupOf(std::string_view key) const = 0;
 
   // Sends `commands` (RESP, `replies` commands) for keys of `group` to the node that holds them,
-  // following Redis Cluster redirections. `done` runs exactly once, on a client thread (or on
+  // following Redis Cluster redirections, all by `deadline` (one deadline for every hop: a
+  // redirection does not buy more time). `done` runs exactly once, on a client thread (or on
   // the calling thread when no node can be asked). Thread-safe.
-  virtual void Execute(uint64_t group, std::string commands, size_t replies,
+  virtual void Execute(uint64_t group, std::string commands, size_t replies, Deadline deadline,
                        Client::Callback done) = 0;
 
   // Whether every node was answering at last sight. Relaxed: advisory.
@@ -44,8 +45,9 @@ class SingleNode final : public Topology {
 
   std::string_view backend() const override { return "redis"; }
   uint64_t GroupOf(std::string_view) const override { return 0; }
-  void Execute(uint64_t, std::string commands, size_t replies, Client::Callback done) override {
-    client_.Execute(std::move(commands), replies, std::move(done));
+  void Execute(uint64_t, std::string commands, size_t replies, Deadline deadline,
+               Client::Callback done) override {
+    client_.Execute(std::move(commands), replies, deadline, std::move(done));
   }
   bool available() const override { return client_.available(); }
 
