@@ -8,7 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "rules/values.h"
+#include "yaml/values.h"
 #include "store/redis/cluster.h"
 #include "yaml-cpp/yaml.h"
 
@@ -202,7 +202,7 @@ ServerConfig LoadServerConfig(const std::string& path, std::vector<std::string>*
     return [&c, name, out](const YAML::Node& n) {
       std::string value;
       if (!c.String(n, name, &value)) return;
-      auto d = rules::ParseDuration(value);
+      auto d = yaml::ParseDuration(value);
       if (!d.ok() || *d <= 0) {
         c.Problem(n.Mark(), absl::StrCat("'", name, "' must be a positive duration such as 50ms,",
                                          " got '", value, "'"));
