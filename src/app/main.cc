@@ -57,9 +57,9 @@ int Serve(const ServeFlags& flags) {
   if (!flags.rules.empty()) config.rule_paths = flags.rules;
   if (flags.store_set) {
     if (flags.store == "memory") {
-      config.store.backend = "memory";
+      config.store.backend = StoreBackend::kMemory;
     } else if (flags.store.rfind("redis://", 0) == 0) {
-      config.store.backend = "redis";
+      config.store.backend = StoreBackend::kRedis;
       config.store.url = flags.store;
     } else {
       std::fprintf(stderr, "error: --store must be 'memory' or redis://host:port[/db]\n");
@@ -84,14 +84,14 @@ int Serve(const ServeFlags& flags) {
   MemoryStore memory(clock);
   Store* store = &memory;
   std::unique_ptr<RedisStore> redis;
-  if (config.store.backend != "memory") {
+  if (config.store.backend != StoreBackend::kMemory) {
     const auto timeout = std::max(std::chrono::milliseconds(1),
                                   std::chrono::duration_cast<std::chrono::milliseconds>(
                                       std::chrono::microseconds(config.store.timeout)));
     std::vector<std::string> cluster_nodes;
     std::vector<redis::ShardSpec> shards;
-    if (config.store.backend == "redis_cluster") cluster_nodes = config.store.nodes;
-    if (config.store.backend == "redis_sharded") {
+    if (config.store.backend == StoreBackend::kRedisCluster) cluster_nodes = config.store.nodes;
+    if (config.store.backend == StoreBackend::kRedisSharded) {
       for (const app::ShardConfig& shard : config.store.shards) {
         redis::ShardSpec spec{.url = shard.url, .sentinels = {}, .master = shard.master};
         for (const std::string& s : shard.sentinels) {
@@ -109,9 +109,8 @@ int Serve(const ServeFlags& flags) {
          .timeout = timeout,
          .pool = config.store.pool,
          .key_prefix = config.store.key_prefix,
-         .on_cached_rejection = [&cached = metrics.StoreCachedRejections(config.store.backend)] {
-           cached.Increment();
-         }});
+         .on_cached_rejection = [&cached = metrics.StoreCachedRejections(StoreBackendName(
+                                     config.store.backend))] { cached.Increment(); }});
     if (!created.ok()) {
       std::fprintf(stderr, "error: %s\n", StatusText(created.status()).c_str());
       return 1;
