@@ -64,6 +64,26 @@ void CheckTopology(yaml::Reader& r, const StorePositions& at, const StoreConfig&
   }
 }
 
+// Every Redis key is `<key_prefix>{K}`, the braces making K the Redis Cluster hash tag (Redis
+// hashes the text between the first '{' and the next '}'). A brace in the prefix would move the
+// tag into the prefix: one slot, one shard, for every counter, or a counter's keys split across
+// slots. Whitespace and control characters are refused too: nothing needs them, and they make
+// keys hard to read and to type in redis-cli. Checked on every backend, so that a config stays
+// valid when it moves from memory to Redis.
+std::optional<std::string> CheckKeyPrefix(const std::string& prefix) {
+  if (prefix.find_first_of("{}") != std::string::npos) {
+    return "'key_prefix' must not contain '{' or '}': Redis Cluster would take them as the hash "
+           "tag and put every counter in one slot";
+  }
+  for (const char c : prefix) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) {
+      return "'key_prefix' must not contain spaces or control characters";
+    }
+  }
+  return std::nullopt;
+}
+
 void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml::Reader& r,
                 ServerConfig& config) {
   if (root.IsNull()) return;  // an empty file: every default
@@ -157,7 +177,13 @@ void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml:
                       }},
                      {"key_prefix",
                       [&](const yaml::Field& v) {
-                        store.key_prefix = r.String(v).value_or(store.key_prefix);
+                        const std::optional<std::string> prefix = r.String(v);
+                        if (!prefix.has_value()) return;
+                        if (std::optional<std::string> problem = CheckKeyPrefix(*prefix)) {
+                          r.Problem(v.value_pos(), *problem);
+                          return;
+                        }
+                        store.key_prefix = *prefix;
                       }},
                      {"on_failure",
                       [&](const yaml::Field& v) {

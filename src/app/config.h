@@ -31,7 +31,7 @@ struct StoreConfig {
   std::vector<ShardConfig> shards;
   Micros timeout = 50 * kMicrosPerMilli;
   int pool = 4;
-  std::string key_prefix = "sluice:";
+  std::string key_prefix = "sluice:";  // no braces, spaces or control characters
   FailurePolicy on_failure = FailurePolicy::kFailOpen;
   double fallback_share = 1.0;
 };

@@ -110,6 +110,30 @@ TEST(ConfigTest, RejectsQuotedIntegers) {
   EXPECT_EQ(problems[0], path + ":2:9: 'pool' must be an integer, got '4'");
 }
 
+// Verifies that a key_prefix that would become (part of) the Redis Cluster hash tag, or holds
+// whitespace or control characters, is refused at its value.
+TEST(ConfigTest, ValidatesKeyPrefix) {
+  for (const std::string bad :
+       {"\"app{1}:\"", "\"{\"", "\"a}\"", "\"my app:\"", "\"a\\tb\"", "\"a\\nb\"", "\"a\\x7f\""}) {
+    const std::string path = Write("prefix.yaml", "store:\n  key_prefix: " + bad + "\n");
+    std::vector<std::string> problems;
+    LoadServerConfig(path, &problems);
+    ASSERT_EQ(problems.size(), 1u) << bad;
+    EXPECT_EQ(problems[0].rfind(path + ":2:15: 'key_prefix' must not contain", 0), 0u)
+        << problems[0];
+  }
+  std::vector<std::string> problems;
+  LoadServerConfig(Write("prefix.yaml", "store:\n  key_prefix: \"a{b}\"\n"), &problems);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("hash tag"), std::string::npos) << problems[0];
+  for (const std::string good : {"\"\"", "\"sluice:\"", "plain", "\"team-a/prod:\"", "\"räte:\""}) {
+    problems.clear();
+    ServerConfig c =
+        LoadServerConfig(Write("prefix.yaml", "store:\n  key_prefix: " + good + "\n"), &problems);
+    EXPECT_TRUE(problems.empty()) << good << ": " << problems[0];
+  }
+}
+
 // Verifies that every backend name reads into the enum, and back through StoreBackendName.
 TEST(ConfigTest, StoreBackendNames) {
   for (StoreBackend b : {StoreBackend::kMemory, StoreBackend::kRedis, StoreBackend::kRedisCluster,
