@@ -1,137 +1,257 @@
 #include "app/config.h"
 
 #include <filesystem>
-#include <fstream>
-#include <functional>
-#include <map>
-#include <sstream>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "net/host_port.h"
-#include "rules/values.h"
 #include "store/redis/cluster.h"
 #include "yaml-cpp/yaml.h"
+#include "yaml/reader.h"
 
 namespace sluice::app {
 
 namespace {
 
-// Collects problems positioned at YAML nodes.
-class Checker {
- public:
-  Checker(std::string file, std::vector<std::string>* problems)
-      : file_(std::move(file)), problems_(problems) {}
-
-  void Problem(const YAML::Mark& mark, const std::string& message) {
-    problems_->push_back(
-        absl::StrCat(file_, ":", mark.line + 1, ":", mark.column + 1, ": ", message));
-  }
-
-  // Calls `handlers[key]` for each key of the mapping `node`; unknown keys are problems.
-  void Map(const YAML::Node& node, const std::string& where,
-           const std::map<std::string, std::function<void(const YAML::Node&)>>& handlers) {
-    if (!node.IsMap()) {
-      if (!node.IsNull()) Problem(node.Mark(), absl::StrCat("'", where, "' must be a mapping"));
-      return;
-    }
-    for (const auto& kv : node) {
-      const std::string key = kv.first.Scalar();
-      auto it = handlers.find(key);
-      if (it == handlers.end()) {
-        std::string known;
-        for (const auto& [k, _] : handlers) known += (known.empty() ? "" : ", ") + k;
-        Problem(kv.first.Mark(),
-                absl::StrCat("unknown key '", key, "' in '", where, "' (known: ", known, ")"));
-        continue;
-      }
-      it->second(kv.second);
-    }
-  }
-
-  bool String(const YAML::Node& node, const std::string& name, std::string* out) {
-    if (!node.IsScalar()) {
-      Problem(node.Mark(), absl::StrCat("'", name, "' must be a string"));
-      return false;
-    }
-    *out = node.Scalar();
-    return true;
-  }
-
-  void OneOf(const YAML::Node& node, const std::string& name,
-             std::initializer_list<const char*> allowed, std::string* out) {
-    std::string value;
-    if (!String(node, name, &value)) return;
-    std::string list;
-    for (const char* a : allowed) {
-      if (value == a) {
-        *out = value;
-        return;
-      }
-      list += (list.empty() ? "" : ", ") + std::string(a);
-    }
-    Problem(node.Mark(), absl::StrCat("'", name, "' must be one of ", list, ", got '", value, "'"));
-  }
-
-  void StringList(const YAML::Node& node, const std::string& name, std::vector<std::string>* out) {
-    if (!node.IsSequence()) {
-      Problem(node.Mark(), absl::StrCat("'", name, "' must be a list of strings"));
-      return;
-    }
-    out->clear();
-    for (const auto& item : node) {
-      std::string s;
-      if (String(item, name, &s)) out->push_back(s);
-    }
-  }
-
- private:
-  std::string file_;
-  std::vector<std::string>* problems_;
+// Where the store's values were written, for the checks that need several of them.
+struct StorePositions {
+  yaml::Pos store;  // the `store:` mapping
+  std::optional<yaml::Pos> url;
+  std::optional<yaml::Pos> nodes;
 };
 
 // What the chosen backend needs, beyond each key's own shape.
-void CheckTopology(Checker& c, const YAML::Node& store_node, const StoreConfig& store) {
-  if (store.backend == "redis") {
-    if (auto url = redis::ParseUrl(store.url); !url.ok()) {
-      c.Problem(store_node["url"] ? store_node["url"].Mark() : store_node.Mark(),
-                std::string(url.status().message()));
-    }
-  } else if (store.backend == "redis_cluster") {
-    if (store.nodes.empty()) {
-      c.Problem(store_node.Mark(), "backend redis_cluster needs 'nodes': seed host:port list");
-    }
-    for (const std::string& node : store.nodes) {
-      if (auto address = redis::ParseNodeAddress(node); !address.ok()) {
-        c.Problem(store_node["nodes"].Mark(), std::string(address.status().message()));
+void CheckTopology(yaml::Reader& r, const StorePositions& at, const StoreConfig& store) {
+  switch (store.backend) {
+    case StoreBackend::kMemory:
+      break;
+    case StoreBackend::kRedis:
+      if (auto url = redis::ParseUrl(store.url); !url.ok()) {
+        r.Problem(at.url.value_or(at.store), std::string(url.status().message()));
       }
-    }
-  } else if (store.backend == "redis_sharded") {
-    if (store.shards.empty()) {
-      c.Problem(store_node.Mark(), "backend redis_sharded needs 'shards'");
-    }
-    for (const ShardConfig& shard : store.shards) {
-      const bool sentinel = !shard.sentinels.empty() || !shard.master.empty();
-      if (shard.url.empty() == !sentinel) {
-        c.Problem(shard.mark, "a shard has either 'url' or 'sentinels' with 'master'");
-      } else if (!shard.url.empty()) {
-        if (auto url = redis::ParseUrl(shard.url); !url.ok()) {
-          c.Problem(shard.mark, std::string(url.status().message()));
+      break;
+    case StoreBackend::kRedisCluster:
+      if (store.nodes.empty()) {
+        r.Problem(at.store, "backend redis_cluster needs 'nodes': seed host:port list");
+      }
+      for (const std::string& node : store.nodes) {
+        if (auto address = redis::ParseNodeAddress(node); !address.ok()) {
+          r.Problem(at.nodes.value_or(at.store), std::string(address.status().message()));
         }
-      } else if (shard.sentinels.empty() || shard.master.empty()) {
-        c.Problem(shard.mark, "a Sentinel shard needs both 'sentinels' and 'master'");
-      } else {
-        for (const std::string& node : shard.sentinels) {
-          if (auto address = net::ParseHostPort(node, {.what = "sentinel"}); !address.ok()) {
-            c.Problem(shard.mark, std::string(address.status().message()));
+      }
+      break;
+    case StoreBackend::kRedisSharded:
+      if (store.shards.empty()) r.Problem(at.store, "backend redis_sharded needs 'shards'");
+      for (const ShardConfig& shard : store.shards) {
+        const bool sentinel = !shard.sentinels.empty() || !shard.master.empty();
+        if (shard.url.empty() == !sentinel) {
+          r.Problem(shard.pos, "a shard has either 'url' or 'sentinels' with 'master'");
+        } else if (!shard.url.empty()) {
+          if (auto url = redis::ParseUrl(shard.url); !url.ok()) {
+            r.Problem(shard.pos, std::string(url.status().message()));
+          }
+        } else if (shard.sentinels.empty() || shard.master.empty()) {
+          r.Problem(shard.pos, "a Sentinel shard needs both 'sentinels' and 'master'");
+        } else {
+          for (const std::string& node : shard.sentinels) {
+            if (auto address = net::ParseHostPort(node, {.what = "sentinel"}); !address.ok()) {
+              r.Problem(shard.pos, std::string(address.status().message()));
+            }
           }
         }
       }
-    }
+      break;
   }
 }
 
+// Every Redis key is `<key_prefix>{K}`, the braces making K the Redis Cluster hash tag (Redis
+// hashes the text between the first '{' and the next '}'). A brace in the prefix would move the
+// tag into the prefix: one slot, one shard, for every counter, or a counter's keys split across
+// slots. Whitespace and control characters are refused too: nothing needs them, and they make
+// keys hard to read and to type in redis-cli. Checked on every backend, so that a config stays
+// valid when it moves from memory to Redis.
+std::optional<std::string> CheckKeyPrefix(const std::string& prefix) {
+  if (prefix.find_first_of("{}") != std::string::npos) {
+    return "'key_prefix' must not contain '{' or '}': Redis Cluster would take them as the hash "
+           "tag and put every counter in one slot";
+  }
+  for (const char c : prefix) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) {
+      return "'key_prefix' must not contain spaces or control characters";
+    }
+  }
+  return std::nullopt;
+}
+
+void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml::Reader& r,
+                ServerConfig& config) {
+  if (root.IsNull()) return;  // an empty file: every default
+  if (!root.IsMap()) {
+    r.Problem(yaml::At(root), "'config' must be a mapping");
+    return;
+  }
+  auto listen_address = [&r](std::string* out) {
+    return [&r, out](const yaml::Field& f) {
+      const std::optional<std::string> value = r.String(f);
+      std::string host;
+      uint16_t port;
+      if (!value.has_value()) return;
+      if (!value->empty() && !ParseHostPort(*value, &host, &port)) {
+        r.Problem(f.value_pos(), absl::StrCat("'", std::string(f.name),
+                                              "' must be host:port or \"\", got '", *value, "'"));
+        return;
+      }
+      *out = *value;
+    };
+  };
+
+  StoreConfig& store = config.store;
+  r.Fields(
+      root, "'config'",
+      {
+          {"listen",
+           [&](const yaml::Field& f) {
+             r.Section(f, {{"http", listen_address(&config.http)},
+                           {"grpc", listen_address(&config.grpc)}});
+           }},
+          {"store",
+           [&](const yaml::Field& f) {
+             StorePositions at{.store = f.value_pos(), .url = {}, .nodes = {}};
+             r.Section(
+                 f,
+                 {
+                     {"backend",
+                      [&](const yaml::Field& v) {
+                        using enum StoreBackend;
+                        store.backend = r.Enum<StoreBackend>(
+                                             v, {{StoreBackendName(kMemory), kMemory},
+                                                 {StoreBackendName(kRedis), kRedis},
+                                                 {StoreBackendName(kRedisCluster), kRedisCluster},
+                                                 {StoreBackendName(kRedisSharded), kRedisSharded}})
+                                            .value_or(store.backend);
+                      }},
+                     {"url",
+                      [&](const yaml::Field& v) {
+                        at.url = v.value_pos();
+                        store.url = r.String(v).value_or(store.url);
+                      }},
+                     {"nodes",
+                      [&](const yaml::Field& v) {
+                        at.nodes = v.value_pos();
+                        store.nodes = r.StringList(v).value_or(store.nodes);
+                      }},
+                     {"shards",
+                      [&](const yaml::Field& v) {
+                        if (!r.ExpectSequence(v, "mappings")) return;
+                        for (const YAML::Node& item : v.value) {
+                          if (!item.IsMap()) {
+                            r.Problem(yaml::At(item), "a shard must be a mapping");
+                            continue;
+                          }
+                          ShardConfig shard;
+                          shard.pos = yaml::At(item);
+                          r.Fields(item, "'shards'",
+                                   {{"url",
+                                     [&](const yaml::Field& s) {
+                                       shard.url = r.String(s).value_or("");
+                                     }},
+                                    {"sentinels",
+                                     [&](const yaml::Field& s) {
+                                       shard.sentinels =
+                                           r.StringList(s).value_or(std::vector<std::string>{});
+                                     }},
+                                    {"master", [&](const yaml::Field& s) {
+                                       shard.master = r.String(s).value_or("");
+                                     }}});
+                          store.shards.push_back(std::move(shard));
+                        }
+                      }},
+                     {"timeout",
+                      [&](const yaml::Field& v) {
+                        store.timeout = r.Duration(v).value_or(store.timeout);
+                      }},
+                     {"pool",
+                      [&](const yaml::Field& v) {
+                        store.pool = static_cast<int>(r.Integer(v, 1, 64).value_or(store.pool));
+                      }},
+                     {"key_prefix",
+                      [&](const yaml::Field& v) {
+                        const std::optional<std::string> prefix = r.String(v);
+                        if (!prefix.has_value()) return;
+                        if (std::optional<std::string> problem = CheckKeyPrefix(*prefix)) {
+                          r.Problem(v.value_pos(), *problem);
+                          return;
+                        }
+                        store.key_prefix = *prefix;
+                      }},
+                     {"on_failure",
+                      [&](const yaml::Field& v) {
+                        store.on_failure =
+                            r.Enum<FailurePolicy>(v, {{"fail_open", FailurePolicy::kFailOpen},
+                                                      {"fail_closed", FailurePolicy::kFailClosed},
+                                                      {"local", FailurePolicy::kLocal}})
+                                .value_or(store.on_failure);
+                      }},
+                     {"fallback_share",
+                      [&](const yaml::Field& v) {
+                        double share;
+                        // A plain scalar, as integers are: `"0.5"` is a string.
+                        if (!yaml::IsPlainScalar(v.value) ||
+                            !absl::SimpleAtod(v.value.Scalar(), &share) ||
+                            !(share > 0 && share <= 1)) {
+                          r.Problem(v.value_pos(), "'fallback_share' must be a number in (0, 1]");
+                          return;
+                        }
+                        store.fallback_share = share;
+                      }},
+                 });
+             CheckTopology(r, at, store);
+           }},
+          {"rules",
+           [&](const yaml::Field& f) {
+             r.Section(
+                 f, {{"paths", [&](const yaml::Field& v) {
+                        for (const std::string& p :
+                             r.StringList(v).value_or(std::vector<std::string>{})) {
+                          config.rule_paths.push_back(std::filesystem::path(p).is_absolute()
+                                                          ? p
+                                                          : (base / p).lexically_normal().string());
+                        }
+                      }}});
+           }},
+          {"log",
+           [&](const yaml::Field& f) {
+             static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn",
+                                                            "error"};
+             static constexpr std::string_view kFormats[] = {"json", "text"};
+             r.Section(f, {{"level",
+                            [&](const yaml::Field& v) {
+                              if (auto i = r.OneOf(v, kLevels)) config.log_level = kLevels[*i];
+                            }},
+                           {"format", [&](const yaml::Field& v) {
+                              if (auto i = r.OneOf(v, kFormats)) config.log_format = kFormats[*i];
+                            }}});
+           }},
+      });
+}
+
 }  // namespace
+
+std::string_view StoreBackendName(StoreBackend backend) {
+  switch (backend) {
+    case StoreBackend::kMemory:
+      return "memory";
+    case StoreBackend::kRedis:
+      return "redis";
+    case StoreBackend::kRedisCluster:
+      return "redis_cluster";
+    case StoreBackend::kRedisSharded:
+      return "redis_sharded";
+  }
+  return "unknown";
+}
 
 bool ParseHostPort(const std::string& text, std::string* host, uint16_t* port) {
   auto address = net::ParseHostPort(text, {.allow_port_zero = true});
@@ -154,166 +274,18 @@ bool LooksLikeServerConfig(const std::string& path) {
 
 ServerConfig LoadServerConfig(const std::string& path, std::vector<std::string>* problems) {
   ServerConfig config;
-  std::ifstream in(path);
-  if (!in) {
-    problems->push_back(absl::StrCat(path, ": cannot read: ", std::strerror(errno)));
+  std::string text;
+  std::string error;
+  if (!yaml::ReadFile(path, &text, &error)) {
+    problems->push_back(absl::StrCat(path, ": cannot read: ", error));
     return config;
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  YAML::Node root;
-  try {
-    root = YAML::Load(text.str());
-  } catch (const YAML::ParserException& e) {
-    problems->push_back(
-        absl::StrCat(path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
-    return config;
-  }
-  Checker c(path, problems);
+  yaml::Problems found(path);
+  yaml::Reader reader(found);
   const std::filesystem::path base = std::filesystem::path(path).parent_path();
-
-  auto listen_address = [&](const char* name, std::string* out) {
-    return [&c, name, out](const YAML::Node& n) {
-      std::string value, host;
-      uint16_t port;
-      if (!c.String(n, name, &value)) return;
-      if (!value.empty() && !ParseHostPort(value, &host, &port)) {
-        c.Problem(n.Mark(),
-                  absl::StrCat("'", name, "' must be host:port or \"\", got '", value, "'"));
-        return;
-      }
-      *out = value;
-    };
-  };
-  auto duration = [&](const char* name, Micros* out) {
-    return [&c, name, out](const YAML::Node& n) {
-      std::string value;
-      if (!c.String(n, name, &value)) return;
-      auto d = rules::ParseDuration(value);
-      if (!d.ok() || *d <= 0) {
-        c.Problem(n.Mark(), absl::StrCat("'", name, "' must be a positive duration such as 50ms,",
-                                         " got '", value, "'"));
-        return;
-      }
-      *out = *d;
-    };
-  };
-
-  StoreConfig& store = config.store;
-  try {
-    c.Map(
-        root, "config",
-        {
-            {"listen",
-             [&](const YAML::Node& n) {
-               c.Map(n, "listen",
-                     {{"http", listen_address("http", &config.http)},
-                      {"grpc", listen_address("grpc", &config.grpc)}});
-             }},
-            {"store",
-             [&](const YAML::Node& n) {
-               c.Map(
-                   n, "store",
-                   {
-                       {"backend",
-                        [&](const YAML::Node& v) {
-                          c.OneOf(v, "backend",
-                                  {"memory", "redis", "redis_cluster", "redis_sharded"},
-                                  &store.backend);
-                        }},
-                       {"url", [&](const YAML::Node& v) { c.String(v, "url", &store.url); }},
-                       {"nodes",
-                        [&](const YAML::Node& v) { c.StringList(v, "nodes", &store.nodes); }},
-                       {"shards",
-                        [&](const YAML::Node& v) {
-                          if (!v.IsSequence()) {
-                            c.Problem(v.Mark(), "'shards' must be a list");
-                            return;
-                          }
-                          for (const auto& item : v) {
-                            ShardConfig shard;
-                            shard.mark = item.Mark();
-                            c.Map(item, "shards",
-                                  {{"url",
-                                    [&](const YAML::Node& s) { c.String(s, "url", &shard.url); }},
-                                   {"sentinels",
-                                    [&](const YAML::Node& s) {
-                                      c.StringList(s, "sentinels", &shard.sentinels);
-                                    }},
-                                   {"master", [&](const YAML::Node& s) {
-                                      c.String(s, "master", &shard.master);
-                                    }}});
-                            store.shards.push_back(shard);
-                          }
-                        }},
-                       {"timeout", duration("timeout", &store.timeout)},
-                       {"pool",
-                        [&](const YAML::Node& v) {
-                          int pool;
-                          if (!v.IsScalar() || !absl::SimpleAtoi(v.Scalar(), &pool) || pool < 1 ||
-                              pool > 64) {
-                            c.Problem(v.Mark(), "'pool' must be an integer from 1 to 64");
-                            return;
-                          }
-                          store.pool = pool;
-                        }},
-                       {"key_prefix",
-                        [&](const YAML::Node& v) { c.String(v, "key_prefix", &store.key_prefix); }},
-                       {"on_failure",
-                        [&](const YAML::Node& v) {
-                          std::string policy;
-                          c.OneOf(v, "on_failure", {"fail_open", "fail_closed", "local"}, &policy);
-                          if (policy == "fail_closed") {
-                            store.on_failure = FailurePolicy::kFailClosed;
-                          } else if (policy == "local") {
-                            store.on_failure = FailurePolicy::kLocal;
-                          } else if (policy == "fail_open") {
-                            store.on_failure = FailurePolicy::kFailOpen;
-                          }
-                        }},
-                       {"fallback_share",
-                        [&](const YAML::Node& v) {
-                          double share;
-                          if (!v.IsScalar() || !absl::SimpleAtod(v.Scalar(), &share) ||
-                              !(share > 0 && share <= 1)) {
-                            c.Problem(v.Mark(), "'fallback_share' must be a number in (0, 1]");
-                            return;
-                          }
-                          store.fallback_share = share;
-                        }},
-                   });
-               CheckTopology(c, n, store);
-             }},
-            {"rules",
-             [&](const YAML::Node& n) {
-               c.Map(n, "rules", {{"paths", [&](const YAML::Node& v) {
-                                     std::vector<std::string> paths;
-                                     c.StringList(v, "paths", &paths);
-                                     for (const auto& p : paths) {
-                                       config.rule_paths.push_back(
-                                           std::filesystem::path(p).is_absolute()
-                                               ? p
-                                               : (base / p).lexically_normal().string());
-                                     }
-                                   }}});
-             }},
-            {"log",
-             [&](const YAML::Node& n) {
-               c.Map(n, "log",
-                     {{"level",
-                       [&](const YAML::Node& v) {
-                         c.OneOf(v, "level", {"trace", "debug", "info", "warn", "error"},
-                                 &config.log_level);
-                       }},
-                      {"format", [&](const YAML::Node& v) {
-                         c.OneOf(v, "format", {"json", "text"}, &config.log_format);
-                       }}});
-             }},
-        });
-  } catch (const YAML::Exception& e) {
-    problems->push_back(
-        absl::StrCat(path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
-  }
+  // yaml-cpp throws on syntax errors (and on bad nodes met while walking): each becomes a problem.
+  yaml::Guard(found, [&] { ReadConfig(YAML::Load(text), base, reader, config); });
+  found.MoveTo(problems);
   return config;
 }
 

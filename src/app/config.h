@@ -2,29 +2,36 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/time.h"
-#include "yaml-cpp/mark.h"
 #include "limiter/limiter.h"
+#include "yaml/pos.h"
 
 namespace sluice::app {
+
+enum class StoreBackend { kMemory, kRedis, kRedisCluster, kRedisSharded };
+
+// The backend's name as the config file spells it, and as logs and metrics show it: memory,
+// redis, redis_cluster, redis_sharded.
+std::string_view StoreBackendName(StoreBackend backend);
 
 struct ShardConfig {
   std::string url;                     // redis://host:port[/db]
   std::vector<std::string> sentinels;  // host:port; with `master`
   std::string master;
-  YAML::Mark mark;                     // where the shard is, for problems
+  yaml::Pos pos;  // where the shard is, for problems
 };
 
 struct StoreConfig {
-  std::string backend = "memory";  // memory | redis | redis_cluster | redis_sharded
+  StoreBackend backend = StoreBackend::kMemory;
   std::string url = "redis://127.0.0.1:6379/0";
   std::vector<std::string> nodes;
   std::vector<ShardConfig> shards;
   Micros timeout = 50 * kMicrosPerMilli;
   int pool = 4;
-  std::string key_prefix = "sluice:";
+  std::string key_prefix = "sluice:";  // no braces, spaces or control characters
   FailurePolicy on_failure = FailurePolicy::kFailOpen;
   double fallback_share = 1.0;
 };

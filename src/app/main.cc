@@ -46,9 +46,9 @@ int Serve(const ServeFlags& flags) {
   if (!flags.rules.empty()) config.rule_paths = flags.rules;
   if (flags.store_set) {
     if (flags.store == "memory") {
-      config.store.backend = "memory";
+      config.store.backend = StoreBackend::kMemory;
     } else {
-      config.store.backend = "redis";  // CheckServeFlags allowed only memory and redis://
+      config.store.backend = StoreBackend::kRedis;  // CheckServeFlags allowed only memory and redis://
       config.store.url = flags.store;
     }
   }

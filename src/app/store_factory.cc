@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "net/host_port.h"
 #include "store/memory/memory_store.h"
 #include "store/redis/redis_store.h"
 
@@ -13,19 +14,19 @@ namespace sluice::app {
 
 absl::StatusOr<std::unique_ptr<Store>> MakeStore(const StoreConfig& config, const Clock& clock,
                                                  obs::Metrics& metrics) {
-  if (config.backend == "memory") return std::make_unique<MemoryStore>(clock);
+  if (config.backend == StoreBackend::kMemory) return std::make_unique<MemoryStore>(clock);
 
   const auto timeout =
       std::max(std::chrono::milliseconds(1), std::chrono::duration_cast<std::chrono::milliseconds>(
                                                  std::chrono::microseconds(config.timeout)));
   std::vector<std::string> cluster_nodes;
   std::vector<redis::ShardSpec> shards;
-  if (config.backend == "redis_cluster") cluster_nodes = config.nodes;
-  if (config.backend == "redis_sharded") {
+  if (config.backend == StoreBackend::kRedisCluster) cluster_nodes = config.nodes;
+  if (config.backend == StoreBackend::kRedisSharded) {
     for (const ShardConfig& shard : config.shards) {
       redis::ShardSpec spec{.url = shard.url, .sentinels = {}, .master = shard.master};
       for (const std::string& s : shard.sentinels) {
-        auto address = redis::ParseNodeAddress(s);
+        auto address = net::ParseHostPort(s, {.what = "sentinel"});
         if (!address.ok()) return address.status();
         spec.sentinels.push_back(*address);
       }
@@ -39,7 +40,7 @@ absl::StatusOr<std::unique_ptr<Store>> MakeStore(const StoreConfig& config, cons
        .timeout = timeout,
        .pool = config.pool,
        .key_prefix = config.key_prefix,
-       .on_cached_rejection = [&cached = metrics.StoreCachedRejections(config.backend)] {
+       .on_cached_rejection = [&cached = metrics.StoreCachedRejections(StoreBackendName(config.backend))] {
          cached.Increment();
        }});
   if (!created.ok()) return created.status();

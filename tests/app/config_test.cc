@@ -9,8 +9,8 @@ namespace sluice::app {
 namespace {
 
 std::string Write(const std::string& name, const std::string& text) {
-  const auto dir = std::filesystem::temp_directory_path() / ("sluice_config_test_" +
-                                                             std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("sluice_config_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::ofstream(dir / name) << text;
   return (dir / name).string();
@@ -39,7 +39,8 @@ log:
   ASSERT_TRUE(problems.empty()) << problems[0];
   EXPECT_EQ(c.http, "0.0.0.0:9000");
   EXPECT_EQ(c.grpc, "");
-  EXPECT_EQ(c.store.backend, "redis");
+  EXPECT_EQ(c.store.backend, StoreBackend::kRedis);
+  EXPECT_EQ(c.store.key_prefix, "x:");
   EXPECT_EQ(c.store.timeout, 20 * kMicrosPerMilli);
   EXPECT_EQ(c.store.pool, 8);
   EXPECT_EQ(c.store.on_failure, FailurePolicy::kLocal);
@@ -65,13 +66,96 @@ store:
   LoadServerConfig(path, &problems);
   ASSERT_EQ(problems.size(), 5u);
   EXPECT_EQ(problems[0].rfind(path + ":2:9: 'http' must be host:port", 0), 0u) << problems[0];
-  EXPECT_EQ(problems[1].rfind(path + ":3:3: unknown key 'htp' in 'listen'", 0), 0u)
-      << problems[1];
-  EXPECT_EQ(problems[2].rfind(path + ":5:12: 'timeout' must be a positive duration", 0), 0u)
+  EXPECT_EQ(problems[1].rfind(path + ":3:3: unknown key 'htp' in 'listen'", 0), 0u) << problems[1];
+  EXPECT_EQ(problems[2].rfind(path + ":5:12: 'timeout': invalid duration 'fast'", 0), 0u)
       << problems[2];
-  EXPECT_EQ(problems[3].rfind(path + ":6:15: 'on_failure' must be one of", 0), 0u)
-      << problems[3];
-  EXPECT_EQ(problems[4].rfind(path + ":7:9: 'pool' must be", 0), 0u) << problems[4];
+  EXPECT_EQ(problems[3].rfind(path + ":6:15: 'on_failure' must be one of", 0), 0u) << problems[3];
+  EXPECT_EQ(problems[4], path + ":7:9: 'pool' must be between 1 and 64, got 0");
+}
+
+// Verifies that a problem with an empty value is reported at its key, not at the next token
+// (where yaml-cpp marks an empty value).
+TEST(ConfigTest, EmptyValueReportedAtItsKey) {
+  const std::string path = Write("empty_value.yaml", "store:\n  timeout:\n  pool: 4\n");
+  std::vector<std::string> problems;
+  LoadServerConfig(path, &problems);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].rfind(path + ":2:3: 'timeout' must be a duration", 0), 0u) << problems[0];
+}
+
+// Verifies that duplicate keys are problems at the second occurrence, as in rules files
+// (yaml-cpp keeps both silently).
+TEST(ConfigTest, RejectsDuplicateKeys) {
+  const std::string path = Write("duplicates.yaml", R"(store:
+  pool: 4
+  pool: 8
+log:
+  level: info
+store:
+  timeout: 1s
+)");
+  std::vector<std::string> problems;
+  LoadServerConfig(path, &problems);
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_EQ(problems[0], path + ":3:3: duplicate key 'pool' in 'store'");
+  EXPECT_EQ(problems[1], path + ":6:1: duplicate key 'store' in 'config'");
+}
+
+// Verifies that integers must be plain YAML scalars, as in rules files: `pool: "4"` is a string.
+TEST(ConfigTest, RejectsQuotedIntegers) {
+  const std::string path = Write("quoted.yaml", "store:\n  pool: \"4\"\n");
+  std::vector<std::string> problems;
+  LoadServerConfig(path, &problems);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0], path + ":2:9: 'pool' must be an integer, got '4'");
+}
+
+// Verifies that a key_prefix that would become (part of) the Redis Cluster hash tag, or holds
+// whitespace or control characters, is refused at its value.
+TEST(ConfigTest, ValidatesKeyPrefix) {
+  for (const std::string bad :
+       {"\"app{1}:\"", "\"{\"", "\"a}\"", "\"my app:\"", "\"a\\tb\"", "\"a\\nb\"", "\"a\\x7f\""}) {
+    const std::string path = Write("prefix.yaml", "store:\n  key_prefix: " + bad + "\n");
+    std::vector<std::string> problems;
+    LoadServerConfig(path, &problems);
+    ASSERT_EQ(problems.size(), 1u) << bad;
+    EXPECT_EQ(problems[0].rfind(path + ":2:15: 'key_prefix' must not contain", 0), 0u)
+        << problems[0];
+  }
+  std::vector<std::string> problems;
+  LoadServerConfig(Write("prefix.yaml", "store:\n  key_prefix: \"a{b}\"\n"), &problems);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("hash tag"), std::string::npos) << problems[0];
+  for (const std::string good : {"\"\"", "\"sluice:\"", "plain", "\"team-a/prod:\"", "\"räte:\""}) {
+    problems.clear();
+    ServerConfig c =
+        LoadServerConfig(Write("prefix.yaml", "store:\n  key_prefix: " + good + "\n"), &problems);
+    EXPECT_TRUE(problems.empty()) << good << ": " << problems[0];
+  }
+}
+
+// Verifies that every backend name reads into the enum, and back through StoreBackendName.
+TEST(ConfigTest, StoreBackendNames) {
+  for (StoreBackend b : {StoreBackend::kMemory, StoreBackend::kRedis, StoreBackend::kRedisCluster,
+                         StoreBackend::kRedisSharded}) {
+    const std::string name(StoreBackendName(b));
+    std::vector<std::string> problems;
+    ServerConfig c = LoadServerConfig(
+        Write("backend.yaml", "store:\n  backend: " + name +
+                                  "\n  nodes: [127.0.0.1:7000]\n  shards: [{url: redis://h:1}]\n"),
+        &problems);
+    EXPECT_TRUE(problems.empty()) << name << ": " << problems[0];
+    EXPECT_EQ(c.store.backend, b) << name;
+  }
+}
+
+// Verifies that unknown keys name the keys that are known, in the order of the file format.
+TEST(ConfigTest, UnknownKeysListTheKnownOnes) {
+  const std::string path = Write("unknown.yaml", "log:\n  colour: red\n");
+  std::vector<std::string> problems;
+  LoadServerConfig(path, &problems);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0], path + ":2:3: unknown key 'colour' in 'log' (known: level, format)");
 }
 
 TEST(ConfigTest, SyntaxErrorsAndMissingFiles) {

@@ -2,8 +2,8 @@
 #include <gtest/gtest.h>
 
 #include "rules/rule_set.h"
-#include "rules/values.h"
 #include "tests/rules/test_util.h"
+#include "yaml/values.h"
 
 namespace sluice::rules {
 namespace {
@@ -106,8 +106,8 @@ lists:
     - {api_key: sk_live_stolen, reason: leaked key, expires_at: "2026-12-31T00:00:00Z"}
 )");
   ASSERT_NE(set, nullptr);
-  const Micros allow_expiry = *ParseRfc3339("2026-01-01T00:00:00Z");
-  const Micros deny_expiry = *ParseRfc3339("2026-12-31T00:00:00Z");
+  const Micros allow_expiry = *yaml::ParseRfc3339("2026-01-01T00:00:00Z");
+  const Micros deny_expiry = *yaml::ParseRfc3339("2026-12-31T00:00:00Z");
   const auto contractor = Req({{"user_id", "contractor"}});
   const auto stolen = Req({{"api_key", "sk_live_stolen"}});
   EXPECT_EQ(Verdict(*set, contractor, allow_expiry - 1), ListVerdict::Kind::kAllow);

@@ -1,19 +1,22 @@
-#include "rules/values.h"
+#include "yaml/values.h"
 
 #include <limits>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "rules/strings.h"
+#include "yaml/cat.h"
 
-namespace sluice::rules {
+namespace sluice::yaml {
 
 namespace {
 
+constexpr int64_t kMicrosPerMilli = 1'000;
+constexpr int64_t kMicrosPerSecond = 1'000'000;
+
 struct DurationUnit {
   std::string_view suffix;
-  Micros micros;
+  int64_t micros;
 };
 // "ms" before "m" and "s": suffixes are tried in order.
 constexpr DurationUnit kDurationUnits[] = {
@@ -40,13 +43,13 @@ bool DigitsToInt(std::string_view digits, int64_t* out) {
 
 }  // namespace
 
-absl::StatusOr<Micros> ParseDuration(std::string_view text) {
+absl::StatusOr<int64_t> ParseDuration(std::string_view text) {
   for (const DurationUnit& unit : kDurationUnits) {
     if (text.size() <= unit.suffix.size() || !text.ends_with(unit.suffix)) continue;
     const std::string_view digits = text.substr(0, text.size() - unit.suffix.size());
     if (!IsDigits(digits)) break;
     int64_t n = 0;
-    if (!DigitsToInt(digits, &n) || n > std::numeric_limits<Micros>::max() / unit.micros) {
+    if (!DigitsToInt(digits, &n) || n > std::numeric_limits<int64_t>::max() / unit.micros) {
       return absl::InvalidArgumentError(internal::Cat("duration '", text, "' is too long"));
     }
     return n * unit.micros;
@@ -56,13 +59,14 @@ absl::StatusOr<Micros> ParseDuration(std::string_view text) {
                     "': expected an integer and a unit (ms, s, m, h, d, w), e.g. 500ms or 1h"));
 }
 
-absl::StatusOr<Micros> ParseRfc3339(std::string_view text) {
+absl::StatusOr<int64_t> ParseRfc3339(std::string_view text) {
   absl::Time t;
   std::string err;
   // RFC3339_full ("%Y-%m-%d%ET%H:%M:%E*S%Ez") takes 'T'/'t', fractions, and 'Z' or an offset.
   // Reject the surrounding spaces absl would skip: a timestamp is one token.
   const bool trimmed = !text.empty() && text.front() != ' ' && text.back() != ' ';
-  if (!trimmed || !absl::ParseTime(absl::RFC3339_full, internal::ToAbsl(text), &t, &err)) {
+  if (!trimmed ||
+      !absl::ParseTime(absl::RFC3339_full, absl::string_view(text.data(), text.size()), &t, &err)) {
     return absl::InvalidArgumentError(internal::Cat(
         "invalid timestamp '", text, "': expected RFC 3339, e.g. 2026-12-31T00:00:00Z"));
   }
@@ -73,10 +77,12 @@ absl::StatusOr<int64_t> ParseInteger(std::string_view text) {
   const bool negative = !text.empty() && text.front() == '-';
   const std::string_view digits = negative ? text.substr(1) : text;
   int64_t v = 0;
+  // INT64_MIN has no positive counterpart: its digits overflow int64_t.
+  if (negative && digits == "9223372036854775808") return std::numeric_limits<int64_t>::min();
   if (!IsDigits(digits) || !DigitsToInt(digits, &v)) {
     return absl::InvalidArgumentError(internal::Cat("expected an integer, got '", text, "'"));
   }
   return negative ? -v : v;
 }
 
-}  // namespace sluice::rules
+}  // namespace sluice::yaml

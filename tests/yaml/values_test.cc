@@ -1,11 +1,14 @@
-#include "rules/values.h"
+#include "yaml/values.h"
 
 #include <gtest/gtest.h>
 
 #include <limits>
 
-namespace sluice::rules {
+namespace sluice::yaml {
 namespace {
+
+constexpr int64_t kMicrosPerMilli = 1'000;
+constexpr int64_t kMicrosPerSecond = 1'000'000;
 
 // Verifies every unit of CONTRACT §2.
 TEST(ParseDurationTest, AllUnits) {
@@ -59,11 +62,12 @@ TEST(ParseIntegerTest, Strict) {
   EXPECT_EQ(*ParseInteger("0"), 0);
   EXPECT_EQ(*ParseInteger("-7"), -7);
   EXPECT_EQ(*ParseInteger("9223372036854775807"), std::numeric_limits<int64_t>::max());
-  for (std::string_view bad :
-       {"", "-", "+1", "1.0", "1e3", "0x10", "1_000", " 1", "1 ", "9223372036854775808"}) {
+  EXPECT_EQ(*ParseInteger("-9223372036854775808"), std::numeric_limits<int64_t>::min());
+  for (std::string_view bad : {"", "-", "+1", "1.0", "1e3", "0x10", "1_000", " 1", "1 ",
+                               "9223372036854775808", "-9223372036854775809", "--1"}) {
     EXPECT_FALSE(ParseInteger(bad).ok()) << bad;
   }
 }
 
 }  // namespace
-}  // namespace sluice::rules
+}  // namespace sluice::yaml

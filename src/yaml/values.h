@@ -1,26 +1,27 @@
 // Scalar formats of Sluice's YAML files, shared by the rules loader and the server config.
+// Durations and times are microseconds (sluice::Micros), as int64_t: this library does not depend
+// on core.
 #pragma once
 
 #include <cstdint>
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "core/time.h"
 
-namespace sluice::rules {
+namespace sluice::yaml {
 
 // A duration: a decimal integer and a unit, `ms`, `s`, `m`, `h`, `d` or `w` ("1s", "500ms",
 // "1h"; CONTRACT §2). No sign, spaces, fractions or compound forms ("1h30m"): one spelling per
 // value keeps files greppable. Zero is accepted here; callers that need a positive duration say
 // so. Fails on anything else and on values that overflow microseconds.
-absl::StatusOr<Micros> ParseDuration(std::string_view text);
+absl::StatusOr<int64_t> ParseDuration(std::string_view text);
 
 // An RFC 3339 timestamp with a time zone, e.g. "2026-12-31T00:00:00Z" or
 // "2026-12-31T01:00:00+01:00", fractional seconds allowed. Returns microseconds since the Unix
 // epoch.
-absl::StatusOr<Micros> ParseRfc3339(std::string_view text);
+absl::StatusOr<int64_t> ParseRfc3339(std::string_view text);
 
 // A decimal integer: optional '-', digits only (no '+', spaces, "0x", "1e3", "1_000").
 absl::StatusOr<int64_t> ParseInteger(std::string_view text);
 
-}  // namespace sluice::rules
+}  // namespace sluice::yaml

@@ -1,0 +1,266 @@
+// Sluice rules files (CONTRACT §3.1): `rules:` and `lists:`.
+#include <algorithm>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "rules/attributes.h"
+#include "rules/loader_internal.h"
+#include "rules/pattern.h"
+#include "rules/strings.h"
+#include "yaml/values.h"
+
+namespace sluice::rules::internal {
+
+namespace {
+
+// Reads one rules file into a LoadState, reporting problems to a Reader.
+class RulesFileReader {
+ public:
+  RulesFileReader(yaml::Reader& reader, LoadState& state) : r_(reader), state_(state) {}
+
+  void Load(const YAML::Node& root);
+
+ private:
+  void LoadRule(const YAML::Node& node);
+  std::optional<Match> LoadMatch(const yaml::Field& field);
+  std::optional<AttributePattern> LoadPattern(const AttributeRef& ref, const yaml::Field& field);
+  void LoadLists(const yaml::Field& field);
+  void LoadListEntry(const YAML::Node& node, std::vector<ListEntry>& list);
+
+  void Problem(yaml::Pos pos, std::string_view message) { r_.Problem(pos, message); }
+  size_t ProblemCount() { return r_.problems().size(); }
+  SourceLocation Location(yaml::Pos pos) { return internal::Location(r_, pos); }
+
+  yaml::Reader& r_;
+  LoadState& state_;
+};
+
+void RulesFileReader::Load(const YAML::Node& root) {
+  r_.ForEachField(root, "rules file", [&](const yaml::Field& f) {
+    if (f.name == "rules") {
+      if (r_.ExpectSequence(f, "rules")) {
+        for (const YAML::Node& rule : f.value) LoadRule(rule);
+      }
+    } else if (f.name == "lists") {
+      LoadLists(f);
+    } else {
+      return false;
+    }
+    return true;
+  });
+}
+
+void RulesFileReader::LoadRule(const YAML::Node& node) {
+  if (!node.IsMap()) {
+    Problem(yaml::At(node), "a rule must be a mapping");
+    return;
+  }
+  const size_t problems_before = ProblemCount();
+  std::string id;
+  bool id_seen = false;  // present, even if invalid (then reported): not also "missing"
+  std::string group;
+  int64_t priority = 100;
+  Match match;
+  std::vector<AttributeRef> key_attributes;
+  std::optional<int64_t> limit;
+  bool limit_seen = false;
+  std::optional<Micros> window;
+  bool window_seen = false;
+  Algorithm algorithm = Algorithm::kSlidingWindowCounter;
+  int64_t burst = 0;  // 0: Limit::Create defaults it to `limit`
+  RuleMode mode = RuleMode::kEnforce;
+  bool enabled = true;
+  yaml::Pos limit_pos;
+
+  r_.ForEachField(node, "rule", [&](const yaml::Field& f) {
+    if (f.name == "id") {
+      id_seen = true;
+      std::optional<std::string> s = r_.String(f);
+      if (!s.has_value()) return true;
+      if (s->empty()) {
+        Problem(f.value_pos(), "'id' must not be empty");
+        return true;
+      }
+      id = *s;
+      const auto [it, inserted] = state_.rule_ids.try_emplace(id, Location(f.value_pos()));
+      if (!inserted) {
+        Problem(f.value_pos(),
+                Cat("duplicate rule id '", id, "' (first defined at ", it->second.ToString(), ")"));
+      }
+    } else if (f.name == "group") {
+      group = r_.String(f).value_or("");
+    } else if (f.name == "priority") {
+      priority = r_.Integer(f).value_or(priority);
+    } else if (f.name == "match") {
+      match = LoadMatch(f).value_or(Match{});
+    } else if (f.name == "key") {
+      if (!r_.ExpectSequence(f, "attribute names")) return true;
+      for (const YAML::Node& item : f.value) {
+        std::optional<AttributeRef> ref;
+        if (item.IsScalar()) ref = ParseAttributeName(item.Scalar());
+        if (!ref.has_value()) {
+          Problem(yaml::At(item),
+                  Cat("unknown attribute ", item.IsScalar() ? "'" + item.Scalar() + "'" : "",
+                      " in 'key' (expected user_id, api_key, ip_address, "
+                      "endpoint, method, tier or headers.<name>)"));
+        } else if (std::find(key_attributes.begin(), key_attributes.end(), *ref) !=
+                   key_attributes.end()) {
+          Problem(yaml::At(item), Cat("duplicate attribute '", ref->Name(), "' in 'key'"));
+        } else {
+          key_attributes.push_back(*std::move(ref));
+        }
+      }
+    } else if (f.name == "limit") {
+      limit_seen = true;
+      limit_pos = f.value_pos();
+      limit = r_.Integer(f, 1);
+    } else if (f.name == "window") {
+      window_seen = true;
+      window = r_.Duration(f, Limit::kMaxWindow, "10 years");
+    } else if (f.name == "algorithm") {
+      algorithm = ReadAlgorithm(r_, f).value_or(algorithm);
+    } else if (f.name == "burst") {
+      // Accepted on every algorithm: those without a bucket ignore it (Limit keeps it unused).
+      burst = r_.Integer(f, 1).value_or(0);
+    } else if (f.name == "mode") {
+      mode =
+          r_.Enum<RuleMode>(f, {{"enforce", RuleMode::kEnforce}, {"shadow", RuleMode::kShadow}},
+                            [](std::string_view got) {
+                              return Cat("unknown mode '", got, "' (expected enforce or shadow)");
+                            })
+              .value_or(mode);
+    } else if (f.name == "enabled") {
+      enabled = r_.Bool(f).value_or(enabled);
+    } else {
+      return false;
+    }
+    return true;
+  });
+
+  const yaml::Pos rule_pos = yaml::At(node);
+  for (const auto& [seen, name] :
+       {std::pair{id_seen, "id"}, std::pair{limit_seen, "limit"}, {window_seen, "window"}}) {
+    if (!seen) Problem(rule_pos, Cat("rule is missing required key '", name, "'"));
+  }
+  if (ProblemCount() != problems_before) return;
+
+  absl::StatusOr<Limit> created =
+      Limit::Create({.algorithm = algorithm, .limit = *limit, .window = *window, .burst = burst});
+  if (!created.ok()) {
+    Problem(limit_pos, Cat("invalid limit: ", created.status().message()));
+    return;
+  }
+  state_.rules.push_back(Rule{.id = std::move(id),
+                              .group = std::move(group),
+                              .priority = priority,
+                              .match = std::move(match),
+                              .key = std::move(key_attributes),
+                              .limit = *created,
+                              .mode = mode,
+                              .enabled = enabled,
+                              .file_order = 0,
+                              .location = Location(rule_pos)});
+}
+
+std::optional<AttributePattern> RulesFileReader::LoadPattern(const AttributeRef& ref,
+                                                             const yaml::Field& field) {
+  // Messages name the attribute as Sluice spells it (header names lowercased).
+  const std::string name = ref.Name();
+  const yaml::Field named{name, field.key, field.value};
+  std::optional<std::string> text = r_.String(named);
+  if (!text.has_value()) return std::nullopt;
+  absl::StatusOr<AttributePattern> pattern = AttributePattern::Parse(ref, *text);
+  if (!pattern.ok()) {
+    Problem(named.value_pos(), Cat("'", name, "': ", pattern.status().message()));
+    return std::nullopt;
+  }
+  return *std::move(pattern);
+}
+
+std::optional<Match> RulesFileReader::LoadMatch(const yaml::Field& field) {
+  if (field.value.IsNull()) return Match{};  // `match:` left empty, like `match: {}`
+  if (!r_.ExpectMapping(field, "of attribute to pattern")) return std::nullopt;
+  Match match;
+  r_.ForEachField(field.value, "match", [&](const yaml::Field& f) {
+    std::optional<AttributeRef> ref = ParseAttributeName(f.name);
+    if (!ref.has_value()) return false;
+    for (const AttributePattern& existing : match) {
+      if (existing.attribute() == *ref) {
+        Problem(f.key_pos(), Cat("duplicate attribute '", ref->Name(), "' in match"));
+        return true;
+      }
+    }
+    if (std::optional<AttributePattern> p = LoadPattern(*ref, f)) match.push_back(*std::move(p));
+    return true;
+  });
+  return match;
+}
+
+void RulesFileReader::LoadLists(const yaml::Field& field) {
+  if (field.value.IsNull()) return;
+  if (!r_.ExpectMapping(field, "with 'allow' and/or 'deny'")) return;
+  r_.ForEachField(field.value, "lists", [&](const yaml::Field& f) {
+    if (f.name != "allow" && f.name != "deny") return false;
+    if (r_.ExpectSequence(f, "entries")) {
+      for (const YAML::Node& entry : f.value) {
+        LoadListEntry(entry, f.name == "allow" ? state_.allow : state_.deny);
+      }
+    }
+    return true;
+  });
+}
+
+void RulesFileReader::LoadListEntry(const YAML::Node& node, std::vector<ListEntry>& list) {
+  if (!node.IsMap()) {
+    Problem(yaml::At(node), "a list entry must be a mapping of attribute to pattern");
+    return;
+  }
+  const size_t problems_before = ProblemCount();
+  ListEntry entry;
+  entry.location = Location(yaml::At(node));
+  r_.ForEachField(node, "list entry", [&](const yaml::Field& f) {
+    if (f.name == "reason") {
+      entry.reason = r_.String(f).value_or("");
+    } else if (f.name == "expires_at") {
+      std::optional<std::string> s = r_.String(f);
+      if (!s.has_value()) return true;
+      absl::StatusOr<Micros> t = yaml::ParseRfc3339(*s);
+      if (t.ok()) {
+        entry.expires_at = *t;
+      } else {
+        Problem(f.value_pos(), Cat("'expires_at': ", t.status().message()));
+      }
+    } else if (std::optional<AttributeRef> ref = ParseAttributeName(f.name)) {
+      for (const AttributePattern& existing : entry.match) {
+        if (existing.attribute() == *ref) {
+          Problem(f.key_pos(), Cat("duplicate attribute '", ref->Name(), "' in list entry"));
+          return true;
+        }
+      }
+      if (std::optional<AttributePattern> p = LoadPattern(*ref, f)) {
+        entry.match.push_back(*std::move(p));
+      }
+    } else {
+      return false;
+    }
+    return true;
+  });
+  if (ProblemCount() != problems_before) return;
+  if (entry.match.empty()) {
+    // An entry without attributes would allow (or deny) every request: surely a mistake.
+    Problem(yaml::At(node), "a list entry must name at least one attribute");
+    return;
+  }
+  list.push_back(std::move(entry));
+}
+
+}  // namespace
+
+void LoadRulesFile(const YAML::Node& root, yaml::Reader& reader, LoadState& state) {
+  RulesFileReader(reader, state).Load(root);
+}
+
+}  // namespace sluice::rules::internal
