@@ -50,10 +50,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
   if (!store.ok()) return store.status();
   s.store_ = std::move(*store);
   auto* memory = dynamic_cast<MemoryStore*>(s.store_.get());
-  if (memory != nullptr) s.memory_stores_.push_back(memory);
+  if (memory != nullptr) s.memory_stores_.push_back({memory, s.metrics_.MemoryStore("store")});
   if (memory == nullptr && s.config_.store.on_failure == FailurePolicy::kLocal) {
     s.fallback_ = std::make_unique<MemoryStore>(s.clock_);
-    s.memory_stores_.push_back(s.fallback_.get());
+    s.memory_stores_.push_back({s.fallback_.get(), s.metrics_.MemoryStore("fallback")});
   }
   s.limiter_ = std::make_unique<Limiter>(*s.store_, s.clock_, s.metrics_, s.rejections_,
                                          Limiter::Options{
@@ -160,7 +160,17 @@ void Server::Sweep() {
   std::unique_lock lock(sweeper_mu_);
   while (!sweeper_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
     lock.unlock();
-    for (MemoryStore* memory : memory_stores_) memory->Sweep();
+    for (SweptStore& swept : memory_stores_) {
+      swept.store->Sweep();
+      // Counters only go up: export what was added since the last sweep.
+      const uint64_t evictions = swept.store->evictions();
+      const uint64_t expirations = swept.store->expirations();
+      swept.metrics.evictions->Increment(static_cast<double>(evictions - swept.evictions));
+      swept.metrics.expirations->Increment(static_cast<double>(expirations - swept.expirations));
+      swept.evictions = evictions;
+      swept.expirations = expirations;
+      swept.metrics.keys->Set(static_cast<double>(swept.store->size()));
+    }
     lock.lock();
   }
 }

@@ -70,7 +70,14 @@ class Server {
   obs::RejectionLog rejections_{clock_};
   std::unique_ptr<Store> store_;             // the shared store
   std::unique_ptr<MemoryStore> fallback_;    // on_failure: local over a Redis store
-  std::vector<MemoryStore*> memory_stores_;  // what the sweeper sweeps
+  // What the sweeper sweeps, and the metrics it keeps up to date (once a second).
+  struct SweptStore {
+    MemoryStore* store;
+    obs::MemoryStoreMetrics metrics;
+    uint64_t evictions = 0;    // as last exported
+    uint64_t expirations = 0;  // likewise
+  };
+  std::vector<SweptStore> memory_stores_;  // used by the sweeper thread only, once started
   std::unique_ptr<Limiter> limiter_;
   std::unique_ptr<http::EnvoyJsonHandler> envoy_json_;
   std::unique_ptr<http::Routes> routes_;

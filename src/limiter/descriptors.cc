@@ -49,6 +49,7 @@ struct Limiter::DescriptorsJob final : Job {
       const bool closed = limiter.options_.on_failure == FailurePolicy::kFailClosed;
       result.over_limit = closed;
       result.store_unavailable = closed;
+      result.degraded = !closed;
       for (size_t i = 0; i < n; ++i) {
         if (closed) {
           result.statuses[i].over_limit = true;

@@ -52,6 +52,7 @@ struct DescriptorsResult {
   absl::Status status;
   bool over_limit = false;
   bool store_unavailable = false;  // fail_closed answered OVER_LIMIT because the store failed
+  bool degraded = false;  // the store failed and fail_open answered OK: nothing was counted
   std::vector<DescriptorStatus> statuses;  // in request order
 };
 

@@ -63,6 +63,9 @@ std::shared_ptr<const rules::RuleSet> Limiter::rules() const { return snapshot_.
 // ---- The charge pipeline ----
 
 void Limiter::Charge(std::unique_ptr<Job> job) {
+  // Nothing to count (an Envoy request whose descriptors matched no counted limit): no store
+  // round trip, and none timed.
+  if (job->items.empty()) return Finish(std::move(job), DecidedBy::kStore);
   Job* raw = job.get();
   // The store's own time: from here, not from the start of the check (rule matching excluded).
   const auto sent = std::chrono::steady_clock::now();

@@ -61,6 +61,25 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                                 "cannot be counted exactly")
                             .Register(*registry_)
                             .Add({});
+  memory_keys_ = &prometheus::BuildGauge()
+                      .Name("sluice_memory_store_keys")
+                      .Help("Keys held by a memory store, expired ones not yet swept included")
+                      .Register(*registry_);
+  memory_evictions_ = &prometheus::BuildCounter()
+                           .Name("sluice_memory_store_evictions_total")
+                           .Help("Keys a memory store evicted to make room beyond max_keys")
+                           .Register(*registry_);
+  memory_expirations_ = &prometheus::BuildCounter()
+                             .Name("sluice_memory_store_expirations_total")
+                             .Help("Expired keys a memory store removed")
+                             .Register(*registry_);
+}
+
+MemoryStoreMetrics Metrics::MemoryStore(std::string_view role) {
+  const prometheus::Labels labels{{"role", std::string(role)}};
+  return {.keys = &memory_keys_->Add(labels),
+          .evictions = &memory_evictions_->Add(labels),
+          .expirations = &memory_expirations_->Add(labels)};
 }
 
 RuleCounters Metrics::ForRule(std::string_view rule_id, RuleKind kind) {

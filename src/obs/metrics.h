@@ -26,6 +26,14 @@ struct RuleCounters {
   prometheus::Counter* error = nullptr;
 };
 
+// A memory store's sluice_memory_store_* series, labelled role="store" (backend memory) or
+// role="fallback" (on_failure: local over Redis).
+struct MemoryStoreMetrics {
+  prometheus::Gauge* keys = nullptr;           // live keys, expired ones not yet swept included
+  prometheus::Counter* evictions = nullptr;    // keys evicted to make room beyond max_keys
+  prometheus::Counter* expirations = nullptr;  // expired keys removed
+};
+
 // What a rule id stands for, which decides the results it can have.
 enum class RuleKind : uint8_t {
   kEnforced,   // allowed, rejected, error
@@ -54,6 +62,8 @@ class Metrics {
   prometheus::Gauge& rules_loaded() { return *rules_loaded_; }
   prometheus::Counter& reloads(bool success) { return success ? *reload_ok_ : *reload_failed_; }
   prometheus::Counter& http_errors(std::string_view code);  // sluice_http_errors_total{code}
+  // The series of one memory store; call once per store.
+  MemoryStoreMetrics MemoryStore(std::string_view role);
   // sluice_envoy_overrides_refused_total: descriptor limit overrides no exact limit can express.
   prometheus::Counter& overrides_refused() { return *overrides_refused_; }
 
@@ -72,6 +82,9 @@ class Metrics {
   prometheus::Counter* reload_ok_;
   prometheus::Counter* reload_failed_;
   prometheus::Counter* overrides_refused_;
+  prometheus::Family<prometheus::Gauge>* memory_keys_;
+  prometheus::Family<prometheus::Counter>* memory_evictions_;
+  prometheus::Family<prometheus::Counter>* memory_expirations_;
 };
 
 }  // namespace sluice::obs

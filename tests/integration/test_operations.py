@@ -120,6 +120,18 @@ class MetricsTest(ServerTestCase):
             self.assertIn(dict(labels)["result"],
                           {"allowed", "rejected", "shadow_rejected", "blocked", "error"})
 
+    def test_memory_store_series_follow_the_store(self):
+        """The sweeper exports the memory store's keys, evictions and expirations each second."""
+        self.server.check(user_id=unique(), endpoint="/ops")
+        keys = poll(lambda: self.server.metrics().get("sluice_memory_store_keys", role="store"),
+                    message="sluice_memory_store_keys{role=store} > 0")
+        self.assertGreaterEqual(keys, 1)
+        m = self.server.metrics()
+        self.assertEqual(m.get("sluice_memory_store_evictions_total", role="store"), 0)
+        self.assertIsNotNone(m.get("sluice_memory_store_expirations_total", role="store"))
+        # No fallback store without on_failure: local over Redis.
+        self.assertIsNone(m.get("sluice_memory_store_keys", role="fallback"))
+
     def test_requests_are_counted_by_rule_and_result(self):
         before = self.server.metrics()
         user = unique()

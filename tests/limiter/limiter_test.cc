@@ -327,5 +327,40 @@ TEST_F(LimiterTest, ProbeStore) {
   EXPECT_FALSE(r.can_decide);
 }
 
+// Verifies the Envoy path under a failing store: fail_open answers OK marked degraded (the face
+// then reports no numbers), and a request with nothing to count never reaches the store.
+TEST_F(LimiterTest, DescriptorsWhenTheStoreFails) {
+  testing::SwitchableStore failing(clock_);
+  failing.set_down(true);
+  Limiter open(failing, clock_, metrics_, rejections_, {.on_failure = FailurePolicy::kFailOpen});
+  open.SetRules(Rules(R"(
+domain: d
+descriptors:
+  - key: k
+    rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: free
+    rate_limit: {unlimited: true}
+)"));
+  auto run = [&](const std::string& key) {
+    DescriptorsResult out;
+    open.CheckDescriptors({.domain = "d", .descriptors = {{.entries = {{key, "x"}}}}},
+                          [&](DescriptorsResult r) { out = std::move(r); });
+    return out;
+  };
+  DescriptorsResult r = run("k");
+  EXPECT_FALSE(r.over_limit);
+  EXPECT_TRUE(r.degraded);
+  EXPECT_TRUE(open.store_failing());
+  // Unlimited: nothing to count, so no store round trip, and the store is not blamed.
+  failing.set_down(false);
+  const std::string count = R"(sluice_store_duration_seconds_count{backend="switchable",op="charge"})";
+  const std::string before = metrics_.Render();
+  r = run("free");
+  EXPECT_FALSE(r.degraded);
+  const std::string after = metrics_.Render();
+  EXPECT_EQ(before.substr(before.find(count), count.size() + 3),
+            after.substr(after.find(count), count.size() + 3));
+}
+
 }  // namespace
 }  // namespace sluice

@@ -83,6 +83,8 @@ absl::StatusOr<DescriptorsRequest> FromProto(const RateLimitRequest& request) {
 }
 
 std::vector<std::pair<std::string, std::string>> ResponseHeaders(const DescriptorsResult& result) {
+  // Nothing was counted when the store failed: no numbers to report.
+  if (result.degraded || result.store_unavailable) return {};
   const DescriptorStatus* reported = nullptr;
   for (const DescriptorStatus& s : result.statuses) {
     if (!s.current_limit || s.limit_remaining == kUnlimitedRemaining || s.shadow) continue;

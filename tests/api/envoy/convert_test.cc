@@ -42,6 +42,18 @@ TEST(ResponseHeadersTest, DescribeTheTightestEnforcedDescriptor) {
                                          {"RateLimit-Reset", "60"}}));
 }
 
+// Verifies that a store failure (fail_open or fail_closed) reports no numbers: nothing was counted.
+TEST(ResponseHeadersTest, NoneWhenTheStoreFailed) {
+  DescriptorsResult r;
+  r.statuses.push_back(Limited(5, 0, 0));
+  EXPECT_FALSE(ResponseHeaders(r).empty());
+  r.degraded = true;
+  EXPECT_TRUE(ResponseHeaders(r).empty());
+  r.degraded = false;
+  r.store_unavailable = true;
+  EXPECT_TRUE(ResponseHeaders(r).empty());
+}
+
 // Verifies that ToProto carries the same headers as response_headers_to_add.
 TEST(ResponseHeadersTest, ToProtoCarriesThem) {
   DescriptorsResult r;
