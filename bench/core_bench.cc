@@ -23,7 +23,8 @@ void BM_CoreHotKey(benchmark::State& st) {
   }
   Release(state, a);
   st.SetLabel(std::string(AlgorithmName(a)));
-  st.counters["allowed_ratio"] = static_cast<double>(allowed) / static_cast<double>(st.iterations());
+  st.counters["allowed_ratio"] =
+      static_cast<double>(allowed) / static_cast<double>(st.iterations());
   st.SetItemsProcessed(st.iterations());
 }
 BENCHMARK(BM_CoreHotKey)->DenseRange(0, 5);

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -78,9 +78,8 @@ void BM_MemoryStore(benchmark::State& st) {
   const Pattern pattern = static_cast<Pattern>(st.range(1));
   // Hot key: 1M/s, the allowed/rejected mix of an attacked key. Many keys: 100/s each,
   // mostly allowed, as ordinary traffic.
-  auto limit = Limit::Create({.algorithm = a,
-                              .limit = pattern == kHot ? 1'000'000 : 100,
-                              .window = kMicrosPerSecond});
+  auto limit = Limit::Create(
+      {.algorithm = a, .limit = pattern == kHot ? 1'000'000 : 100, .window = kMicrosPerSecond});
   char buf[48];
   const std::vector<uint32_t>* samples = pattern == kUniform ? &Uniform() : &Zipf();
   if (st.thread_index() == 0) {
@@ -103,11 +102,12 @@ void BM_MemoryStore(benchmark::State& st) {
     StoreFor(pattern)->ChargeNow({&item, 1}, {&d, 1});
     allowed += d.allowed;
   }
-  st.SetLabel(std::string(AlgorithmName(a)) +
-              (pattern == kHot ? " hot-key" : pattern == kUniform ? " 1M-uniform" : " 1M-zipf"));
-  st.counters["allowed_ratio"] = benchmark::Counter(
-      static_cast<double>(allowed) / static_cast<double>(st.iterations()),
-      benchmark::Counter::kAvgThreads);
+  st.SetLabel(std::string(AlgorithmName(a)) + (pattern == kHot       ? " hot-key"
+                                               : pattern == kUniform ? " 1M-uniform"
+                                                                     : " 1M-zipf"));
+  st.counters["allowed_ratio"] =
+      benchmark::Counter(static_cast<double>(allowed) / static_cast<double>(st.iterations()),
+                         benchmark::Counter::kAvgThreads);
   st.SetItemsProcessed(st.iterations());
   if (st.thread_index() == 0) StoreFor(pattern).reset();
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test:
-#   1. release build: all tests (unit + integration);
-#   2. thread-safety analysis: Clang compiles the libraries and the binary with
-#      -Werror=thread-safety (ABSL_GUARDED_BY and co. checked; unoptimized, no tests);
-#   3. AddressSanitizer + UndefinedBehaviorSanitizer build: all tests;
-#   4. ThreadSanitizer build: the tests labelled "concurrency".
+#   1. formatting: every C++ file matches .clang-format (scripts/check-format.sh);
+#   2. release build: all tests (unit + integration);
+#   3. thread-safety analysis: Clang parses every source file of src/ with
+#      -Werror=thread-safety, so ABSL_GUARDED_BY and co. are checked (scripts/check-thread-safety.sh);
+#   4. AddressSanitizer + UndefinedBehaviorSanitizer build: all tests;
+#   5. ThreadSanitizer build: the tests labelled "concurrency".
 # Usage: scripts/test.sh [--fast]   (--fast: release build only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,16 +22,16 @@ build() {  # build DIR SANITIZE [TARGET]
 }
 
 status=0
+echo "== formatting"
+scripts/check-format.sh || status=1
+
 echo "== release build: all tests"
 build build ""
 ctest --test-dir build --output-on-failure -j "$jobs" || status=1
 
 if [ $fast -eq 0 ]; then
-  echo "== thread-safety analysis (clang): libraries and binary"
-  cmake -S . -B build-tsa -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
-    -DCMAKE_CXX_FLAGS_DEBUG=-O0 -DSLUICE_BUILD_BENCH=OFF -DSLUICE_THREAD_SAFETY_ANALYSIS=ON \
-    >/dev/null
-  cmake --build build-tsa -j "$jobs" --target sluice || status=1
+  echo "== thread-safety analysis (clang, every source file of src/)"
+  scripts/check-thread-safety.sh build || status=1
 
   echo "== address+undefined sanitizer build: all tests"
   build build-asan "address,undefined"

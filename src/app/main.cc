@@ -48,7 +48,8 @@ int Serve(const ServeFlags& flags) {
     if (flags.store == "memory") {
       config.store.backend = StoreBackend::kMemory;
     } else {
-      config.store.backend = StoreBackend::kRedis;  // CheckServeFlags allowed only memory and redis://
+      config.store.backend =
+          StoreBackend::kRedis;  // CheckServeFlags allowed only memory and redis://
       config.store.url = flags.store;
     }
   }

@@ -130,7 +130,7 @@ absl::Status Server::Start() {
 }
 
 void Server::Reload(std::string_view trigger) {
-  std::lock_guard lock(reload_mu_);
+  MutexLock lock(reload_mu_);
   auto loaded = rules::LoadRuleSet(config_.rule_paths);
   if (!loaded.ok()) {
     metrics_.reloads(false).Increment();
@@ -157,9 +157,11 @@ void Server::CheckStoreLimits(const rules::RuleSet& rules) {
 }
 
 void Server::Sweep() {
-  std::unique_lock lock(sweeper_mu_);
-  while (!sweeper_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; })) {
-    lock.unlock();
+  sweeper_mu_.lock();
+  while (!sweeper_cv_.WaitFor(
+      sweeper_mu_, std::chrono::seconds(1),
+      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sweeper_mu_) { return stopping_; })) {
+    sweeper_mu_.unlock();
     for (SweptStore& swept : memory_stores_) {
       swept.store->Sweep();
       // Counters only go up: export what was added since the last sweep.
@@ -171,8 +173,9 @@ void Server::Sweep() {
       swept.expirations = expirations;
       swept.metrics.keys->Set(static_cast<double>(swept.store->size()));
     }
-    lock.lock();
+    sweeper_mu_.lock();
   }
+  sweeper_mu_.unlock();
 }
 
 void Server::Stop() {
@@ -188,10 +191,10 @@ void Server::Stop() {
   if (watcher_) watcher_->Stop();
   // 3. The sweeper.
   {
-    std::lock_guard lock(sweeper_mu_);
+    MutexLock lock(sweeper_mu_);
     stopping_ = true;
   }
-  sweeper_cv_.notify_all();
+  sweeper_cv_.NotifyAll();
   if (sweeper_.joinable()) sweeper_.join();
   // 4. The shared store's connections, while the limiter its callbacks reach still lives.
   store_.reset();

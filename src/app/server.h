@@ -2,10 +2,8 @@
 // in. main() parses flags and signals; everything between the config and the sockets is here.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -18,6 +16,7 @@
 #include "api/http/server.h"
 #include "app/config.h"
 #include "app/rules_watcher.h"
+#include "base/mutex.h"
 #include "core/time.h"
 #include "limiter/limiter.h"
 #include "obs/log.h"
@@ -68,8 +67,8 @@ class Server {
   SystemClock clock_;
   obs::Metrics metrics_;
   obs::RejectionLog rejections_{clock_};
-  std::unique_ptr<Store> store_;             // the shared store
-  std::unique_ptr<MemoryStore> fallback_;    // on_failure: local over a Redis store
+  std::unique_ptr<Store> store_;           // the shared store
+  std::unique_ptr<MemoryStore> fallback_;  // on_failure: local over a Redis store
   // What the sweeper sweeps, and the metrics it keeps up to date (once a second).
   struct SweptStore {
     MemoryStore* store;
@@ -84,13 +83,13 @@ class Server {
   std::unique_ptr<http::HttpServer> http_;
   std::unique_ptr<grpc_api::GrpcServer> grpc_;
   std::unique_ptr<RulesWatcher> watcher_;
-  std::mutex reload_mu_;  // one reload at a time
+  Mutex reload_mu_;  // one reload at a time
 
   std::thread sweeper_;
-  std::mutex sweeper_mu_;
-  std::condition_variable sweeper_cv_;
-  bool stopping_ = false;  // guarded by sweeper_mu_
-  bool stopped_ = false;   // Stop ran (Stop is called from one thread)
+  Mutex sweeper_mu_;
+  CondVar sweeper_cv_;
+  bool stopping_ ABSL_GUARDED_BY(sweeper_mu_) = false;
+  bool stopped_ = false;  // Stop ran (Stop is called from one thread)
 };
 
 }  // namespace sluice::app

@@ -40,9 +40,8 @@ absl::StatusOr<std::unique_ptr<Store>> MakeStore(const StoreConfig& config, cons
        .timeout = timeout,
        .pool = config.pool,
        .key_prefix = config.key_prefix,
-       .on_cached_rejection = [&cached = metrics.StoreCachedRejections(StoreBackendName(config.backend))] {
-         cached.Increment();
-       }});
+       .on_cached_rejection = [&cached = metrics.StoreCachedRejections(
+                                   StoreBackendName(config.backend))] { cached.Increment(); }});
   if (!created.ok()) return created.status();
   return std::unique_ptr<Store>(std::move(*created));
 }

@@ -1,6 +1,6 @@
 // sluice::Mutex: a std::mutex that Clang's thread-safety analysis understands, so that members
-// marked ABSL_GUARDED_BY(mu) are checked at compile time (clang -Wthread-safety; scripts/test.sh
-// builds the libraries that way in build-tsa). GCC ignores the annotations.
+// marked ABSL_GUARDED_BY(mu) are checked at compile time (clang -Wthread-safety, run over every
+// source file by scripts/check-thread-safety.sh in CI). GCC ignores the annotations.
 //
 // Not absl::Mutex: Debian's Abseil is built without ThreadSanitizer annotations, so TSan could not
 // see absl::Mutex's ordering, while it intercepts the pthread mutex under std::mutex. Not

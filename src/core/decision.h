@@ -12,11 +12,11 @@ struct Decision {
   // The cost asked for is above what this limit could ever admit: rejected, and retrying is
   // pointless, so retry_after stays 0 (HTTP: COST_EXCEEDS_LIMIT, no Retry-After).
   bool cost_exceeds_limit = false;
-  int64_t limit = 0;      // the rule's limit, never the burst
-  int64_t remaining = 0;  // what could still be admitted right now (after this request's charge)
-  Micros reset_after = 0; // until the state is as fresh as an unused key, with no further requests
-  Micros retry_after = 0; // when rejected: until this same request would be admitted
-  Micros delay = 0;       // leaky_bucket only: how long to hold an admitted request
+  int64_t limit = 0;       // the rule's limit, never the burst
+  int64_t remaining = 0;   // what could still be admitted right now (after this request's charge)
+  Micros reset_after = 0;  // until the state is as fresh as an unused key, with no further requests
+  Micros retry_after = 0;  // when rejected: until this same request would be admitted
+  Micros delay = 0;        // leaky_bucket only: how long to hold an admitted request
 };
 
 }  // namespace sluice

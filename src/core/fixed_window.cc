@@ -9,8 +9,7 @@ namespace sluice {
 using int_math::SatMul;
 using int_math::SatSub;
 
-Decision FixedWindow::Admit(FixedWindowState& state, const Limit& limit, Micros now,
-                            int64_t cost) {
+Decision FixedWindow::Admit(FixedWindowState& state, const Limit& limit, Micros now, int64_t cost) {
   const Micros window = limit.window();
   int64_t index = static_cast<int64_t>(int_math::FloorDiv(now, window));
   int64_t count = 0;

@@ -7,9 +7,9 @@
 namespace sluice {
 
 namespace {
-constexpr std::string_view kNames[] = {"fixed_window", "sliding_window_counter",
-                                       "sliding_window_log", "token_bucket",
-                                       "gcra",         "leaky_bucket"};
+constexpr std::string_view kNames[] = {
+    "fixed_window", "sliding_window_counter", "sliding_window_log", "token_bucket", "gcra",
+    "leaky_bucket"};
 }  // namespace
 
 std::string_view AlgorithmName(Algorithm algorithm) {
@@ -29,8 +29,8 @@ absl::StatusOr<Limit> Limit::Create(const LimitOptions& options) {
         absl::StrCat("limit must be between 1 and ", kMaxCount, ", got ", options.limit));
   }
   if (options.window < 1 || options.window > kMaxWindow) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "window must be between 1us and 10 years, got ", options.window, "us"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("window must be between 1us and 10 years, got ", options.window, "us"));
   }
   if (options.burst < 0 || options.burst > kMaxCount) {
     return absl::InvalidArgumentError(
@@ -38,8 +38,8 @@ absl::StatusOr<Limit> Limit::Create(const LimitOptions& options) {
   }
   if (options.algorithm == Algorithm::kSlidingWindowCounter &&
       options.limit > kMaxSlidingCounterLimit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sliding_window_counter supports limits up to ", kMaxSlidingCounterLimit));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sliding_window_counter supports limits up to ", kMaxSlidingCounterLimit));
   }
   Limit l;
   l.algorithm_ = options.algorithm;

@@ -19,8 +19,12 @@ enum class Algorithm : uint8_t {
   kLeakyBucket,
 };
 inline constexpr Algorithm kAllAlgorithms[] = {
-    Algorithm::kFixedWindow, Algorithm::kSlidingWindowCounter, Algorithm::kSlidingWindowLog,
-    Algorithm::kTokenBucket, Algorithm::kGcra,                 Algorithm::kLeakyBucket,
+    Algorithm::kFixedWindow,
+    Algorithm::kSlidingWindowCounter,
+    Algorithm::kSlidingWindowLog,
+    Algorithm::kTokenBucket,
+    Algorithm::kGcra,
+    Algorithm::kLeakyBucket,
 };
 
 // The names used in rules files ("token_bucket", ...).
@@ -34,9 +38,9 @@ constexpr bool UsesBurst(Algorithm a) {
 
 struct LimitOptions {
   Algorithm algorithm = Algorithm::kSlidingWindowCounter;
-  int64_t limit = 0;     // requests (cost units) per window; >= 1
-  Micros window = 0;     // >= 1 us
-  int64_t burst = 0;     // bucket capacity for token_bucket/gcra/leaky_bucket; 0 means `limit`
+  int64_t limit = 0;  // requests (cost units) per window; >= 1
+  Micros window = 0;  // >= 1 us
+  int64_t burst = 0;  // bucket capacity for token_bucket/gcra/leaky_bucket; 0 means `limit`
 };
 
 // Immutable once created; cheap to copy. Bucket algorithms (token_bucket, gcra, leaky_bucket)

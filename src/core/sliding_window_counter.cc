@@ -55,7 +55,8 @@ Decision SlidingWindowCounter::Admit(SlidingWindowCounterState& state, const Lim
     const __int128 room = limit.limit() - current - cost;  // left in this window at e = window
     __int128 wait;
     if (room >= 0) {
-      // previous * (window - e) <= room * window  <=>  e >= window - floor(room * window / previous)
+      // previous * (window - e) <= room * window  <=>  e >= window - floor(room * window /
+      // previous)
       wait = window - FloorDiv(room * window, previous) - elapsed;
     } else {
       // Not this window: in the next one `current` becomes the previous count, decaying.

@@ -63,12 +63,13 @@ Decision SlidingWindowLog::Admit(SlidingWindowLogState& state, const Limit& limi
   return d;
 }
 
-void SlidingWindowLog::Refund(SlidingWindowLogState& state, const Limit& limit,
-                              Micros charged_at, int64_t cost) {
+void SlidingWindowLog::Refund(SlidingWindowLogState& state, const Limit& limit, Micros charged_at,
+                              int64_t cost) {
   auto& log = state.log_;
   auto first = log.begin() + static_cast<std::ptrdiff_t>(state.head_);
-  auto it = std::lower_bound(first, log.end(), charged_at,
-                             [](const SlidingWindowLogState::Entry& e, Micros t) { return e.at < t; });
+  auto it =
+      std::lower_bound(first, log.end(), charged_at,
+                       [](const SlidingWindowLogState::Entry& e, Micros t) { return e.at < t; });
   if (it == log.end() || it->at != charged_at) return;
   const int64_t given_back = std::min(cost, it->cost);
   it->cost -= given_back;

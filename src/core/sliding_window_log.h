@@ -34,8 +34,7 @@ class SlidingWindowLogState {
 class SlidingWindowLog {
  public:
   // Drops expired entries; records the request only when it admits a non-zero cost.
-  static Decision Admit(SlidingWindowLogState& state, const Limit& limit, Micros now,
-                        int64_t cost);
+  static Decision Admit(SlidingWindowLogState& state, const Limit& limit, Micros now, int64_t cost);
   // Removes `cost` from the entry recorded at `charged_at`, if it is still in the log.
   static void Refund(SlidingWindowLogState& state, const Limit& limit, Micros charged_at,
                      int64_t cost);

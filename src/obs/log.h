@@ -38,7 +38,7 @@ class RejectionLog {
   const Clock& clock_;
   Limit limit_;
   std::mutex mu_;
-  BucketState bucket_;      // guarded by mu_
+  BucketState bucket_;       // guarded by mu_
   uint64_t suppressed_ = 0;  // guarded by mu_
 };
 

@@ -40,8 +40,8 @@ std::vector<Case> AllCases() {
   std::vector<Case> cases;
   for (Algorithm a : kAllAlgorithms) {
     for (int64_t limit : {1, 3, 7, 10, 100, 997}) {
-      for (Micros window : {1 * kMs, 1 * kSecond, 7 * kSecond, 60 * kSecond, 3600 * kSecond,
-                            kDay, 365 * kDay}) {
+      for (Micros window :
+           {1 * kMs, 1 * kSecond, 7 * kSecond, 60 * kSecond, 3600 * kSecond, kDay, 365 * kDay}) {
         for (int64_t burst_factor : {0, 2}) {
           if (burst_factor != 0 && !UsesBurst(a)) continue;
           for (int64_t cost : {1, 2, 3}) {
@@ -155,8 +155,8 @@ TEST(AlgorithmsTest, BucketsRefillAtExactRate) {
     }
     for (int64_t k : {int64_t{1}, int64_t{2}, c.limit / 2 + 1, c.limit}) {
       k = std::min(k, limit.burst());
-      const Micros at = static_cast<Micros>(int_math::CeilDiv(
-          static_cast<__int128>(k) * c.window, c.limit));
+      const Micros at =
+          static_cast<Micros>(int_math::CeilDiv(static_cast<__int128>(k) * c.window, c.limit));
       EXPECT_EQ(state.CountAdmits(limit, t0 + at, 1, limit.burst() + 1), k) << "k=" << k;
       EXPECT_EQ(state.CountAdmits(limit, t0 + at - 1, 1, limit.burst() + 1), k - 1) << "k=" << k;
     }
@@ -257,8 +257,8 @@ TEST(AlgorithmsTest, ExtremeValues) {
   const Micros kFar = int64_t{1} << 62;
   for (Algorithm a : kAllAlgorithms) {
     SCOPED_TRACE(AlgorithmName(a));
-    const int64_t big = a == Algorithm::kSlidingWindowCounter ? Limit::kMaxSlidingCounterLimit
-                                                              : Limit::kMaxCount;
+    const int64_t big =
+        a == Algorithm::kSlidingWindowCounter ? Limit::kMaxSlidingCounterLimit : Limit::kMaxCount;
     // Huge limit over a tiny window, and the largest window.
     for (Micros window : {Micros{1}, Micros{kMs}, Limit::kMaxWindow}) {
       auto limit = Limit::Create({.algorithm = a, .limit = big, .window = window});

@@ -43,7 +43,8 @@ class OwnedState {
 };
 
 inline Limit MakeLimit(Algorithm algorithm, int64_t limit, Micros window, int64_t burst = 0) {
-  auto l = Limit::Create({.algorithm = algorithm, .limit = limit, .window = window, .burst = burst});
+  auto l =
+      Limit::Create({.algorithm = algorithm, .limit = limit, .window = window, .burst = burst});
   if (!l.ok()) std::abort();
   return *l;
 }

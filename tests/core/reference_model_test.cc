@@ -137,9 +137,12 @@ TEST(ReferenceModelTest, AlgorithmsMatchTheirModels) {
       for (int i = 0; i < 1500; ++i) {
         // Mostly short gaps (pressure), sometimes none (same instant), sometimes long idles.
         const int kind = static_cast<int>(rng() % 10);
-        if (kind < 6) now += static_cast<Micros>(rng() % (mean_gap + 1));
-        else if (kind < 9) now += 0;
-        else now += static_cast<Micros>(rng() % (3 * p.window));
+        if (kind < 6)
+          now += static_cast<Micros>(rng() % (mean_gap + 1));
+        else if (kind < 9)
+          now += 0;
+        else
+          now += static_cast<Micros>(rng() % (3 * p.window));
         const int64_t cost = static_cast<int64_t>(rng() % 4 == 0 ? rng() % 3 : 1);  // 0, 1, 2
         const bool expected = model->Admits(now, cost);
         Decision d = state.Admit(limit, now, cost);
@@ -160,8 +163,8 @@ TEST(ReferenceModelTest, AlgorithmsMatchTheirModels) {
 // gcra has token_bucket's admissions), and that leaky_bucket's delay is the time for the queue
 // ahead of a request to drain in the model.
 TEST(ReferenceModelTest, BucketsAgreeAndLeakyDelayIsTheQueueAhead) {
-  for (const Params& p : {Params{5, kSecond, 0}, Params{7, 3 * kSecond, 12},
-                          Params{1000, 60 * kSecond, 50}}) {
+  for (const Params& p :
+       {Params{5, kSecond, 0}, Params{7, 3 * kSecond, 12}, Params{1000, 60 * kSecond, 50}}) {
     const Limit tb = MakeLimit(Algorithm::kTokenBucket, p.limit, p.window, p.burst);
     const Limit gc = MakeLimit(Algorithm::kGcra, p.limit, p.window, p.burst);
     const Limit lb = MakeLimit(Algorithm::kLeakyBucket, p.limit, p.window, p.burst);
@@ -204,8 +207,10 @@ TEST(ReferenceModelTest, NeverAdmitsMoreThanTheLimitWhenTheClockJumps) {
     int64_t admitted = 0;
     for (int i = 0; i < 20000; ++i) {
       const int jump = static_cast<int>(rng() % 10);
-      if (jump == 0) now -= static_cast<Micros>(rng() % (3 * kSecond));  // backwards
-      else now += static_cast<Micros>(rng() % (kSecond / 50));
+      if (jump == 0)
+        now -= static_cast<Micros>(rng() % (3 * kSecond));  // backwards
+      else
+        now += static_cast<Micros>(rng() % (kSecond / 50));
       lo = std::min(lo, now);
       hi = std::max(hi, now);
       if (state.Admit(limit, now, 1).allowed) ++admitted;

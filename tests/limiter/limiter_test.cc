@@ -353,7 +353,8 @@ descriptors:
   EXPECT_TRUE(open.store_failing());
   // Unlimited: nothing to count, so no store round trip, and the store is not blamed.
   failing.set_down(false);
-  const std::string count = R"(sluice_store_duration_seconds_count{backend="switchable",op="charge"})";
+  const std::string count =
+      R"(sluice_store_duration_seconds_count{backend="switchable",op="charge"})";
   const std::string before = metrics_.Render();
   r = run("free");
   EXPECT_FALSE(r.degraded);

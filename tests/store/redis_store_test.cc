@@ -292,7 +292,8 @@ namespace {
 // admitted again — the cache never turns an allow into a reject.
 TEST(RedisOverLimitCacheTest, RejectsLocallyUntilRetryAfterOnly) {
   testing::RedisServer server;
-  auto created = RedisStore::Create({.url = server.url(), .timeout = std::chrono::milliseconds(200)});
+  auto created =
+      RedisStore::Create({.url = server.url(), .timeout = std::chrono::milliseconds(200)});
   ASSERT_TRUE(created.ok()) << created.status();
   RedisStore& store = **created;
   // 4 tokens a second, burst 2: after two requests a cost of 2 waits 500 ms, a cost of 1 250 ms.

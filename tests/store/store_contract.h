@@ -152,7 +152,10 @@ TEST_P(StoreContractTest, ConcurrentChargesAdmitExactlyTheLimit) {
       threads.emplace_back([&, t] {
         for (int i = 0; i < kPerThread; ++i) {
           auto d = ChargeSync(*store_, {{hot, &limit, 1}});
-          if (!d.ok()) { ++errors; continue; }
+          if (!d.ok()) {
+            ++errors;
+            continue;
+          }
           if ((*d)[0].allowed) ++admitted;
           // Half the threads charge left+right together, half charge right alone.
           if (t % 2 == 0) {

@@ -20,9 +20,9 @@ namespace sluice::testing {
 // fails the calling test and gives the empty rule set.
 inline std::shared_ptr<const rules::RuleSet> RuleSetFromYaml(const std::string& yaml) {
   static std::atomic<int> n{0};
-  const auto path = std::filesystem::temp_directory_path() /
-                    ("sluice_test_rules_" + std::to_string(::getpid()) + "_" +
-                     std::to_string(++n) + ".yaml");
+  const auto path =
+      std::filesystem::temp_directory_path() /
+      ("sluice_test_rules_" + std::to_string(::getpid()) + "_" + std::to_string(++n) + ".yaml");
   std::ofstream(path) << yaml;
   auto loaded = rules::LoadRuleSet({path.string()});
   std::filesystem::remove(path);

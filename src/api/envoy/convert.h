@@ -21,7 +21,8 @@ absl::StatusOr<DescriptorsRequest> FromProto(const RateLimitRequest& request);
 // The RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset headers (plain integers; Reset in
 // whole seconds, rounded up) of the descriptor they describe: the over-limit one, else the
 // limited one with the least remaining; shadow and unlimited descriptors never feed them. Empty
-// when no limit matched, and when the store failed (nothing was counted). gRPC sends them as response_headers_to_add, POST /json as headers.
+// when no limit matched, and when the store failed (nothing was counted). gRPC sends them as
+// response_headers_to_add, POST /json as headers.
 std::vector<std::pair<std::string, std::string>> ResponseHeaders(const DescriptorsResult& result);
 
 // Statuses in request order; overall_code OVER_LIMIT if any non-shadow descriptor is over;

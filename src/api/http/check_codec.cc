@@ -141,11 +141,21 @@ void AppendJsonString(std::string& out, std::string_view s) {
   out.push_back('"');
   for (char c : s) {
     switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -174,8 +184,7 @@ int64_t CeilSeconds(Micros micros) {
 absl::StatusOr<CheckRequest> ParseCheckRequest(std::string_view body) {
   CheckRequest request;
   CheckSax sax(request);
-  const bool ok =
-      json::sax_parse(body.begin(), body.end(), &sax, json::input_format_t::json, true);
+  const bool ok = json::sax_parse(body.begin(), body.end(), &sax, json::input_format_t::json, true);
   if (!ok) {
     return absl::InvalidArgumentError(sax.error.empty() ? "request body is not valid JSON"
                                                         : sax.error);
@@ -235,8 +244,8 @@ Rendered RenderCheckResult(const CheckResult& r) {
   };
   // Built by hand rather than through a JSON DOM: this is the hot path of every check.
   if (r.outcome == Outcome::kAllowed) {
-    out.body = absl::StrCat(R"({"allowed":true,"limit":)", d.limit, R"(,"remaining":)",
-                            d.remaining, R"(,"reset_at":)", reset_at, R"(,"rule_id":)", quoted_id);
+    out.body = absl::StrCat(R"({"allowed":true,"limit":)", d.limit, R"(,"remaining":)", d.remaining,
+                            R"(,"reset_at":)", reset_at, R"(,"rule_id":)", quoted_id);
     if (r.algorithm == Algorithm::kLeakyBucket) {
       absl::StrAppend(&out.body, R"(,"delay_ms":)",
                       static_cast<int64_t>(int_math::CeilDiv(d.delay, kMicrosPerMilli)));
@@ -253,9 +262,9 @@ Rendered RenderCheckResult(const CheckResult& r) {
   } else {
     const int64_t retry = std::max<int64_t>(1, CeilSeconds(d.retry_after));
     out.headers.emplace_back("Retry-After", std::to_string(retry));
-    absl::StrAppend(&out.body, R"("RATE_LIMIT_EXCEEDED","message":"Rate limit exceeded. Try again in )",
-                    retry, retry == 1 ? R"( second.")" : R"( seconds.")", R"(,"retry_after":)",
-                    retry);
+    absl::StrAppend(&out.body,
+                    R"("RATE_LIMIT_EXCEEDED","message":"Rate limit exceeded. Try again in )", retry,
+                    retry == 1 ? R"( second.")" : R"( seconds.")", R"(,"retry_after":)", retry);
   }
   absl::StrAppend(&out.body, R"(,"limit":)", d.limit, R"(,"remaining":)", d.remaining,
                   R"(,"reset_at":)", reset_at, R"(,"rule_id":)", quoted_id, "}}");

@@ -11,7 +11,8 @@ namespace sluice::http {
 
 class EnvoyJsonHandler {
  public:
-  EnvoyJsonHandler(Limiter& limiter, obs::Metrics& metrics) : limiter_(limiter), metrics_(metrics) {}
+  EnvoyJsonHandler(Limiter& limiter, obs::Metrics& metrics)
+      : limiter_(limiter), metrics_(metrics) {}
   void Handle(Request& request, Respond respond);
 
  private:

@@ -37,9 +37,9 @@ TEST(CheckCodecTest, ParsesEveryField) {
 TEST(CheckCodecTest, RejectsBadInput) {
   for (const char* body :
        {"", "{", "[]", "\"x\"", R"({"cost":2.0})", R"({"cost":1e3})", R"({"cost":null})",
-        R"({"cost":"1"})", R"({"cost":-1})", R"({"cost":99999999999999999999})",
-        R"({"user_id":5})", R"({"headers":"x"})", R"({"headers":{"a":1}})",
-        R"({"ip_address":"999.1.1.1"})", "{\"user_id\":\"\xff\xfe\"}"}) {
+        R"({"cost":"1"})", R"({"cost":-1})", R"({"cost":99999999999999999999})", R"({"user_id":5})",
+        R"({"headers":"x"})", R"({"headers":{"a":1}})", R"({"ip_address":"999.1.1.1"})",
+        "{\"user_id\":\"\xff\xfe\"}"}) {
     auto r = ParseCheckRequest(body);
     EXPECT_FALSE(r.ok()) << body;
     EXPECT_FALSE(r.status().message().empty());
@@ -59,8 +59,8 @@ CheckResult Limited(CheckResult::Outcome outcome, Decision d) {
 
 // Verifies the allowed shape and every header, with seconds rounded up.
 TEST(CheckCodecTest, RendersAllowed) {
-  Decision d{.allowed = true, .limit = 1000, .remaining = 742,
-             .reset_after = 2518 * kMicrosPerSecond - 1};
+  Decision d{
+      .allowed = true, .limit = 1000, .remaining = 742, .reset_after = 2518 * kMicrosPerSecond - 1};
   Rendered r = RenderCheckResult(Limited(CheckResult::Outcome::kAllowed, d));
   EXPECT_EQ(r.status, 200u);
   json body = json::parse(r.body);
@@ -76,8 +76,11 @@ TEST(CheckCodecTest, RendersAllowed) {
 
 // Verifies the throttled shape: Retry-After equals retry_after, whole seconds, at least 1.
 TEST(CheckCodecTest, RendersThrottled) {
-  Decision d{.allowed = false, .limit = 1000, .remaining = 0,
-             .reset_after = 60 * kMicrosPerSecond, .retry_after = 59 * kMicrosPerSecond + 1};
+  Decision d{.allowed = false,
+             .limit = 1000,
+             .remaining = 0,
+             .reset_after = 60 * kMicrosPerSecond,
+             .retry_after = 59 * kMicrosPerSecond + 1};
   Rendered r = RenderCheckResult(Limited(CheckResult::Outcome::kRejected, d));
   EXPECT_EQ(r.status, 429u);
   json body = json::parse(r.body);
