@@ -3,7 +3,7 @@
 # It moves to the repository root, installs the Debian packages, and defines:
 #   bench_build TARGET...   builds TARGETs in Release in $bench_dir (build-bench), one build for
 #                           every script so that their numbers come from the same binary
-#   $sluice                 the sluice binary in $bench_dir
+#   $sluice                 the sluice binary in $bench_dir, or $SLUICE_BENCH_BIN when set
 #   $work, pids             a scratch folder and the background PIDs; both cleaned up on exit
 #   require TOOL...         exits with a message when a command is missing
 #   free_port               a free TCP port on 127.0.0.1
@@ -18,7 +18,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-deps.sh
 
 bench_dir=build-bench
-sluice=$bench_dir/src/app/sluice
+# SLUICE_BENCH_BIN: measure another sluice binary (e.g. an earlier commit's, for before/after)
+sluice=${SLUICE_BENCH_BIN:-$bench_dir/src/app/sluice}
 
 bench_build() {
   cmake -S . -B "$bench_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_BENCH=ON \

@@ -4,7 +4,6 @@
 // Internal to the rules library.
 #pragma once
 
-#include <concepts>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -13,6 +12,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
+#include "base/strings.h"
 
 namespace sluice::rules::internal {
 
@@ -38,20 +38,6 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
 inline absl::string_view ToAbsl(std::string_view s) { return {s.data(), s.size()}; }
 
-// StrCat for std::string_view, absl::string_view, C strings and integers.
-inline void AppendPiece(std::string& out, std::string_view s) { out.append(s); }
-inline void AppendPiece(std::string& out, absl::string_view s) { out.append(s.data(), s.size()); }
-inline void AppendPiece(std::string& out, const char* s) { out.append(s); }
-inline void AppendPiece(std::string& out, const std::string& s) { out.append(s); }
-template <std::integral T>
-requires(!std::same_as<T, char> && !std::same_as<T, bool>) void AppendPiece(std::string& out, T n) {
-  out.append(std::to_string(n));
-}
-template <typename... Pieces>
-std::string Cat(const Pieces&... pieces) {
-  std::string out;
-  (AppendPiece(out, pieces), ...);
-  return out;
-}
+using ::sluice::Cat;  // base/strings.h
 
 }  // namespace sluice::rules::internal

@@ -8,12 +8,12 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
-#include "yaml/cat.h"
+#include "base/strings.h"
 #include "yaml/values.h"
 
 namespace sluice::yaml {
 
-using internal::Cat;
+using ::sluice::Cat;
 
 Pos At(const YAML::Mark& mark) {
   if (mark.is_null()) return {1, 1};

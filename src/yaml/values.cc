@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "yaml/cat.h"
+#include "base/strings.h"
 
 namespace sluice::yaml {
 
@@ -50,12 +50,12 @@ absl::StatusOr<int64_t> ParseDuration(std::string_view text) {
     if (!IsDigits(digits)) break;
     int64_t n = 0;
     if (!DigitsToInt(digits, &n) || n > std::numeric_limits<int64_t>::max() / unit.micros) {
-      return absl::InvalidArgumentError(internal::Cat("duration '", text, "' is too long"));
+      return absl::InvalidArgumentError(Cat("duration '", text, "' is too long"));
     }
     return n * unit.micros;
   }
   return absl::InvalidArgumentError(
-      internal::Cat("invalid duration '", text,
+      Cat("invalid duration '", text,
                     "': expected an integer and a unit (ms, s, m, h, d, w), e.g. 500ms or 1h"));
 }
 
@@ -67,7 +67,7 @@ absl::StatusOr<int64_t> ParseRfc3339(std::string_view text) {
   const bool trimmed = !text.empty() && text.front() != ' ' && text.back() != ' ';
   if (!trimmed ||
       !absl::ParseTime(absl::RFC3339_full, absl::string_view(text.data(), text.size()), &t, &err)) {
-    return absl::InvalidArgumentError(internal::Cat(
+    return absl::InvalidArgumentError(Cat(
         "invalid timestamp '", text, "': expected RFC 3339, e.g. 2026-12-31T00:00:00Z"));
   }
   return absl::ToUnixMicros(t);
@@ -80,7 +80,7 @@ absl::StatusOr<int64_t> ParseInteger(std::string_view text) {
   // INT64_MIN has no positive counterpart: its digits overflow int64_t.
   if (negative && digits == "9223372036854775808") return std::numeric_limits<int64_t>::min();
   if (!IsDigits(digits) || !DigitsToInt(digits, &v)) {
-    return absl::InvalidArgumentError(internal::Cat("expected an integer, got '", text, "'"));
+    return absl::InvalidArgumentError(Cat("expected an integer, got '", text, "'"));
   }
   return negative ? -v : v;
 }
