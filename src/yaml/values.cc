@@ -56,7 +56,7 @@ absl::StatusOr<int64_t> ParseDuration(std::string_view text) {
   }
   return absl::InvalidArgumentError(
       Cat("invalid duration '", text,
-                    "': expected an integer and a unit (ms, s, m, h, d, w), e.g. 500ms or 1h"));
+          "': expected an integer and a unit (ms, s, m, h, d, w), e.g. 500ms or 1h"));
 }
 
 absl::StatusOr<int64_t> ParseRfc3339(std::string_view text) {
@@ -67,8 +67,8 @@ absl::StatusOr<int64_t> ParseRfc3339(std::string_view text) {
   const bool trimmed = !text.empty() && text.front() != ' ' && text.back() != ' ';
   if (!trimmed ||
       !absl::ParseTime(absl::RFC3339_full, absl::string_view(text.data(), text.size()), &t, &err)) {
-    return absl::InvalidArgumentError(Cat(
-        "invalid timestamp '", text, "': expected RFC 3339, e.g. 2026-12-31T00:00:00Z"));
+    return absl::InvalidArgumentError(
+        Cat("invalid timestamp '", text, "': expected RFC 3339, e.g. 2026-12-31T00:00:00Z"));
   }
   return absl::ToUnixMicros(t);
 }
