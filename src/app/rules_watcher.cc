@@ -5,17 +5,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "obs/log.h"
 #include "rules/loader.h"
 
 namespace sluice::app {
 
 RulesWatcher::RulesWatcher(std::vector<std::string> paths, std::function<void()> on_change)
-    : paths_(std::move(paths)), on_change_(std::move(on_change)), last_(Fingerprint()) {}
+    : paths_(std::move(paths)), on_change_(std::move(on_change)) {
+  // Without a first fingerprint, the first one taken is a change: a reload, which the server
+  // skips if the files hold what it loaded.
+  std::string failure;
+  last_ = Fingerprint(&failure).value_or("");
+}
 
 RulesWatcher::~RulesWatcher() { Stop(); }
 
@@ -45,12 +54,22 @@ void RulesWatcher::Stop() {
   inotify_fd_ = -1;
 }
 
-std::string RulesWatcher::Fingerprint() const {
+std::optional<std::string> RulesWatcher::Fingerprint(std::string* failure) const {
   std::vector<std::string> problems;
+  bool transient = false;
   std::string fp;
-  for (const auto& file : rules::ExpandRulePaths(paths_, &problems)) {
+  const std::vector<std::string> files = rules::ExpandRulePaths(paths_, &problems, &transient);
+  if (transient) {
+    *failure = absl::StrJoin(problems, "\n");
+    return std::nullopt;
+  }
+  for (const auto& file : files) {
     struct stat st;
     if (stat(file.c_str(), &st) != 0) {
+      if (errno == ENOMEM) {
+        *failure = absl::StrCat(file, ": ", std::strerror(errno));
+        return std::nullopt;
+      }
       absl::StrAppend(&fp, file, "|missing\n");
       continue;
     }
@@ -63,6 +82,7 @@ std::string RulesWatcher::Fingerprint() const {
 
 void RulesWatcher::Run() {
   char buffer[4096];
+  bool failing = false;  // the last fingerprint could not be taken
   while (!stop_.load()) {
     pollfd pfd{inotify_fd_, POLLIN, 0};
     const int ready = inotify_fd_ >= 0 ? poll(&pfd, 1, 250) : (usleep(250'000), 0);
@@ -75,9 +95,19 @@ void RulesWatcher::Run() {
       while (read(inotify_fd_, buffer, sizeof(buffer)) > 0) {
       }
     }
-    std::string now = Fingerprint();
-    if (now != last_) {
-      last_ = std::move(now);
+    std::string failure;
+    std::optional<std::string> now = Fingerprint(&failure);
+    if (!now.has_value()) {
+      // Out of descriptors, say: try again on the next round, against the last one taken.
+      if (!failing) {
+        obs::LogEvent(spdlog::level::warn, "rules_watch_failed", {{"error", failure}});
+      }
+      failing = true;
+      continue;
+    }
+    failing = false;
+    if (*now != last_) {
+      last_ = *std::move(now);
       on_change_();
     }
   }

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +15,11 @@ namespace sluice::app {
 // size, mtime, following symlinks), checked on every wake-up and every 250 ms. So a Kubernetes
 // ConfigMap's symlink swap (a new `..data` target, renamed into place) is seen as a change, an
 // editor's temporary files are not, and a missed event costs at most 250 ms.
+//
+// A fingerprint that could not be taken for a passing reason (out of file descriptors or
+// memory) is no fingerprint: it is not compared, so that neither the failure nor the recovery
+// reads as a change (logged once per run of failures as `rules_watch_failed`). The server also
+// skips a watcher's reload whose files hold the bytes already loaded.
 class RulesWatcher {
  public:
   // Takes the first fingerprint now: construct it before loading the rules, so that a change
@@ -24,7 +30,8 @@ class RulesWatcher {
   void Stop();
 
  private:
-  std::string Fingerprint() const;
+  // nullopt when it could not be taken for a passing reason, then given in `failure`.
+  std::optional<std::string> Fingerprint(std::string* failure) const;
   void Run();
 
   std::vector<std::string> paths_;

@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_join.h"
 #include "app/store_factory.h"
 #include "app/version.h"
 #include "rules/loader.h"
@@ -74,7 +75,8 @@ Server::~Server() { Stop(); }
 absl::Status Server::Start() {
   RaiseFileLimit();
   // The watcher fingerprints the files before they load, so an edit made meanwhile is caught.
-  watcher_ = std::make_unique<RulesWatcher>(config_.rule_paths, [this] { Reload("file_change"); });
+  watcher_ = std::make_unique<RulesWatcher>(
+      config_.rule_paths, [this] { Reload("file_change", /*only_if_changed=*/true); });
   rules::LoadResult initial = rules::LoadRules(config_.rule_paths);
   if (!initial.problems.empty()) {
     for (const auto& p : initial.problems) {
@@ -84,6 +86,10 @@ absl::Status Server::Start() {
   }
   CheckStoreLimits(*initial.rule_set);
   limiter_->SetRules(initial.rule_set);
+  {
+    MutexLock lock(reload_mu_);
+    loaded_digest_ = initial.digest;
+  }
 
   if (!config_.http.empty()) {
     http::ServerOptions options;
@@ -129,21 +135,29 @@ absl::Status Server::Start() {
   return absl::OkStatus();
 }
 
-void Server::Reload(std::string_view trigger) {
+void Server::Reload(std::string_view trigger, bool only_if_changed) {
   MutexLock lock(reload_mu_);
-  auto loaded = rules::LoadRuleSet(config_.rule_paths);
-  if (!loaded.ok()) {
+  rules::LoadResult loaded = rules::LoadRules(config_.rule_paths);
+  if (!loaded.problems.empty()) {
     metrics_.reloads(false).Increment();
     obs::LogEvent(level_enum::err, "rules_reload_failed",
-                  {{"trigger", trigger}, {"error", Text(loaded.status())}});
+                  {{"trigger", trigger}, {"error", absl::StrJoin(loaded.problems, "\n")}});
     return;
   }
-  CheckStoreLimits(**loaded);
-  limiter_->SetRules(*loaded);
+  if (only_if_changed && loaded.digest == loaded_digest_) {
+    // The watcher saw the files move (touched, rewritten alike, or a fingerprint disturbed by
+    // an error) but they hold what is loaded: no new version.
+    obs::LogEvent(level_enum::debug, "rules_unchanged", {{"trigger", trigger}});
+    return;
+  }
+  loaded_digest_ = loaded.digest;
+  CheckStoreLimits(*loaded.rule_set);
+  limiter_->SetRules(loaded.rule_set);
   metrics_.reloads(true).Increment();
-  obs::LogEvent(
-      level_enum::info, "rules_reloaded",
-      {{"trigger", trigger}, {"rules", (*loaded)->size()}, {"version", limiter_->rules_version()}});
+  obs::LogEvent(level_enum::info, "rules_reloaded",
+                {{"trigger", trigger},
+                 {"rules", loaded.rule_set->size()},
+                 {"version", limiter_->rules_version()}});
 }
 
 void Server::CheckStoreLimits(const rules::RuleSet& rules) {

@@ -40,8 +40,10 @@ class Server {
   absl::Status Start();
 
   // Reloads the rules from the rules paths; a failure keeps the rules in force and is logged.
-  // `trigger` ("sighup", "file_change") is logged. Thread-safe; reloads run one at a time.
-  void Reload(std::string_view trigger);
+  // `trigger` ("sighup", "file_change") is logged. With `only_if_changed` (the watcher's
+  // reloads), files holding exactly the bytes already loaded change nothing: no new version,
+  // nothing counted. Thread-safe; reloads run one at a time.
+  void Reload(std::string_view trigger, bool only_if_changed = false);
 
   // Stops everything, in this order (the one place it is written down):
   //  1. the listeners: stop accepting, finish what is in flight (HTTP and gRPC drain at once,
@@ -84,6 +86,8 @@ class Server {
   std::unique_ptr<grpc_api::GrpcServer> grpc_;
   std::unique_ptr<RulesWatcher> watcher_;
   Mutex reload_mu_;  // one reload at a time
+  // rules::LoadResult::digest of the rules in force.
+  uint64_t loaded_digest_ ABSL_GUARDED_BY(reload_mu_) = 0;
 
   std::thread sweeper_;
   Mutex sweeper_mu_;

@@ -57,7 +57,8 @@ struct Limiter::DescriptorsJob final : Job {
           result.statuses[i].over_limit = false;  // fail_open: allow
         }
         if (item_of[i] >= 0 && !metric_keys[i].empty()) {
-          limiter.DescriptorCounter(metric_keys[i], DescriptorResult::kError).Increment();
+          limiter.DescriptorCounter(*snapshot, metric_keys[i], DescriptorResult::kError)
+              .Increment();
         }
       }
       return std::move(done)(std::move(result));
@@ -82,13 +83,15 @@ struct Limiter::DescriptorsJob final : Job {
         }
         if (!metric_keys[i].empty()) {
           limiter
-              .DescriptorCounter(metric_keys[i], d.allowed   ? DescriptorResult::kAllowed
-                                                 : shadow[i] ? DescriptorResult::kShadowRejected
-                                                             : DescriptorResult::kRejected)
+              .DescriptorCounter(*snapshot, metric_keys[i],
+                                 d.allowed   ? DescriptorResult::kAllowed
+                                 : shadow[i] ? DescriptorResult::kShadowRejected
+                                             : DescriptorResult::kRejected)
               .Increment();
         }
       } else if (s.over_limit && !metric_keys[i].empty()) {  // requests_per_unit: 0
-        limiter.DescriptorCounter(metric_keys[i], DescriptorResult::kRejected).Increment();
+        limiter.DescriptorCounter(*snapshot, metric_keys[i], DescriptorResult::kRejected)
+            .Increment();
       }
       result.over_limit |= s.over_limit;
     }
@@ -205,13 +208,27 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
   Charge(std::move(p));
 }
 
-prometheus::Counter& Limiter::DescriptorCounter(const std::string& metric_key,
-                                                DescriptorResult result) {
+prometheus::Counter& Limiter::DescriptorCounter(const Snapshot& snapshot,
+                                                const std::string& metric_key,
+                                                DescriptorResult result) const {
   static constexpr const char* kNames[] = {"allowed", "rejected", "shadow_rejected", "error"};
   const auto index = static_cast<size_t>(result);
-  MutexLock lock(descriptor_counters_mu_);
-  prometheus::Counter*& counter = descriptor_counters_[metric_key][index];
-  if (counter == nullptr) counter = &metrics_.Request(metric_key, kNames[index]);
+  MutexLock lock(snapshot.descriptor_mu);
+  auto it = snapshot.descriptor_counters.find(metric_key);
+  if (it == snapshot.descriptor_counters.end()) {
+    // With detailed_metric a key holds the request's own values: every distinct one would be a
+    // series for ever. Past the limit (or for a key no label can hold) they share one, and are
+    // not remembered, so that the map stays bounded too.
+    if (snapshot.descriptor_keys < options_.max_descriptor_series &&
+        rules::IsCleanMetricKey(metric_key)) {
+      ++snapshot.descriptor_keys;
+      it = snapshot.descriptor_counters.try_emplace(metric_key).first;
+    } else {
+      it = snapshot.descriptor_counters.try_emplace(std::string(rules::kOtherRuleId)).first;
+    }
+  }
+  prometheus::Counter*& counter = it->second[index];
+  if (counter == nullptr) counter = &snapshot.descriptor_series.Request(it->first, kNames[index]);
   return *counter;
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 namespace sluice {
 
@@ -36,12 +37,20 @@ Limiter::Limiter(Store& store, const Clock& clock, obs::Metrics& metrics,
 Limiter::~Limiter() = default;
 
 void Limiter::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
-  auto snapshot = std::make_shared<Snapshot>();
+  auto snapshot = std::make_shared<Snapshot>(metrics_);
   snapshot->counters.reserve(rules->size());
+  // The series rules past max_rule_series share, by kind (enforced, shadow): made when needed.
+  std::optional<obs::RuleCounters> other[2];
   for (const Rule& rule : rules->rules()) {
-    snapshot->counters.push_back(metrics_.ForRule(rule.id, rule.mode == rules::RuleMode::kEnforce
-                                                               ? obs::RuleKind::kEnforced
-                                                               : obs::RuleKind::kShadow));
+    const bool shadow = rule.mode != rules::RuleMode::kEnforce;
+    const obs::RuleKind kind = shadow ? obs::RuleKind::kShadow : obs::RuleKind::kEnforced;
+    if (snapshot->counters.size() < options_.max_rule_series) {
+      snapshot->counters.push_back(snapshot->series.ForRule(rule.id, kind));
+      continue;
+    }
+    std::optional<obs::RuleCounters>& shared = other[shadow ? 1 : 0];
+    if (!shared.has_value()) shared = snapshot->series.ForRule(rules::kOtherRuleId, kind);
+    snapshot->counters.push_back(*shared);
   }
   snapshot->deny_list = metrics_.ForRule("deny_list", obs::RuleKind::kDenyList);
   snapshot->allow_list = metrics_.ForRule("allow_list", obs::RuleKind::kAllowList);

@@ -72,6 +72,16 @@ class Limiter {
     // limit scaled by `fallback_share` (CONTRACT §7). Must outlive the Limiter.
     Store* fallback = nullptr;
     double fallback_share = 1.0;
+    // sluice_requests_total is bounded whatever the rules files and requests hold:
+    // - rules with series of their own: the first `max_rule_series` in file order; the others
+    //   share rule_id="_other" (rules::kOtherRuleId);
+    // - Envoy metric keys with series of their own: the first `max_descriptor_series` met per
+    //   rules version; the others, and keys that cannot be a label as they are (too long, or
+    //   with control characters: see rules::IsCleanMetricKey), count under "_other".
+    // A series goes from /metrics when the rules that made it are replaced and no request uses
+    // them any more.
+    size_t max_rule_series = 1000;
+    size_t max_descriptor_series = 1000;
   };
   using Callback = absl::AnyInvocable<void(CheckResult) &&>;
 
@@ -110,9 +120,14 @@ class Limiter {
   const Clock& clock() const { return clock_; }
 
  private:
-  // A snapshot and the metric handles of its rules, built once per SetRules.
+  // A snapshot and the metric handles of its rules, built once per SetRules. It references
+  // the series it uses: when it goes (after the reload that replaced it, once no request holds
+  // it), the series no later snapshot uses go from /metrics with it.
   struct Snapshot {
+    explicit Snapshot(obs::Metrics& metrics) : series(metrics), descriptor_series(metrics) {}
+
     std::shared_ptr<const rules::RuleSet> rules;
+    obs::RequestSeries series;                // the references behind `counters`
     std::vector<obs::RuleCounters> counters;  // per rule, by index in rules->rules()
     obs::RuleCounters deny_list;
     obs::RuleCounters allow_list;
@@ -123,6 +138,12 @@ class Limiter {
     mutable Mutex local_mu;
     mutable absl::flat_hash_map<const Limit*, std::unique_ptr<const Limit>> local_descriptor_limits
         ABSL_GUARDED_BY(local_mu);
+    // Envoy metric keys' counters, made on first use (see DescriptorCounter).
+    mutable Mutex descriptor_mu;
+    mutable absl::flat_hash_map<std::string, std::array<prometheus::Counter*, 4>>
+        descriptor_counters ABSL_GUARDED_BY(descriptor_mu);
+    mutable size_t descriptor_keys ABSL_GUARDED_BY(descriptor_mu) = 0;  // with series of their own
+    mutable obs::RequestSeries descriptor_series ABSL_GUARDED_BY(descriptor_mu);
   };
 
   // Who decided a job's items.
@@ -165,12 +186,14 @@ class Limiter {
   Limit LocalLimit(const Limit& limit) const;
   // The scaled limit of a descriptor limit of `snapshot`, made once and kept for its life.
   const Limit* LocalDescriptorLimit(const Snapshot& snapshot, const Limit& limit) const;
-  // sluice_requests_total{rule_id=metric_key, result}, created on first use and cached:
-  // registering it with prometheus per request would take its registry lock each time. Only
-  // results that occurred are exported (an Envoy metric key's possible results are not known
-  // in advance: an override makes a shadow descriptor enforced).
+  // sluice_requests_total{rule_id=metric_key, result}, created on first use and cached in
+  // `snapshot`: registering it with prometheus per request would take its registry lock each
+  // time. Only results that occurred are exported (an Envoy metric key's possible results are
+  // not known in advance: an override makes a shadow descriptor enforced). Past
+  // max_descriptor_series keys, or for a key that cannot be a label, rule_id is "_other".
   enum class DescriptorResult : uint8_t { kAllowed, kRejected, kShadowRejected, kError };
-  prometheus::Counter& DescriptorCounter(const std::string& metric_key, DescriptorResult result);
+  prometheus::Counter& DescriptorCounter(const Snapshot& snapshot, const std::string& metric_key,
+                                         DescriptorResult result) const;
 
   Store& store_;
   const Clock& clock_;
@@ -180,9 +203,6 @@ class Limiter {
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
   std::atomic<uint64_t> rules_version_{0};
   std::atomic<bool> store_failing_{false};
-  Mutex descriptor_counters_mu_;
-  absl::flat_hash_map<std::string, std::array<prometheus::Counter*, 4>> descriptor_counters_
-      ABSL_GUARDED_BY(descriptor_counters_mu_);
   prometheus::Histogram& store_latency_;
   prometheus::Counter& store_errors_;
 };

@@ -1,13 +1,46 @@
 #include "obs/log.h"
 
+#include <algorithm>
 #include <memory>
+#include <string>
 
 #include "spdlog/sinks/stdout_sinks.h"
 
 namespace sluice::obs {
 
 namespace {
+
 LogFormat g_format = LogFormat::kJson;  // set once by InitLogging before any thread starts
+
+// `value` with every string longer than kMaxLogFieldBytes cut, in arrays and objects too.
+nlohmann::json Bounded(const nlohmann::json& value) {
+  if (value.is_string()) {
+    const auto& s = value.get_ref<const std::string&>();
+    if (s.size() <= kMaxLogFieldBytes) return value;
+    size_t cut = kMaxLogFieldBytes;
+    // Back off continuation bytes (10xxxxxx) so as not to split a character.
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+    return s.substr(0, cut) + "\u2026 (" + std::to_string(s.size()) + " bytes)";
+  }
+  if (value.is_array() || value.is_object()) {
+    nlohmann::json out = value;
+    for (auto& item : out) item = Bounded(item);
+    return out;
+  }
+  return value;
+}
+
+bool HasControlCharacter(const std::string& s) {
+  return std::any_of(s.begin(), s.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c < 0x20 || c == 0x7F;
+  });
+}
+
+std::string Dump(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace
 
 void InitLogging(spdlog::level::level_enum level, LogFormat format) {
@@ -31,16 +64,18 @@ void LogEvent(spdlog::level::level_enum level, std::string_view event,
   std::string line;
   if (g_format == LogFormat::kJson) {
     nlohmann::json object = nlohmann::json::object();
-    for (const auto& [k, v] : fields) object[std::string(k)] = v;
+    for (const auto& [k, v] : fields) object[std::string(k)] = Bounded(v);
     line = "\"event\":" + nlohmann::json(event).dump();
-    const std::string rest = object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    const std::string rest = Dump(object);
     if (rest.size() > 2) line += "," + rest.substr(1, rest.size() - 2);
   } else {
     line = std::string(event);
     for (const auto& [k, v] : fields) {
+      const nlohmann::json bounded = Bounded(v);
+      const bool plain =
+          bounded.is_string() && !HasControlCharacter(bounded.get_ref<const std::string&>());
       line += " " + std::string(k) + "=" +
-              (v.is_string() ? v.get<std::string>()
-                             : v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+              (plain ? bounded.get_ref<const std::string&>() : Dump(bounded));
     }
   }
   spdlog::log(level, "{}", line);

@@ -22,13 +22,21 @@ void InitLogging(spdlog::level::level_enum level, LogFormat format);
 
 using LogField = std::pair<std::string_view, nlohmann::json>;
 
-// Logs event `event` with `fields`. Thread-safe.
+// The longest string a log field holds (inside arrays and objects too): a field may quote a
+// hostile input (a rejected key, a reload error), and one event must stay one bounded line.
+inline constexpr size_t kMaxLogFieldBytes = 4096;
+
+// Logs event `event` with `fields`. A string longer than kMaxLogFieldBytes is cut on a UTF-8
+// character boundary and ends with "… (N bytes)", its full length. In JSON, invalid UTF-8 is
+// replaced (U+FFFD); in text, a string with a control character (a newline) is written as a
+// JSON string, so that no field can start a line of its own. Thread-safe.
 void LogEvent(spdlog::level::level_enum level, std::string_view event,
               std::initializer_list<LogField> fields = {});
 
 // Logs `rate_limit_exceeded` events, at most `per_second` a second with a burst of as many, so
 // that an attack cannot flood the log: what it drops is counted and reported as `suppressed` on
-// the next line it writes. Thread-safe.
+// the next line it writes. Keys are the request's own values: LogEvent bounds their length.
+// Thread-safe.
 class RejectionLog {
  public:
   RejectionLog(const Clock& clock, int64_t per_second = 20);

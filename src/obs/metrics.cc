@@ -82,8 +82,11 @@ MemoryStoreMetrics Metrics::MemoryStore(std::string_view role) {
           .expirations = &memory_expirations_->Add(labels)};
 }
 
-RuleCounters Metrics::ForRule(std::string_view rule_id, RuleKind kind) {
-  auto add = [&](const char* result) { return &Request(rule_id, result); };
+namespace {
+
+// The counters of a rule of `kind`, each from `add(result)`.
+template <typename Add>
+RuleCounters CountersOf(RuleKind kind, Add add) {
   switch (kind) {
     case RuleKind::kEnforced:
       return {.allowed = add("allowed"), .rejected = add("rejected"), .error = add("error")};
@@ -99,8 +102,52 @@ RuleCounters Metrics::ForRule(std::string_view rule_id, RuleKind kind) {
   return {};
 }
 
+}  // namespace
+
+RuleCounters Metrics::ForRule(std::string_view rule_id, RuleKind kind) {
+  return CountersOf(kind, [&](const char* result) { return &Request(rule_id, result); });
+}
+
 prometheus::Counter& Metrics::Request(std::string_view rule_id, std::string_view result) {
-  return requests_->Add({{"rule_id", std::string(rule_id)}, {"result", std::string(result)}});
+  // A reference never given back: the series stays even if a RequestSeries shares it.
+  return AcquireRequest(rule_id, result);
+}
+
+size_t Metrics::request_series() const {
+  MutexLock lock(series_mu_);
+  return series_refs_.size();
+}
+
+prometheus::Counter& Metrics::AcquireRequest(std::string_view rule_id, std::string_view result) {
+  MutexLock lock(series_mu_);
+  prometheus::Counter& counter =
+      requests_->Add({{"rule_id", std::string(rule_id)}, {"result", std::string(result)}});
+  ++series_refs_[&counter];
+  return counter;
+}
+
+void Metrics::ReleaseRequest(prometheus::Counter* counter) {
+  MutexLock lock(series_mu_);
+  auto it = series_refs_.find(counter);
+  if (it == series_refs_.end() || --it->second > 0) return;
+  series_refs_.erase(it);
+  // Under series_mu_, so that no AcquireRequest of the same labels can get this Counter back
+  // from Add between the count reaching zero and the removal.
+  requests_->Remove(counter);
+}
+
+RequestSeries::~RequestSeries() {
+  for (prometheus::Counter* counter : held_) metrics_->ReleaseRequest(counter);
+}
+
+RuleCounters RequestSeries::ForRule(std::string_view rule_id, RuleKind kind) {
+  return CountersOf(kind, [&](const char* result) { return &Request(rule_id, result); });
+}
+
+prometheus::Counter& RequestSeries::Request(std::string_view rule_id, std::string_view result) {
+  prometheus::Counter& counter = metrics_->AcquireRequest(rule_id, result);
+  held_.push_back(&counter);
+  return counter;
 }
 
 prometheus::Histogram& Metrics::StoreDuration(std::string_view backend, std::string_view op) {

@@ -1,13 +1,17 @@
 // Sluice's Prometheus metrics (CONTRACT §5 /metrics), on prometheus-cpp's registry.
-// Thread-safe. Hot paths keep pointers to the metrics they bump (see RuleCounters) rather than
-// looking them up per request.
+// Thread-safe (except RequestSeries, a holder of references). Hot paths keep pointers to the
+// metrics they bump (see RuleCounters) rather than looking them up per request.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "base/mutex.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -15,6 +19,8 @@
 #include "prometheus/registry.h"
 
 namespace sluice::obs {
+
+class Metrics;
 
 // sluice_requests_total{rule_id, result} for one rule id. Only the results that can occur for
 // the rule's kind exist (see RuleKind); the others are null and never exported.
@@ -42,17 +48,47 @@ enum class RuleKind : uint8_t {
   kAllowList,  // allowed
 };
 
+// References to sluice_requests_total series that come and go with the rules. A series is
+// exported while anything references it and leaves /metrics when the last reference goes, so
+// the series of a rule that a reload removed go once no request uses the old rules (a rules
+// snapshot holds one RequestSeries for its rules). Series keep their values while referenced:
+// a rule kept across a reload keeps counting. Not thread-safe; the Metrics it refers to must
+// outlive it.
+class RequestSeries {
+ public:
+  explicit RequestSeries(Metrics& metrics) : metrics_(&metrics) {}
+  ~RequestSeries();
+  RequestSeries(RequestSeries&& other) noexcept
+      : metrics_(other.metrics_), held_(std::move(other.held_)) {
+    other.held_.clear();
+  }
+  RequestSeries(const RequestSeries&) = delete;
+  RequestSeries& operator=(const RequestSeries&) = delete;
+  RequestSeries& operator=(RequestSeries&&) = delete;
+
+  // As Metrics::ForRule and Metrics::Request, referenced until this RequestSeries goes.
+  RuleCounters ForRule(std::string_view rule_id, RuleKind kind);
+  prometheus::Counter& Request(std::string_view rule_id, std::string_view result);
+
+ private:
+  Metrics* metrics_;
+  std::vector<prometheus::Counter*> held_;  // one entry per reference taken
+};
+
 class Metrics {
  public:
   Metrics();
 
   // Finds or creates the counters of `rule_id` for a rule of `kind`. Takes the registry's lock:
-  // call it when rules load, not per request. The pointers live as long as this Metrics.
+  // call it when rules load, not per request. The series stay for as long as this Metrics
+  // lives (for rules that come and go, see RequestSeries).
   RuleCounters ForRule(std::string_view rule_id, RuleKind kind);
   // One sluice_requests_total{rule_id, result} series, for ids whose possible results are not
   // known in advance (Envoy descriptor metric keys): created on first use. Takes the registry's
-  // lock: cache the pointer.
+  // lock: cache the pointer. Stays as ForRule's do.
   prometheus::Counter& Request(std::string_view rule_id, std::string_view result);
+  // The number of sluice_requests_total series exported. For tests.
+  size_t request_series() const;
 
   prometheus::Histogram& check_duration() { return *check_duration_; }  // seconds
   prometheus::Histogram& StoreDuration(std::string_view backend, std::string_view op);
@@ -71,8 +107,18 @@ class Metrics {
   std::string Render() const;
 
  private:
+  friend class RequestSeries;
+  // One more reference to a series of sluice_requests_total (created at 0 when new), and one
+  // less: the series leaves the registry with its last reference.
+  prometheus::Counter& AcquireRequest(std::string_view rule_id, std::string_view result);
+  void ReleaseRequest(prometheus::Counter* counter);
+
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* requests_;
+  // References to each series of requests_. A series may be removed only at its last reference:
+  // two holders of the same labels share one Counter.
+  mutable Mutex series_mu_;
+  absl::flat_hash_map<prometheus::Counter*, size_t> series_refs_ ABSL_GUARDED_BY(series_mu_);
   prometheus::Family<prometheus::Histogram>* store_duration_;
   prometheus::Family<prometheus::Counter>* store_errors_;
   prometheus::Family<prometheus::Counter>* store_cached_rejections_;

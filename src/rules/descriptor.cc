@@ -3,6 +3,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "rules/counter_key.h"
 #include "rules/strings.h"
+#include "yaml/values.h"
 
 namespace sluice::rules {
 
@@ -98,6 +99,11 @@ std::string DescriptorMetricKey(std::string_view domain, std::span<const Descrip
     if (!entry.value.empty()) key.append("_").append(entry.value);
   }
   return key;
+}
+
+bool IsCleanMetricKey(std::string_view key) {
+  return key.size() <= kMaxMetricKeyBytes && yaml::IsValidUtf8(key) &&
+         !yaml::HasControlCharacter(key);
 }
 
 }  // namespace sluice::rules

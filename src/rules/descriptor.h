@@ -112,4 +112,12 @@ bool DescriptorCounterKey(std::string_view domain, std::span<const DescriptorEnt
 std::string DescriptorMetricKey(std::string_view domain, std::span<const DescriptorEntry> entries,
                                 const DescriptorLimit& limit);
 
+// The longest metric key that may be a label value of its own.
+inline constexpr size_t kMaxMetricKeyBytes = 512;
+
+// Whether `key` may be a metric label value as it is: at most kMaxMetricKeyBytes, well-formed
+// UTF-8 (Prometheus refuses a whole scrape over one bad label) and free of control characters.
+// A `detailed_metric` key holds the request's own values, so any of these can fail.
+bool IsCleanMetricKey(std::string_view key);
+
 }  // namespace sluice::rules

@@ -47,6 +47,7 @@ void DomainFileReader::Load(const YAML::Node& root) {
         Problem(domain_pos, "config file cannot have empty domain");
       } else {
         domain.name = r_.String(f).value_or("");
+        CheckPrintable(r_, f, domain.name);
       }
     } else if (f.name == "descriptors") {
       if (r_.ExpectSequence(f, "descriptors")) descriptors = f.value;
@@ -75,6 +76,7 @@ DescriptorLevel DomainFileReader::LoadDescriptors(Domain& domain, const YAML::No
   DescriptorLevel level;
   if (seq.IsNull()) return level;
   for (const YAML::Node& item : seq) {
+    if (!CountRule(state_, r_, yaml::At(item))) continue;
     if (!item.IsMap()) {
       Problem(yaml::At(item), "a descriptor must be a mapping");
       continue;
@@ -87,12 +89,15 @@ DescriptorLevel DomainFileReader::LoadDescriptors(Domain& domain, const YAML::No
     bool shadow_mode = false;
     bool detailed_metric = false;
     r_.ForEachField(item, "descriptor", [&](const yaml::Field& f) {
+      // Keys and values make up metric keys (DescriptorLimit::full_key).
       if (f.name == "key") {
         key_node = f.key;
         node.key = r_.String(f).value_or("");
+        CheckPrintable(r_, f, node.key);
       } else if (f.name == "value") {
         // An empty value is envoyproxy/ratelimit's "no value": the key-only default.
         if (!f.value.IsNull()) node.value = r_.String(f).value_or("");
+        CheckPrintable(r_, f, node.value);
       } else if (f.name == "rate_limit") {
         rate_limit.emplace(f.key, f.value);
       } else if (f.name == "descriptors") {
@@ -193,7 +198,8 @@ std::optional<DescriptorLimit> DomainFileReader::LoadRateLimit(const yaml::Field
     } else if (f.name == "unlimited") {
       dl.unlimited = r_.Bool(f).value_or(false);
     } else if (f.name == "name") {
-      dl.name = r_.String(f).value_or("");
+      dl.name = r_.String(f).value_or("");  // answered as current_limit.name
+      CheckPrintable(r_, f, dl.name);
     } else if (f.name == "replaces") {
       if (!r_.ExpectSequence(f, "{name: ...} entries") || f.value.IsNull()) return true;
       for (const YAML::Node& item : f.value) {

@@ -6,11 +6,14 @@
 #include <filesystem>
 #include <system_error>
 
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_join.h"
 #include "rules/loader_internal.h"
 #include "rules/strings.h"
+#include "yaml/parse.h"
 #include "yaml/reader.h"
+#include "yaml/values.h"
 
 namespace sluice::rules {
 
@@ -32,6 +35,32 @@ std::optional<Algorithm> ReadAlgorithm(yaml::Reader& reader, const yaml::Field& 
   return algorithm;
 }
 
+bool CountRule(LoadState& state, yaml::Reader& reader, yaml::Pos pos) {
+  if (++state.rules_seen <= state.limits.max_rules) return true;
+  if (state.rules_seen == state.limits.max_rules + 1) {
+    reader.Problem(pos, Cat("too many rules: at most ", state.limits.max_rules,
+                            " per server, rules and Envoy descriptors of all files together"));
+  }
+  return false;
+}
+
+bool CountListEntry(LoadState& state, yaml::Reader& reader, yaml::Pos pos) {
+  if (++state.list_entries_seen <= state.limits.max_list_entries) return true;
+  if (state.list_entries_seen == state.limits.max_list_entries + 1) {
+    reader.Problem(pos, Cat("too many list entries: at most ", state.limits.max_list_entries,
+                            " per server, allow and deny of all files together"));
+  }
+  return false;
+}
+
+bool CheckPrintable(yaml::Reader& reader, const yaml::Field& field, std::string_view value) {
+  if (!yaml::HasControlCharacter(value)) return true;
+  reader.Problem(field.value_pos(), Cat("'", field.name,
+                                        "' must not contain control characters (U+0000 to U+001F, "
+                                        "U+007F)"));
+  return false;
+}
+
 }  // namespace internal
 
 namespace {
@@ -47,36 +76,60 @@ bool IsRulesFileName(const std::string& name) {
 // Loads one file after another into the parts of a RuleSet, collecting problems.
 class Loader {
  public:
+  explicit Loader(const LoadLimits& limits) : limits_(limits), state_(limits) {}
+
   // Appends `file`'s problems (if any) and keeps what it defines for Finish.
   void LoadFile(const std::string& file);
-  void AddProblem(std::string problem) { problems_.push_back(std::move(problem)); }
+  void AddProblem(std::string problem);
   LoadResult Finish();
 
  private:
-  // Tells the kind of file `contents` hold and hands it to that kind's reader.
-  void LoadContents(const std::string& contents, yaml::Reader& reader);
+  // Tells the kind of file `docs` hold and hands it to that kind's reader.
+  void LoadContents(const std::vector<YAML::Node>& docs, yaml::Reader& reader);
+  // How many more problems may be listed.
+  size_t Room() const {
+    return problems_.size() < limits_.max_problems ? limits_.max_problems - problems_.size() : 0;
+  }
 
-  std::vector<std::string> problems_;
+  const LoadLimits& limits_;
+  std::vector<std::string> problems_;  // at most limits_.max_problems
+  size_t unlisted_ = 0;                // problems found beyond those
+  uint64_t digest_ = 0;
   internal::LoadState state_;
 };
 
+void Loader::AddProblem(std::string problem) {
+  if (Room() > 0) {
+    problems_.push_back(std::move(problem));
+  } else {
+    ++unlisted_;
+  }
+}
+
 void Loader::LoadFile(const std::string& file) {
-  std::string contents;
-  std::string error;
-  if (!yaml::ReadFile(file, &contents, &error)) {
-    problems_.push_back(Cat(file, ": cannot read: ", error));
+  absl::StatusOr<std::string> contents = yaml::ReadFileAtMost(file, limits_.max_file_bytes);
+  if (!contents.ok()) {
+    AddProblem(Cat(file, ": ", contents.status().message()));
     return;
   }
-  yaml::Problems problems(file);
+  digest_ = absl::HashOf(digest_, file, *contents);
+  // Kept only as many as may still be listed: a hostile file can hold millions.
+  yaml::Problems problems(file, Room());
   yaml::Reader reader(problems);
-  // yaml-cpp reports errors by throwing; nothing may escape the loader, and a syntax error
-  // ends that file only.
-  yaml::Guard(problems, [&] { LoadContents(contents, reader); });
+  const std::optional<std::vector<YAML::Node>> docs =
+      yaml::Parse(*contents,
+                  {.max_bytes = limits_.max_file_bytes,
+                   .max_nodes = limits_.max_nodes_per_file,
+                   .max_depth = limits_.max_depth},
+                  problems);
+  // yaml-cpp reports errors by throwing; nothing may escape the loader, and an error ends that
+  // file only.
+  if (docs.has_value()) yaml::Guard(problems, [&] { LoadContents(*docs, reader); });
+  unlisted_ += problems.dropped();
   problems.MoveTo(&problems_);
 }
 
-void Loader::LoadContents(const std::string& contents, yaml::Reader& reader) {
-  const std::vector<YAML::Node> docs = YAML::LoadAll(contents);
+void Loader::LoadContents(const std::vector<YAML::Node>& docs, yaml::Reader& reader) {
   if (docs.empty() || docs.front().IsNull()) {
     reader.Problem({1, 1}, "empty file: expected top-level 'rules', 'lists' or 'domain'");
     return;
@@ -122,6 +175,11 @@ void Loader::LoadContents(const std::string& contents, yaml::Reader& reader) {
 LoadResult Loader::Finish() {
   LoadResult result;
   result.problems = std::move(problems_);
+  result.digest = digest_;
+  if (unlisted_ > 0) {
+    result.problems.push_back(Cat("\u2026 and ", unlisted_, " more problems (only the first ",
+                                  limits_.max_problems, " are listed)"));
+  }
   if (result.problems.empty()) {
     result.rule_set = RuleSet::Create(std::move(state_.rules), std::move(state_.allow),
                                       std::move(state_.deny), std::move(state_.domains));
@@ -129,13 +187,23 @@ LoadResult Loader::Finish() {
   return result;
 }
 
-// Appends the files of one path to `files`, or a problem to `problems`.
+// Whether `ec` may be gone on the next try, whatever the files hold: the process (or the
+// system) is out of descriptors or memory.
+bool IsTransient(const std::error_code& ec) {
+  return ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system ||
+         ec == std::errc::not_enough_memory || ec == std::errc::no_buffer_space ||
+         ec == std::errc::resource_unavailable_try_again || ec == std::errc::interrupted;
+}
+
+// Appends the files of one path to `files`, or a problem to `problems` (and sets `*transient`
+// when its cause may pass).
 void ExpandPath(const std::string& path, std::vector<std::string>* files,
-                std::vector<std::string>* problems) {
+                std::vector<std::string>* problems, bool* transient) {
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
   if (ec) {
     problems->push_back(Cat(path, ": cannot read: ", ec.message()));
+    *transient |= IsTransient(ec);
     return;
   }
   if (!fs::is_directory(status)) {
@@ -152,6 +220,7 @@ void ExpandPath(const std::string& path, std::vector<std::string>* files,
   }
   if (ec) {
     problems->push_back(Cat(path, ": cannot read: ", ec.message()));
+    *transient |= IsTransient(ec);
     return;
   }
   std::sort(names.begin(), names.end());
@@ -161,18 +230,21 @@ void ExpandPath(const std::string& path, std::vector<std::string>* files,
 }  // namespace
 
 std::vector<std::string> ExpandRulePaths(const std::vector<std::string>& paths,
-                                         std::vector<std::string>* problems) {
+                                         std::vector<std::string>* problems, bool* transient) {
   std::vector<std::string> files;
-  for (const std::string& path : paths) ExpandPath(path, &files, problems);
+  bool any_transient = false;
+  for (const std::string& path : paths) ExpandPath(path, &files, problems, &any_transient);
+  if (transient != nullptr) *transient = any_transient;
   return files;
 }
 
-LoadResult LoadRules(const std::vector<std::string>& paths) {
-  Loader loader;
+LoadResult LoadRules(const std::vector<std::string>& paths, const LoadLimits& limits) {
+  Loader loader(limits);
   for (const std::string& path : paths) {
     std::vector<std::string> files;
     std::vector<std::string> problems;
-    ExpandPath(path, &files, &problems);
+    bool transient = false;
+    ExpandPath(path, &files, &problems, &transient);
     for (std::string& problem : problems) loader.AddProblem(std::move(problem));
     for (const std::string& file : files) loader.LoadFile(file);
   }

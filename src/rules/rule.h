@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/limit.h"
@@ -32,6 +33,10 @@ enum class RuleMode : uint8_t {
   kEnforce,  // rejects when over the limit
   kShadow,   // charged like an enforced rule; never rejects, never feeds the limit headers
 };
+
+// The rule_id of the metric series shared by the rules (and Envoy metric keys) that have none
+// of their own (see Limiter::Options): the loader refuses it as a rule id.
+inline constexpr std::string_view kOtherRuleId = "_other";
 
 struct Rule {
   std::string id;          // unique across all files

@@ -42,7 +42,9 @@ void RulesFileReader::Load(const YAML::Node& root) {
   r_.ForEachField(root, "rules file", [&](const yaml::Field& f) {
     if (f.name == "rules") {
       if (r_.ExpectSequence(f, "rules")) {
-        for (const YAML::Node& rule : f.value) LoadRule(rule);
+        for (const YAML::Node& rule : f.value) {
+          if (CountRule(state_, r_, yaml::At(rule))) LoadRule(rule);
+        }
       }
     } else if (f.name == "lists") {
       LoadLists(f);
@@ -82,6 +84,13 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
       if (!s.has_value()) return true;
       if (s->empty()) {
         Problem(f.value_pos(), "'id' must not be empty");
+        return true;
+      }
+      // Ids are metric labels, JSON strings and log fields.
+      if (!CheckPrintable(r_, f, *s)) return true;
+      if (*s == kOtherRuleId) {
+        Problem(f.value_pos(), Cat("rule id '", kOtherRuleId,
+                                   "' is reserved (the metric series of rules without their own)"));
         return true;
       }
       id = *s;
@@ -206,6 +215,7 @@ void RulesFileReader::LoadLists(const yaml::Field& field) {
     if (f.name != "allow" && f.name != "deny") return false;
     if (r_.ExpectSequence(f, "entries")) {
       for (const YAML::Node& entry : f.value) {
+        if (!CountListEntry(state_, r_, yaml::At(entry))) continue;
         LoadListEntry(entry, f.name == "allow" ? state_.allow : state_.deny);
       }
     }

@@ -40,8 +40,19 @@ bool ReadFile(const std::string& path, std::string* contents, std::string* error
   return !failed;
 }
 
+std::string Truncate(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  size_t cut = max_bytes;
+  // Back off continuation bytes (10xxxxxx) so as not to split a character.
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return Cat(text.substr(0, cut), "\u2026 (", text.size(), " bytes)");
+}
+
 void Problems::Add(Pos pos, std::string_view message) {
-  problems_.push_back({pos, Cat(file_, ":", pos.line, ":", pos.column, ": ", message)});
+  ++added_;
+  if (problems_.size() >= max_kept_) return;
+  problems_.push_back(
+      {pos, Cat(file_, ":", pos.line, ":", pos.column, ": ", Truncate(message, kMaxMessageBytes))});
 }
 
 void Problems::MoveTo(std::vector<std::string>* out) {
@@ -49,6 +60,7 @@ void Problems::MoveTo(std::vector<std::string>* out) {
                    [](const Entry& a, const Entry& b) { return a.pos < b.pos; });
   for (Entry& p : problems_) out->push_back(std::move(p.text));
   problems_.clear();
+  added_ = 0;
 }
 
 bool Guard(Problems& problems, const std::function<void()>& fn) {

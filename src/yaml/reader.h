@@ -45,20 +45,30 @@ bool IsPlainScalar(const YAML::Node& node);
 bool ReadFile(const std::string& path, std::string* contents, std::string* error);
 
 // The problems of one file, kept with their positions.
+//
+// A hostile file can hold millions of problems, and quote megabytes of its own text in each:
+// at most `max_kept` are kept (the first added; the others only counted, see dropped()), and a
+// message longer than kMaxMessageBytes is cut, with a marker.
 class Problems {
  public:
-  explicit Problems(std::string file) : file_(std::move(file)) {}
+  static constexpr size_t kMaxMessageBytes = 1024;
+
+  explicit Problems(std::string file, size_t max_kept = std::numeric_limits<size_t>::max())
+      : file_(std::move(file)), max_kept_(max_kept) {}
 
   // FILE as given: it starts every problem.
   const std::string& file() const { return file_; }
   void Add(Pos pos, std::string_view message);
-  // The number added since the last MoveTo: compare before and after a check to tell whether
-  // it found anything.
-  size_t size() const { return problems_.size(); }
-  bool empty() const { return problems_.empty(); }
-  // Appends "FILE:LINE:COL: message" for each problem to `out`, in position order (checks that
-  // run after a mapping's fields, such as missing keys, report at the mapping, before the
-  // fields' own problems), and forgets them. Problems at the same position keep their order.
+  // The number added since the last MoveTo, dropped ones included: compare before and after a
+  // check to tell whether it found anything.
+  size_t size() const { return added_; }
+  bool empty() const { return added_ == 0; }
+  // The number added since the last MoveTo beyond `max_kept`: counted, not kept.
+  size_t dropped() const { return added_ - problems_.size(); }
+  // Appends "FILE:LINE:COL: message" for each kept problem to `out`, in position order (checks
+  // that run after a mapping's fields, such as missing keys, report at the mapping, before the
+  // fields' own problems), and forgets them all, dropped ones included. Problems at the same
+  // position keep their order.
   void MoveTo(std::vector<std::string>* out);
 
  private:
@@ -67,8 +77,15 @@ class Problems {
     std::string text;
   };
   std::string file_;
+  size_t max_kept_;
+  size_t added_ = 0;
   std::vector<Entry> problems_;
 };
+
+// `text` cut to at most `max_bytes` bytes (on a UTF-8 character boundary) followed by
+// "… (N bytes)" naming its full length, or `text` itself when it fits. For messages and log
+// fields that may quote a hostile input.
+std::string Truncate(std::string_view text, size_t max_bytes);
 
 // Runs `fn`, turning a yaml-cpp exception (a syntax error, or a bad node met while walking) into
 // a problem at its mark, and any other exception into "cannot load: what" at 1:1. Returns false

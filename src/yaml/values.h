@@ -24,4 +24,11 @@ absl::StatusOr<int64_t> ParseRfc3339(std::string_view text);
 // A decimal integer: optional '-', digits only (no '+', spaces, "0x", "1e3", "1_000").
 absl::StatusOr<int64_t> ParseInteger(std::string_view text);
 
+// Whether `text` is well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code points
+// past U+10FFFF). yaml-cpp passes the bytes of a UTF-8 file through unchecked.
+bool IsValidUtf8(std::string_view text);
+
+// Whether `text` has a C0 control character (U+0000 to U+001F, NUL included) or DEL (U+007F).
+bool HasControlCharacter(std::string_view text);
+
 }  // namespace sluice::yaml

@@ -7,6 +7,7 @@ given), `ok` on stdout when everything is valid.
 import os
 import re
 import tempfile
+import time
 import unittest
 
 from sluice_server import run_cli
@@ -287,6 +288,65 @@ descriptors:
         res = run_cli("validate", "--help")
         self.assertEqual(res.returncode, 0, res)
         self.assertIn("validate", res.stdout + res.stderr)
+
+
+def alias_bomb():
+    """Issue 10's "billion laughs" domain file: 7 levels of 10 aliases, 10^7 nodes expanded."""
+    lines = ["domain: bomb", "a: &a [x,x,x,x,x,x,x,x,x,x]"]
+    for prev, level in zip("abcdef", "bcdefg"):
+        lines.append(f"{level}: &{level} [" + ",".join([f"*{prev}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+class HostileFilesTest(CliTestCase):
+    """Issue 10: files made to hurt get a short, precise answer, quickly."""
+
+    def test_alias_bomb_is_one_problem_in_a_moment(self):
+        path = self.write("bomb.yaml", alias_bomb())
+        start = time.monotonic()
+        res = self.assertInvalid(path)
+        self.assertLess(time.monotonic() - start, 10)
+        problems = self.problems(res)
+        self.assertEqual(len(problems), 1, res)
+        self.assertProblemAt(problems, "bomb.yaml", 7, 29, "more than 1000000 nodes", "aliases")
+
+    def test_deep_nesting_says_what_and_where(self):
+        depth = 300
+        text = "domain: d\ndescriptors: " + "[{key: k, descriptors: " * depth + "[]" + \
+            "}]" * depth + "\n"
+        path = self.write("deep.yaml", text)
+        problems = self.problems(self.assertInvalid(path))
+        self.assertEqual(len(problems), 1, problems)
+        self.assertProblemAt(problems, "deep.yaml", 2, 728, "nesting deeper than 64 levels")
+
+    def test_oversized_file_is_refused_unread(self):
+        size = 17 * 1024 * 1024
+        with open("big.yaml", "w") as f:
+            f.write("rules:\n" + "#" * (size - 8) + "\n")
+        res = self.assertInvalid("big.yaml")
+        self.assertEqual(res.stderr, f"big.yaml: too large ({size} bytes, at most 16777216)\n",
+                         res)
+
+    def test_problems_are_capped(self):
+        rules = "".join(f"  - {{id: r{i}, limit: 0, window: 1s}}\n" for i in range(5000))
+        path = self.write("many.yaml", "rules:\n" + rules)
+        res = self.assertInvalid(path)
+        lines = res.stderr.splitlines()
+        self.assertEqual(len(lines), 101, res.stderr[-2000:])
+        self.assertEqual(lines[-1], "\u2026 and 4900 more problems (only the first 100 are listed)")
+        for line in lines[:-1]:
+            self.assertRegex(line, PROBLEM_RE)
+
+    def test_control_characters_and_invalid_utf8_in_ids(self):
+        # Both validated "ok", then went into JSON answers, logs and metric labels.
+        with open("nul.yaml", "wb") as f:
+            f.write(b'rules:\n  - {id: "nul\\0id", limit: 1, window: 1s}\n')
+        with open("utf8.yaml", "wb") as f:
+            f.write(b'rules:\n  - {id: caf\xc3\xa9\xff, limit: 1, window: 1s}\n')
+        problems = self.problems(self.assertInvalid("nul.yaml", "utf8.yaml"))
+        self.assertProblemAt(problems, "nul.yaml", 2, 10, "'id' must not contain control")
+        self.assertProblemAt(problems, "utf8.yaml", 2, 10, "invalid UTF-8")
+        self.assertEqual(len(problems), 2, problems)
 
 
 class VersionAndHelpTest(CliTestCase):

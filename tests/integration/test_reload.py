@@ -7,6 +7,7 @@ probes use `cost: 0`, which reads a counter without charging it.
 """
 
 import os
+import resource
 import signal
 import unittest
 
@@ -34,9 +35,28 @@ rules:
 """
 
 
+# Debug logs: the `rules_unchanged` event says that the watcher looked and found nothing new.
+DEBUG_CONFIG = "log:\n  level: debug\n"
+
+
+def many_rules(prefix, n):
+    return "rules:\n" + "".join(
+        f"  - {{id: {prefix}{i}, match: {{endpoint: /m}}, key: [user_id], limit: 5, window: 1h}}\n"
+        for i in range(n))
+
+
+def alias_bomb():
+    """Issue 10's "billion laughs": 7 levels of 10 aliases, 10^7 nodes once expanded."""
+    lines = ["domain: bomb", "a: &a [x,x,x,x,x,x,x,x,x,x]"]
+    for prev, level in zip("abcdef", "bcdefg"):
+        lines.append(f"{level}: &{level} [" + ",".join([f"*{prev}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
 class ReloadTestCase(unittest.TestCase):
-    def start(self, files=None, rules=None, before_start=None):
-        self.server = SluiceServer(files=files, rules=rules, before_start=before_start)
+    def start(self, files=None, rules=None, before_start=None, config=None):
+        self.server = SluiceServer(files=files, rules=rules, before_start=before_start,
+                                   config=config)
         self.server.start()
         # SIGTERM at the end, and the exit code must be 0.
         self.addCleanup(self.server.stop)
@@ -238,6 +258,82 @@ class SighupTest(ReloadTestCase):
         self.wait_for_reloads("success", 1)
         self.assertEqual(self.version(), 2)
         self.assertIsNone(self.probe())
+
+
+class HostileReloadTest(ReloadTestCase):
+    """Issue 10: what a reload does with files made to hurt, or with a watcher in trouble."""
+
+    def test_alias_bomb_fails_fast_and_logs_little(self):
+        # It used to peak at 6.9 GB and log one 977 MB line.
+        self.start({"rules.yaml": rules_text("good", 2)}, ["rules.yaml"])
+        self.server.write_atomic("rules.yaml", alias_bomb())
+        self.wait_for_reloads("failure", 1)
+        self.assertEqual(self.probe(), ("good", 2))
+        self.assertEqual(self.version(), 1)
+        logs = self.server.logs_bytes()
+        self.assertIn(b"nodes once aliases are expanded", logs)
+        self.assertLess(max(len(line) for line in logs.splitlines()), 5000)
+
+    def test_touched_or_rewritten_alike_files_are_no_new_version(self):
+        self.start({"rules.yaml": rules_text("r", 3), "sluice.yaml": DEBUG_CONFIG},
+                   ["rules.yaml"], config="sluice.yaml")
+        path = self.server.path("rules.yaml")
+        st = os.stat(path)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        poll(lambda: b'"rules_unchanged"' in self.server.logs_bytes(),
+             message="the watcher's look at the touched file")
+        self.server.write_atomic("rules.yaml", rules_text("r", 3))
+        poll(lambda: self.server.logs_bytes().count(b'"rules_unchanged"') >= 2,
+             message="the watcher's look at the rewritten file")
+        self.assertEqual(self.version(), 1)
+        self.assertEqual(self.reloads("success"), 0)
+        # A real change still is one.
+        self.server.write_atomic("rules.yaml", rules_text("r", 4))
+        self.wait_for_rule(("r", 4))
+        self.assertEqual(self.version(), 2)
+        self.assertEqual(self.reloads("success"), 1)
+        self.assertEqual(self.reloads("failure"), 0)
+
+    def test_running_out_of_descriptors_is_no_change(self):
+        # The watcher cannot list the folder while the server has no descriptor to spare. That
+        # used to read as a change (a failed reload), and the recovery as another (a new version
+        # of the same files).
+        self.start({"rules/a.yaml": rules_text("r", 3)}, ["rules"])
+        pid = self.server.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (3, hard))  # 0, 1, 2 are taken
+        try:
+            poll(lambda: b'"rules_watch_failed"' in self.server.logs_bytes(),
+                 message="the watcher to fail to list the folder")
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        self.assertIn(b"Too many open files", self.server.logs_bytes())
+        # The first change after: one reload, one new version.
+        self.server.write_atomic("rules/a.yaml", rules_text("r", 4))
+        self.wait_for_rule(("r", 4))
+        self.assertEqual(self.version(), 2)
+        self.assertEqual(self.reloads("success"), 1)
+        self.assertEqual(self.reloads("failure"), 0)
+
+    def series(self):
+        m = self.server.metrics()
+        return [dict(labels) for name, labels in m.samples if name == "sluice_requests_total"]
+
+    def test_metrics_keep_no_series_of_removed_rules_and_stay_bounded(self):
+        # 1500 rules: the first 1000 have series of their own, the others share "_other".
+        self.start({"rules.yaml": many_rules("v0-", 1500)}, ["rules.yaml"])
+        for version in range(1, 4):
+            self.server.write_atomic("rules.yaml", many_rules(f"v{version}-", 1500))
+            poll(lambda: self.version() == version + 1, message=f"version {version + 1}")
+        ids = {labels["rule_id"] for labels in self.series()}
+        self.assertEqual(ids, {f"v3-{i}" for i in range(1000)} | {"_other", "deny_list",
+                                                                   "allow_list"})
+        self.assertLess(len(self.server.get("/metrics").body), 300_000)
+        self.assertEqual(self.server.check(user_id=self.user, endpoint="/m").status, 200)
+        m = self.server.metrics()
+        self.assertEqual(m.value("sluice_requests_total", rule_id="v3-0", result="allowed"), 1)
+        self.assertEqual(m.value("sluice_requests_total", rule_id="_other", result="allowed"),
+                         500)
 
 
 if __name__ == "__main__":

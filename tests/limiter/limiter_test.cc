@@ -363,5 +363,135 @@ descriptors:
             after.substr(after.find(count), count.size() + 3));
 }
 
+// ---- Bounded metric series (issue 10) ----
+
+// A memory store whose answers wait until Release(): requests stay in flight, holding their
+// rules snapshot, across a reload.
+class HeldStore final : public Store {
+ public:
+  explicit HeldStore(const Clock& clock) : inner_(clock) {}
+  void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions,
+              Done done) override {
+    held_.push_back([this, items, decisions, done = std::move(done)]() mutable {
+      inner_.Charge(items, decisions, std::move(done));
+    });
+  }
+  std::string_view backend() const override { return "memory"; }
+  void Release() {
+    auto held = std::move(held_);
+    held_.clear();
+    for (auto& run : held) std::move(run)();
+  }
+
+ private:
+  MemoryStore inner_;
+  std::vector<absl::AnyInvocable<void() &&>> held_;
+};
+
+// `n` rules with ids PREFIX0..PREFIX(n-1).
+std::string RulesWithIds(const std::string& prefix, int n) {
+  std::string yaml = "rules:\n";
+  for (int i = 0; i < n; ++i) {
+    yaml += "  - {id: " + prefix + std::to_string(i) + ", key: [user_id], limit: 5, window: 1h}\n";
+  }
+  return yaml;
+}
+
+// Verifies that a reload drops the series of the rules it removed (they used to stay for ever:
+// 10 reloads of 2000 new ids left 100k lines), and keeps those of the rules it kept.
+TEST_F(LimiterTest, ReloadDropsTheSeriesOfRemovedRules) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {});
+  const size_t lists = metrics_.request_series();  // deny_list and allow_list
+  for (int reload = 0; reload < 10; ++reload) {
+    limiter.SetRules(Rules(RulesWithIds("v" + std::to_string(reload) + "-", 200) +
+                           "  - {id: kept, key: [user_id], limit: 5, window: 1h}\n"));
+    EXPECT_EQ(metrics_.request_series(), lists + 3 * 201);
+  }
+  Check(limiter, "u");
+  limiter.SetRules(
+      Rules(RulesWithIds("last-", 1) + "  - {id: kept, key: [user_id], limit: 5, window: 1h}\n"));
+  const std::string text = metrics_.Render();
+  EXPECT_EQ(text.find("rule_id=\"v9-0\""), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(sluice_requests_total{result="allowed",rule_id="last-0"} 0)"),
+            std::string::npos);
+  // A kept rule keeps counting across the reload.
+  EXPECT_NE(text.find(R"(sluice_requests_total{result="allowed",rule_id="kept"} 1)"),
+            std::string::npos)
+      << text;
+}
+
+// Verifies that a request in flight on the old rules keeps its series until it is done: its
+// result is counted, and only then does the removed rule's series go.
+TEST_F(LimiterTest, RequestsInFlightKeepTheirSeries) {
+  HeldStore held(clock_);
+  Limiter limiter(held, clock_, metrics_, rejections_, {});
+  limiter.SetRules(Rules(RulesWithIds("old-", 1)));
+  CheckRequest request;
+  request.attributes.user_id = "u";
+  bool done = false;
+  limiter.Check(std::move(request), [&](CheckResult r) {
+    EXPECT_EQ(r.rule_id, "old-0");
+    done = true;
+  });
+  limiter.SetRules(Rules(RulesWithIds("new-", 1)));
+  EXPECT_NE(metrics_.Render().find(R"(rule_id="old-0")"), std::string::npos);
+  held.Release();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(metrics_.Render().find(R"(rule_id="old-0")"), std::string::npos);
+  EXPECT_NE(metrics_.Render().find(R"(rule_id="new-0")"), std::string::npos);
+}
+
+// Verifies the per-rule series limit: the first max_rule_series rules in file order have their
+// own; the others, enforced or shadow, count under rule_id="_other".
+TEST_F(LimiterTest, RulesPastTheSeriesLimitShareOther) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {.max_rule_series = 2});
+  limiter.SetRules(Rules(RulesWithIds("r", 4) +
+                         "  - {id: s, key: [user_id], limit: 1, window: 1h, mode: shadow}\n"));
+  for (int i = 0; i < 2; ++i) Check(limiter, "u");
+  const std::string text = metrics_.Render();
+  for (const char* present :
+       {R"(sluice_requests_total{result="allowed",rule_id="r0"} 2)",
+        R"(sluice_requests_total{result="allowed",rule_id="r1"} 2)",
+        R"(sluice_requests_total{result="allowed",rule_id="_other"} 5)",  // r2, r3 twice, s once
+        R"(sluice_requests_total{result="shadow_rejected",rule_id="_other"} 1)",
+        R"(sluice_requests_total{result="rejected",rule_id="_other"} 0)"}) {
+    EXPECT_NE(text.find(present), std::string::npos) << present << "\n" << text;
+  }
+  EXPECT_EQ(text.find(R"(rule_id="r2")"), std::string::npos) << text;
+  EXPECT_EQ(text.find(R"(rule_id="s")"), std::string::npos) << text;
+}
+
+// Verifies that Envoy metric keys are bounded: detailed_metric makes a key per request value,
+// and past max_descriptor_series (or for a value no label can hold) they share "_other"; a
+// reload drops them.
+TEST_F(LimiterTest, DescriptorMetricKeysAreBounded) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {.max_descriptor_series = 3});
+  limiter.SetRules(Rules(R"(
+domain: d
+descriptors:
+  - key: user
+    rate_limit: {unit: hour, requests_per_unit: 100}
+    detailed_metric: true
+)"));
+  auto check = [&](const std::string& value) {
+    DescriptorsRequest request{.domain = "d", .descriptors = {{.entries = {{"user", value}}}}};
+    limiter.CheckDescriptors(std::move(request), [](DescriptorsResult) {});
+  };
+  for (int i = 0; i < 100; ++i) check("u" + std::to_string(i));
+  check(std::string("nul\0zzq", 7));
+  check("u0");
+  const std::string text = metrics_.Render();
+  for (const char* present : {R"(sluice_requests_total{result="allowed",rule_id="d.user_u0"} 2)",
+                              R"(sluice_requests_total{result="allowed",rule_id="d.user_u2"} 1)",
+                              R"(sluice_requests_total{result="allowed",rule_id="_other"} 98)"}) {
+    EXPECT_NE(text.find(present), std::string::npos) << present << "\n" << text;
+  }
+  EXPECT_EQ(text.find(R"(rule_id="d.user_u3")"), std::string::npos) << text;
+  EXPECT_EQ(text.find("zzq"), std::string::npos) << text;
+  limiter.SetRules(Rules("rules: []\n"));
+  EXPECT_EQ(metrics_.Render().find(R"(rule_id="d.user_u0")"), std::string::npos);
+  EXPECT_EQ(metrics_.Render().find(R"(rule_id="_other")"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace sluice

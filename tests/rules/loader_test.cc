@@ -1,9 +1,13 @@
 // Loading and validation: every problem as "FILE:LINE:COL: message", all of them collected.
 #include "rules/loader.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -17,6 +21,7 @@ using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::SizeIs;
+using ::testing::StartsWith;
 
 // Writes `yaml` as `name` in `dir` and returns the problems of loading just that file, with the
 // folder stripped from each so that expectations read "f.yaml:LINE:COL: ...".
@@ -408,6 +413,214 @@ TEST(LoaderTest, OddInputsNeverThrow) {
     EXPECT_NO_THROW(problems = ProblemsOf(input)) << input;
     EXPECT_THAT(problems, Not(IsEmpty())) << input;
   }
+}
+
+// ---- Hostile input (issue 10) ----
+
+// The "billion laughs" of issue 10 as a domain file: seven levels of ten aliases, 10^7 nodes
+// once expanded, from a few hundred bytes.
+std::string AliasBomb() {
+  std::string text = "domain: bomb\na: &a [x,x,x,x,x,x,x,x,x,x]\n";
+  for (char level = 'b'; level <= 'g'; ++level) {
+    const std::string prev(1, static_cast<char>(level - 1));
+    text += std::string(1, level) + ": &" + level + " [";
+    for (int i = 0; i < 10; ++i) text += (i == 0 ? "*" : ",*") + prev;
+    text += "]\n";
+  }
+  return text;
+}
+
+// Verifies that an alias bomb is one problem, at the alias crossing the node limit, found in a
+// moment: it used to take 28 s and 2 GB and print 10^7 problems.
+TEST(LoaderHostileTest, AliasBombIsOneProblem) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<std::string> problems = ProblemsOf(AliasBomb());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_THAT(problems, ElementsAre("f.yaml:7:29: more than 1000000 nodes once aliases are "
+                                    "expanded (the limit per file)"));
+}
+
+// Verifies that a descriptor tree used inside itself, which yaml-cpp builds as a cycle (and
+// walking it overflowed the stack), is a problem at the alias.
+TEST(LoaderHostileTest, SelfReferencingDescriptorsAreRefused) {
+  EXPECT_THAT(ProblemsOf("domain: d\ndescriptors: &d\n  - key: k\n    descriptors: *d\n"),
+              ElementsAre("f.yaml:4:18: alias '*d' is used inside its own anchor's node: it "
+                          "would expand for ever"));
+}
+
+// Descriptors nested `levels` deep, in flow style on line 2: "[{key: k, descriptors: [...".
+std::string NestedDescriptors(int levels) {
+  std::string text = "domain: d\ndescriptors: ";
+  for (int i = 0; i < levels; ++i) text += "[{key: k, descriptors: ";
+  text += "[]";
+  for (int i = 0; i < levels; ++i) text += "}]";
+  return text + "\n";
+}
+
+// Verifies that deep nesting says what is wrong and where (it used to be yaml-cpp's "bad file"),
+// and that a deep but sane tree loads.
+TEST(LoaderHostileTest, DeepNestingSaysWhereAndWhy) {
+  // The root mapping is level 1, the k-th '[' level 2k and its '{' level 2k+1: level 65 is the
+  // 32nd '{', at column 14 + 31 * 23 + 1.
+  EXPECT_THAT(ProblemsOf(NestedDescriptors(300)),
+              ElementsAre("f.yaml:2:728: nesting deeper than 64 levels"));
+  EXPECT_THAT(ProblemsOf(NestedDescriptors(31)), IsEmpty());
+}
+
+// Verifies the size limit per file: "FILE: too large (N bytes, at most M)", the other files
+// still checked.
+TEST(LoaderHostileTest, FileTooLarge) {
+  TempDir dir;
+  const std::string big = dir.Write("big.yaml", "rules:\n" + std::string(200, '#') + "\n");
+  const std::string bad = dir.Write("bad.yaml", "rules:\n  - {id: a}\n");
+  const LoadResult result = LoadRules({big, bad}, {.max_file_bytes = 100});
+  EXPECT_THAT(result.problems, ElementsAre(big + ": too large (208 bytes, at most 100)",
+                                           bad + ":2:5: rule is missing required key 'limit'",
+                                           bad + ":2:5: rule is missing required key 'window'"));
+}
+
+// Verifies that at most max_problems problems are listed, across files, and the rest counted
+// in one last line.
+TEST(LoaderHostileTest, ProblemsAreCappedAndCounted) {
+  TempDir dir;
+  // 300 rules with one problem each.
+  auto bad = [](const std::string& prefix) {
+    std::string yaml = "rules:\n";
+    for (int i = 0; i < 300; ++i) {
+      yaml += "  - {id: " + prefix + std::to_string(i) + ", limit: 0, window: 1s}\n";
+    }
+    return yaml;
+  };
+  const std::string first = dir.Write("1.yaml", bad("r"));
+  const LoadResult one = LoadRules({first});
+  ASSERT_THAT(one.problems, SizeIs(101));
+  EXPECT_EQ(one.problems[0], first + ":2:21: 'limit' must be at least 1, got 0");
+  EXPECT_EQ(one.problems[99], first + ":101:22: 'limit' must be at least 1, got 0");
+  EXPECT_EQ(one.problems[100], "\u2026 and 200 more problems (only the first 100 are listed)");
+  const std::string second = dir.Write("2.yaml", bad("s"));
+  const LoadResult two = LoadRules({first, second}, {.max_problems = 350});
+  ASSERT_THAT(two.problems, SizeIs(351));
+  EXPECT_THAT(two.problems[299], StartsWith(first + ":"));
+  EXPECT_THAT(two.problems[349], StartsWith(second + ":51:"));
+  EXPECT_EQ(two.problems[350], "\u2026 and 250 more problems (only the first 350 are listed)");
+  EXPECT_EQ(two.rule_set, nullptr);
+  // As a reload reports it: the same lines.
+  absl::StatusOr<std::shared_ptr<const RuleSet>> status = LoadRuleSet({first});
+  EXPECT_EQ(std::count(status.status().message().begin(), status.status().message().end(), '\n'),
+            100);
+}
+
+// Verifies the limits on rules (rules and descriptors together) and list entries across files:
+// one problem at the first one past the limit.
+TEST(LoaderHostileTest, TooManyRulesAndListEntries) {
+  TempDir dir;
+  const std::string rules = dir.Write("1.yaml", R"(rules:
+  - {id: a, limit: 1, window: 1s}
+  - {id: b, limit: 1, window: 1s}
+lists:
+  allow: [{user_id: x}, {user_id: y}]
+  deny: [{user_id: z}]
+)");
+  const std::string domain = dir.Write("2.yaml", R"(domain: d
+descriptors:
+  - key: k
+    rate_limit: {unit: second, requests_per_unit: 1}
+    descriptors:
+      - {key: k2, rate_limit: {unit: second, requests_per_unit: 1}}
+      - {key: k3, rate_limit: {unit: second, requests_per_unit: 1}}
+)");
+  EXPECT_THAT(LoadRules({rules, domain}, {.max_rules = 4, .max_list_entries = 2}).problems,
+              ElementsAre(rules + ":6:10: too many list entries: at most 2 per server, allow and "
+                                  "deny of all files together",
+                          domain + ":7:9: too many rules: at most 4 per server, rules and Envoy "
+                                   "descriptors of all files together"));
+  EXPECT_THAT(LoadRules({rules, domain}, {.max_rules = 5, .max_list_entries = 3}).problems,
+              IsEmpty());
+}
+
+// Verifies that names reaching metric labels, answers and logs refuse control characters (NUL
+// included), that every string must be UTF-8, and that the id "_other" is reserved.
+TEST(LoaderHostileTest, NamesMustBePrintableUtf8) {
+  EXPECT_THAT(ProblemsOf("rules:\n  - {id: \"a\\0b\", limit: 1, window: 1s}\n"
+                         "  - {id: \"tab\\there\", limit: 1, window: 1s}\n"
+                         "  - {id: _other, limit: 1, window: 1s}\n"),
+              ElementsAre("f.yaml:2:10: 'id' must not contain control characters (U+0000 to "
+                          "U+001F, U+007F)",
+                          "f.yaml:3:10: 'id' must not contain control characters (U+0000 to "
+                          "U+001F, U+007F)",
+                          "f.yaml:4:10: rule id '_other' is reserved (the metric series of rules "
+                          "without their own)"));
+  EXPECT_THAT(ProblemsOf("rules:\n  - {id: caf\xc3\xa9-\xff, limit: 1, window: 1s}\n"),
+              ElementsAre("f.yaml:2:10: invalid UTF-8 in a string (a YAML file must be UTF-8)"));
+  EXPECT_THAT(ProblemsOf(R"(domain: "d\n"
+descriptors:
+  - key: "k\0"
+    value: "v\x7f"
+    rate_limit: {unit: second, requests_per_unit: 1, name: "n\e"}
+)"),
+              ElementsAre("f.yaml:1:9: 'domain' must not contain control characters (U+0000 to "
+                          "U+001F, U+007F)"));
+  EXPECT_THAT(ProblemsOf(R"(domain: d
+descriptors:
+  - key: "k\0"
+    value: "v\x7f"
+    rate_limit: {unit: second, requests_per_unit: 1, name: "n\e"}
+)"),
+              ElementsAre("f.yaml:3:10: 'key' must not contain control characters (U+0000 to "
+                          "U+001F, U+007F)",
+                          "f.yaml:4:12: 'value' must not contain control characters (U+0000 to "
+                          "U+001F, U+007F)",
+                          "f.yaml:5:60: 'name' must not contain control characters (U+0000 to "
+                          "U+001F, U+007F)"));
+  // Printable Unicode is fine.
+  EXPECT_THAT(
+      ProblemsOf("rules:\n  - {id: \"caf\xc3\xa9 \xe2\x86\x92 1\", limit: 1, window: 1s}\n"),
+      IsEmpty());
+}
+
+// Verifies the digest: the same files with the same bytes give the same digest, rewritten or
+// not; any change of content or of file list gives another.
+TEST(LoaderHostileTest, DigestTellsUnchangedFiles) {
+  TempDir dir;
+  const std::string a = dir.Write("a.yaml", "rules:\n  - {id: a, limit: 1, window: 1s}\n");
+  const uint64_t before = LoadRules({a}).digest;
+  dir.Write("a.yaml", "rules:\n  - {id: a, limit: 1, window: 1s}\n");
+  EXPECT_EQ(LoadRules({a}).digest, before);
+  dir.Write("a.yaml", "rules:\n  - {id: a, limit: 2, window: 1s}\n");
+  EXPECT_NE(LoadRules({a}).digest, before);
+  dir.Write("a.yaml", "rules:\n  - {id: a, limit: 1, window: 1s}\n");
+  const std::string b = dir.Write("b.yaml", "");
+  EXPECT_NE(LoadRules({a, b}).digest, LoadRules({a}).digest);
+}
+
+// Verifies that a folder that cannot be listed for want of file descriptors is reported as a
+// transient failure (so that the watcher does not take it for a change), and a missing one not.
+TEST(LoaderHostileTest, ExpandRulePathsTellsTransientFailures) {
+  TempDir dir;
+  dir.Write("r/a.yaml", "rules: []\n");
+  const std::string folder = dir.path() + "/r";
+  std::vector<std::string> problems;
+  bool transient = true;
+  ExpandRulePaths({folder, dir.path() + "/missing"}, &problems, &transient);
+  EXPECT_FALSE(transient);
+  EXPECT_THAT(problems,
+              ElementsAre(dir.path() + "/missing: cannot read: No such file or directory"));
+
+  // Every descriptor number from here on refused: opening the folder fails with EMFILE.
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int lowest_free = open("/dev/null", O_RDONLY);
+  ASSERT_GE(lowest_free, 0);
+  close(lowest_free);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  problems.clear();
+  const std::vector<std::string> files = ExpandRulePaths({folder}, &problems, &transient);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_TRUE(transient);
+  EXPECT_THAT(files, IsEmpty());
+  EXPECT_THAT(problems, ElementsAre(folder + ": cannot read: Too many open files"));
 }
 
 }  // namespace

@@ -73,6 +73,41 @@ TEST(YamlProblemsTest, SortedByPosition) {
   EXPECT_TRUE(p.empty());
 }
 
+// Verifies the cap on kept problems: the first ones added are kept, the others counted; size()
+// counts both, and MoveTo forgets both.
+TEST(YamlProblemsTest, KeepsAtMostMaxKept) {
+  Problems p("f.yaml", 2);
+  p.Add({3, 1}, "c");
+  p.Add({1, 1}, "a");
+  p.Add({2, 1}, "b");
+  p.Add({4, 1}, "d");
+  EXPECT_EQ(p.size(), 4u);
+  EXPECT_EQ(p.dropped(), 2u);
+  std::vector<std::string> out;
+  p.MoveTo(&out);
+  EXPECT_THAT(out, ElementsAre("f.yaml:1:1: a", "f.yaml:3:1: c"));
+  EXPECT_EQ(p.size(), 0u);
+  EXPECT_EQ(p.dropped(), 0u);
+}
+
+// Verifies that a message quoting a huge input is cut, on a character boundary, with a marker
+// giving its length.
+TEST(YamlProblemsTest, LongMessagesAreCut) {
+  Problems p("f.yaml");
+  p.Add({1, 1}, "unknown key '" + std::string(100000, 'k') + "' in rule");
+  std::vector<std::string> out;
+  p.MoveTo(&out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_LT(out[0].size(), 1100u);
+  EXPECT_TRUE(out[0].ends_with("kkk\u2026 (100022 bytes)")) << out[0].substr(1000);
+  // 3-byte characters: the cut never splits one.
+  std::string dots;
+  for (int i = 0; i < 1000; ++i) dots += "\u2026";
+  const std::string cut = Truncate(dots, 1024);
+  EXPECT_EQ(cut, dots.substr(0, 1023) + "\u2026 (3000 bytes)");
+  EXPECT_EQ(Truncate("short", 1024), "short");
+}
+
 // Verifies that syntax errors and yaml-cpp exceptions become one problem at their mark.
 TEST(YamlProblemsTest, GuardTurnsExceptionsIntoProblems) {
   EXPECT_THAT(ProblemsOf("a: [1\n", [](const YAML::Node&, Reader&) {}),

@@ -69,5 +69,29 @@ TEST(ParseIntegerTest, Strict) {
   }
 }
 
+// Verifies the UTF-8 check: what RFC 3629 allows, and overlong forms, surrogates, code points
+// past U+10FFFF, stray continuation bytes and cut sequences refused.
+TEST(Utf8Test, WellFormedOnly) {
+  for (std::string_view good : {"", "plain", "\xc3\xa9", "\xe2\x80\xa6", "\xf0\x9f\x98\x80",
+                                "\xef\xbf\xbd", "\xf4\x8f\xbf\xbf"}) {
+    EXPECT_TRUE(IsValidUtf8(good)) << good;
+  }
+  EXPECT_TRUE(IsValidUtf8(std::string_view("a\0b", 3)));  // NUL is UTF-8; names refuse it
+  for (std::string_view bad :
+       {"\xff", "\x80", "\xc0\xaf", "\xc1\xbf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80", "\xc3", "\xe2\x80", "a\xf0\x9f\x98", "\xc3\x28"}) {
+    EXPECT_FALSE(IsValidUtf8(bad)) << bad;
+  }
+}
+
+// Verifies the control characters: C0 (NUL included) and DEL, not the rest.
+TEST(Utf8Test, ControlCharacters) {
+  EXPECT_TRUE(HasControlCharacter(std::string_view("a\0b", 3)));
+  EXPECT_TRUE(HasControlCharacter("tab\there"));
+  EXPECT_TRUE(HasControlCharacter("line\n"));
+  EXPECT_TRUE(HasControlCharacter("del\x7f"));
+  EXPECT_FALSE(HasControlCharacter("plain-id_1.2 with spaces \xc3\xa9"));
+}
+
 }  // namespace
 }  // namespace sluice::yaml
