@@ -16,12 +16,12 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "yaml/cat.h"
+#include "base/strings.h"
 #include "yaml/values.h"
 
 namespace sluice::yaml {
 
-using internal::Cat;
+using ::sluice::Cat;
 
 namespace {
 
