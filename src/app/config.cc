@@ -229,28 +229,26 @@ void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml:
                       }},
                      {"grpc",
                       [&](const yaml::Field& g) {
-                        r.Section(
-                            g,
-                            {
-                                {"max_concurrent_streams",
-                                 [&](const yaml::Field& v) {
-                                   limits.grpc_max_concurrent_streams =
-                                       r.Integer(v, 1, 100'000)
-                                           .value_or(limits.grpc_max_concurrent_streams);
-                                 }},
-                                {"max_connection_idle",
-                                 [&](const yaml::Field& v) {
-                                   limits.grpc_max_connection_idle =
-                                       r.Duration(v, kMaxMillisUs, "24d")
-                                           .value_or(limits.grpc_max_connection_idle);
-                                 }},
-                                {"max_connection_age",
-                                 [&](const yaml::Field& v) {
-                                   limits.grpc_max_connection_age =
-                                       r.Duration(v, kMaxMillisUs, "24d")
-                                           .value_or(limits.grpc_max_connection_age);
-                                 }},
-                            });
+                        r.Section(g, {
+                                         {"max_concurrent_streams",
+                                          [&](const yaml::Field& v) {
+                                            limits.grpc_max_concurrent_streams =
+                                                r.Integer(v, 1, 100'000)
+                                                    .value_or(limits.grpc_max_concurrent_streams);
+                                          }},
+                                         {"max_connection_idle",
+                                          [&](const yaml::Field& v) {
+                                            limits.grpc_max_connection_idle =
+                                                r.Duration(v, kMaxMillisUs, "24d")
+                                                    .value_or(limits.grpc_max_connection_idle);
+                                          }},
+                                         {"max_connection_age",
+                                          [&](const yaml::Field& v) {
+                                            limits.grpc_max_connection_age =
+                                                r.Duration(v, kMaxMillisUs, "24d")
+                                                    .value_or(limits.grpc_max_connection_age);
+                                          }},
+                                     });
                       }},
                  });
            }},

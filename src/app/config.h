@@ -64,8 +64,8 @@ struct ServerConfig {
 // keys included); the returned config is meaningful only when none were added.
 ServerConfig LoadServerConfig(const std::string& path, std::vector<std::string>* problems);
 
-// Whether the YAML file at `path` looks like a server config (top-level listen/store/log/limits, or a
-// `rules:` mapping) rather than a rules file. False when it cannot be read or parsed.
+// Whether the YAML file at `path` looks like a server config (top-level listen/store/log/limits, or
+// a `rules:` mapping) rather than a rules file. False when it cannot be read or parsed.
 bool LooksLikeServerConfig(const std::string& path);
 
 // Splits "host:port" ("[::1]:8080" for IPv6). False when malformed.

@@ -1272,7 +1272,8 @@ TEST(GrpcWireTest, InvalidUtf8IsLoggedAsJsonAndThrottled) {
   ASSERT_TRUE(server.Start());
   ::grpc::GenericStub stub(OwnChannel(server.grpc_target()));
   // domain = "\xff\xfe" (field 1, 2 bytes), one descriptor entry.
-  const std::string descriptor = Req("x", {D({{"hits", "utf8"}})}).descriptors(0).SerializeAsString();
+  const std::string descriptor =
+      Req("x", {D({{"hits", "utf8"}})}).descriptors(0).SerializeAsString();
   const std::string request = std::string("\x0a\x02\xff\xfe", 4) + "\x12" +
                               static_cast<char>(descriptor.size()) + descriptor;
   constexpr int kCalls = 200;

@@ -216,13 +216,13 @@ bool Listener::Admit(int fd, const sockaddr* peer) {
     close(fd);  // over a cap: refused at once rather than queued
     if (verdict.log) {
       const bool per_address = verdict.refusal == net::ConnectionCaps::Refusal::kPerAddress;
-      obs::LogEvent(spdlog::level::warn, "connection_refused",
-                    {{"listener", "grpc"},
-                     {"address", address},
-                     {"cap", per_address ? "max_connections_per_address" : "max_connections"},
-                     {"limit", per_address ? options_.caps.max_per_address
-                                           : options_.caps.max_connections},
-                     {"suppressed", verdict.suppressed}});
+      obs::LogEvent(
+          spdlog::level::warn, "connection_refused",
+          {{"listener", "grpc"},
+           {"address", address},
+           {"cap", per_address ? "max_connections_per_address" : "max_connections"},
+           {"limit", per_address ? options_.caps.max_per_address : options_.caps.max_connections},
+           {"suppressed", verdict.suppressed}});
     }
     return true;
   }

@@ -83,9 +83,9 @@ class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
       } else {
         envoy_api::ToProto(result, &response_);
         bool own_buffer = false;
-        ::grpc::Status serialized = ::grpc::GenericSerialize<::grpc::ProtoBufferWriter,
-                                                             rls::RateLimitResponse>(
-            response_, &buffer_, &own_buffer);
+        ::grpc::Status serialized =
+            ::grpc::GenericSerialize<::grpc::ProtoBufferWriter, rls::RateLimitResponse>(
+                response_, &buffer_, &own_buffer);
         if (serialized.ok()) {
           StartWriteAndFinish(&buffer_, ::grpc::WriteOptions(), ::grpc::Status::OK);
         } else {

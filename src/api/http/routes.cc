@@ -130,7 +130,7 @@ void Routes::Health(Request& request, Respond respond, bool envoy_style) {
       }
     }
     json body = {
-        {"status", !probe.can_decide                 ? "unhealthy"
+        {"status", !probe.can_decide              ? "unhealthy"
                    : probe.store_up && !exhausted ? "healthy"
                                                   : "degraded"},
         {"version", info_.version},

@@ -185,9 +185,9 @@ HttpServer::HttpServer(ServerOptions options, Handler handler, ErrorRenderer err
   state_->options = std::move(options);
   state_->handler = std::move(handler);
   state_->errors = std::move(errors);
-  state_->caps = net::ConnectionCaps::Create(
-      {.max_connections = state_->options.max_connections,
-       .max_per_address = state_->options.max_connections_per_address});
+  state_->caps =
+      net::ConnectionCaps::Create({.max_connections = state_->options.max_connections,
+                                   .max_per_address = state_->options.max_connections_per_address});
 }
 
 HttpServer::~HttpServer() { Stop(std::chrono::milliseconds(0)); }
