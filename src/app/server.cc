@@ -60,8 +60,8 @@ void LogFromProtobuf(google::protobuf::LogLevel level, const char* file, int lin
 }
 
 // The whole stop, CONTRACT §1.
-constexpr auto kStopGrace = std::chrono::seconds(4);             // for requests in flight
-constexpr auto kStopDeadline = std::chrono::milliseconds(4500);  // gRPC's, cancelling included
+constexpr auto kStopGrace = std::chrono::seconds(3);             // for requests in flight
+constexpr auto kStopDeadline = std::chrono::milliseconds(4000);  // gRPC's, cancelling included
 
 }  // namespace
 

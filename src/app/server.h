@@ -46,7 +46,7 @@ class Server {
 
   // Stops everything, in this order (the one place it is written down):
   //  1. the listeners: stop accepting, finish what is in flight (HTTP and gRPC drain at once,
-  //     4 s of grace, then what is left is cancelled). Should cancelling take gRPC past 4.5 s
+  //     3 s of grace, then what is left is cancelled). Should cancelling take gRPC past 4 s
   //     (thousands of open streams), the process exits there and then, with status 0 after
   //     logging `stopped`: CONTRACT §1 gives a stop 5 s;
   //  2. the rules watcher: no reload can start after this, one in progress finishes first;
