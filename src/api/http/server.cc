@@ -239,10 +239,10 @@ void HttpServer::Accept() {
           obs::LogEvent(spdlog::level::info, "accept_resumed", {{"listener", "http"}});
         }
         const tcp::endpoint peer = socket.remote_endpoint(ec);
-        net::ConnectionCaps::Verdict verdict =
-            state->caps->TryAcquire(ec ? std::string() : net::AddressKey(peer.data()));
+        const std::string address = ec ? std::string() : net::AddressKey(peer.data());
+        net::ConnectionCaps::Verdict verdict = state->caps->TryAcquire(address);
         if (!verdict.slot) {
-          Refuse(peer, verdict);
+          Refuse(address, verdict);
           beast::error_code ignored;
           socket.close(ignored);  // over a cap: refused at once rather than queued
         } else {
@@ -253,12 +253,12 @@ void HttpServer::Accept() {
       });
 }
 
-void HttpServer::Refuse(const tcp::endpoint& peer, const net::ConnectionCaps::Verdict& why) {
+void HttpServer::Refuse(const std::string& address, const net::ConnectionCaps::Verdict& why) {
   if (!why.log) return;
   const bool per_address = why.refusal == net::ConnectionCaps::Refusal::kPerAddress;
   obs::LogEvent(spdlog::level::warn, "connection_refused",
                 {{"listener", "http"},
-                 {"address", peer.address().to_string()},
+                 {"address", address},
                  {"cap", per_address ? "max_connections_per_address" : "max_connections"},
                  {"limit", per_address ? state_->options.max_connections_per_address
                                        : state_->options.max_connections},

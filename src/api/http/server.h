@@ -81,7 +81,8 @@ class HttpServer {
   // while errors last), so that running out of file descriptors does not spin a core.
   void AcceptLater(const boost::system::error_code& error);
   // Logs a connection refused over a cap (at most one a second; the rest are counted).
-  void Refuse(const boost::asio::ip::tcp::endpoint& peer, const net::ConnectionCaps::Verdict& why);
+  // `address`: the client's, as net::AddressKey writes it.
+  void Refuse(const std::string& address, const net::ConnectionCaps::Verdict& why);
 
   std::shared_ptr<State> state_;
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
