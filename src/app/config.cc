@@ -209,6 +209,49 @@ void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml:
                  });
              CheckTopology(r, at, store);
            }},
+          {"limits",
+           [&](const yaml::Field& f) {
+             LimitsConfig& limits = config.limits;
+             // gRPC takes milliseconds as an int: at most 2^31 - 1 ms.
+             constexpr int64_t kMaxMillisUs = int64_t{24} * 24 * 3600 * kMicrosPerSecond;
+             r.Section(
+                 f,
+                 {
+                     {"max_connections",
+                      [&](const yaml::Field& v) {
+                        limits.max_connections =
+                            r.Integer(v, 1, 1'000'000).value_or(limits.max_connections);
+                      }},
+                     {"max_connections_per_address",
+                      [&](const yaml::Field& v) {
+                        limits.max_connections_per_address =
+                            r.Integer(v, 0, 1'000'000).value_or(limits.max_connections_per_address);
+                      }},
+                     {"grpc",
+                      [&](const yaml::Field& g) {
+                        r.Section(g, {
+                                         {"max_concurrent_streams",
+                                          [&](const yaml::Field& v) {
+                                            limits.grpc_max_concurrent_streams =
+                                                r.Integer(v, 1, 100'000)
+                                                    .value_or(limits.grpc_max_concurrent_streams);
+                                          }},
+                                         {"max_connection_idle",
+                                          [&](const yaml::Field& v) {
+                                            limits.grpc_max_connection_idle =
+                                                r.Duration(v, kMaxMillisUs, "24d")
+                                                    .value_or(limits.grpc_max_connection_idle);
+                                          }},
+                                         {"max_connection_age",
+                                          [&](const yaml::Field& v) {
+                                            limits.grpc_max_connection_age =
+                                                r.Duration(v, kMaxMillisUs, "24d")
+                                                    .value_or(limits.grpc_max_connection_age);
+                                          }},
+                                     });
+                      }},
+                 });
+           }},
           {"rules",
            [&](const yaml::Field& f) {
              r.Section(
@@ -265,7 +308,7 @@ bool LooksLikeServerConfig(const std::string& path) {
   try {
     YAML::Node root = YAML::LoadFile(path);
     if (!root.IsMap()) return false;
-    if (root["listen"] || root["store"] || root["log"]) return true;
+    if (root["listen"] || root["store"] || root["log"] || root["limits"]) return true;
     return root["rules"] && root["rules"].IsMap();
   } catch (const YAML::Exception&) {
     return false;

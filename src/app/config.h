@@ -36,10 +36,25 @@ struct StoreConfig {
   double fallback_share = 1.0;
 };
 
+// Resource limits of the listeners: what one client may take (docs/configuration.md, "Limits").
+struct LimitsConfig {
+  // Connections open at once on each listener (HTTP, gRPC), in all and from one client address
+  // (0: no cap per address).
+  int64_t max_connections = 10'000;
+  int64_t max_connections_per_address = 1'000;
+  // gRPC: calls open at once on one connection; a connection with no call for
+  // `grpc_max_connection_idle` is closed; one older than `grpc_max_connection_age` is asked to
+  // go (GOAWAY) and closed 30 s later.
+  int64_t grpc_max_concurrent_streams = 100;
+  Micros grpc_max_connection_idle = 5 * 60 * kMicrosPerSecond;
+  Micros grpc_max_connection_age = 60 * 60 * kMicrosPerSecond;
+};
+
 struct ServerConfig {
   std::string http = "127.0.0.1:8080";  // "" disables the listener
   std::string grpc = "127.0.0.1:8081";  // "" disables it
   StoreConfig store;
+  LimitsConfig limits;
   std::vector<std::string> rule_paths;  // resolved against the config file's folder
   std::string log_level = "info";       // trace | debug | info | warn | error
   std::string log_format = "json";      // json | text
@@ -49,8 +64,8 @@ struct ServerConfig {
 // keys included); the returned config is meaningful only when none were added.
 ServerConfig LoadServerConfig(const std::string& path, std::vector<std::string>* problems);
 
-// Whether the YAML file at `path` looks like a server config (top-level listen/store/log, or a
-// `rules:` mapping) rather than a rules file. False when it cannot be read or parsed.
+// Whether the YAML file at `path` looks like a server config (top-level listen/store/log/limits, or
+// a `rules:` mapping) rather than a rules file. False when it cannot be read or parsed.
 bool LooksLikeServerConfig(const std::string& path);
 
 // Splits "host:port" ("[::1]:8080" for IPv6). False when malformed.

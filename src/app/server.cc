@@ -3,13 +3,17 @@
 #include <sys/resource.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_join.h"
 #include "app/store_factory.h"
 #include "app/version.h"
+#include "google/protobuf/stubs/logging.h"
+#include "obs/log_throttle.h"
 #include "rules/loader.h"
 #include "store/redis/redis_store.h"
 
@@ -40,6 +44,26 @@ void RaiseFileLimit() {
                 {{"soft", limit.rlim_cur}, {"raised_from", before}});
 }
 
+// libprotobuf's log lines (e.g. one per request carrying a string that is not UTF-8, which any
+// client can send) as events of ours, so that stderr stays one JSON object per line; at most 10
+// a second, the rest counted in the next line's `suppressed`.
+void LogFromProtobuf(google::protobuf::LogLevel level, const char* file, int line,
+                     const std::string& message) {
+  static obs::LogThrottle throttle(10);
+  uint64_t suppressed = 0;
+  if (!throttle.Admit(&suppressed)) return;
+  const level_enum ours = level >= google::protobuf::LOGLEVEL_FATAL     ? level_enum::critical
+                          : level >= google::protobuf::LOGLEVEL_ERROR   ? level_enum::err
+                          : level >= google::protobuf::LOGLEVEL_WARNING ? level_enum::warn
+                                                                        : level_enum::info;
+  obs::LogEvent(ours, "protobuf_log",
+                {{"message", message}, {"file", file}, {"line", line}, {"suppressed", suppressed}});
+}
+
+// The whole stop, CONTRACT §1.
+constexpr auto kStopGrace = std::chrono::seconds(3);             // for requests in flight
+constexpr auto kStopDeadline = std::chrono::milliseconds(4000);  // gRPC's, cancelling included
+
 }  // namespace
 
 Server::Server(ServerConfig config) : config_(std::move(config)) {}
@@ -65,7 +89,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
   s.envoy_json_ = std::make_unique<http::EnvoyJsonHandler>(*s.limiter_, s.metrics_);
   s.routes_ = std::make_unique<http::Routes>(
       *s.limiter_, s.metrics_,
-      http::Routes::Info{.version = kVersion, .started_at = s.clock_.NowMicros()},
+      http::Routes::Info{.version = kVersion,
+                         .started_at = s.clock_.NowMicros(),
+                         .listeners = [&s] { return s.ListenerStates(); }},
       s.envoy_json_.get());
   return server;
 }
@@ -74,6 +100,9 @@ Server::~Server() { Stop(); }
 
 absl::Status Server::Start() {
   RaiseFileLimit();
+  // Process-wide; once, before any request can make protobuf speak.
+  static std::once_flag protobuf_log_once;
+  std::call_once(protobuf_log_once, [] { google::protobuf::SetLogHandler(LogFromProtobuf); });
   // The watcher fingerprints the files before they load, so an edit made meanwhile is caught.
   watcher_ = std::make_unique<RulesWatcher>(
       config_.rule_paths, [this] { Reload("file_change", /*only_if_changed=*/true); });
@@ -93,6 +122,9 @@ absl::Status Server::Start() {
 
   if (!config_.http.empty()) {
     http::ServerOptions options;
+    options.max_connections = static_cast<size_t>(config_.limits.max_connections);
+    options.max_connections_per_address =
+        static_cast<size_t>(config_.limits.max_connections_per_address);
     if (!ParseHostPort(config_.http, &options.address, &options.port)) {
       return absl::InvalidArgumentError("invalid HTTP address '" + config_.http + "'");
     }
@@ -109,16 +141,29 @@ absl::Status Server::Start() {
       http_.reset();
       return s;
     }
+    http_started_.store(http_.get(), std::memory_order_release);
   }
   if (!config_.grpc.empty()) {
-    grpc_ = std::make_unique<grpc_api::GrpcServer>(grpc_api::ServerOptions{.address = config_.grpc},
-                                                   *limiter_);
+    const LimitsConfig& limits = config_.limits;
+    grpc_ = std::make_unique<grpc_api::GrpcServer>(
+        grpc_api::ServerOptions{
+            .address = config_.grpc,
+            .max_connections = static_cast<size_t>(limits.max_connections),
+            .max_connections_per_address = static_cast<size_t>(limits.max_connections_per_address),
+            .max_concurrent_streams = static_cast<int>(limits.grpc_max_concurrent_streams),
+            .max_connection_idle =
+                std::chrono::milliseconds(limits.grpc_max_connection_idle / kMicrosPerMilli),
+            .max_connection_age =
+                std::chrono::milliseconds(limits.grpc_max_connection_age / kMicrosPerMilli),
+        },
+        *limiter_);
     if (absl::Status s = grpc_->Start(); !s.ok()) {
       obs::LogEvent(level_enum::err, "listen_failed", {{"error", Text(s)}});
       grpc_.reset();
       Stop();
       return s;
     }
+    grpc_started_.store(grpc_.get(), std::memory_order_release);
   }
   if (!config_.rule_paths.empty()) watcher_->Start();
   sweeper_ = std::thread([this] { Sweep(); });
@@ -196,11 +241,20 @@ void Server::Stop() {
   if (stopped_) return;
   stopped_ = true;
   // 1. The listeners, both draining at once so that the whole stop stays within the 5 s.
-  std::thread grpc_stop([this] {
-    if (grpc_) grpc_->Stop(std::chrono::seconds(5));
+  bool grpc_drained = true;
+  std::thread grpc_stop([this, &grpc_drained] {
+    if (grpc_) grpc_drained = grpc_->Stop(kStopGrace, kStopDeadline);
   });
-  if (http_) http_->Stop(std::chrono::seconds(5));
+  if (http_) http_->Stop(kStopGrace);
   grpc_stop.join();
+  if (!grpc_drained) {
+    // gRPC is still cancelling streams on a thread of its own, and nothing may be destroyed
+    // under it: the stop ends here, within the contract's 5 s. What is lost is lost anyway with
+    // the process (the memory store's counters; Redis keeps its own).
+    obs::LogEvent(level_enum::info, "stopped", {{"forced", true}});
+    spdlog::shutdown();  // flushes
+    std::_Exit(0);
+  }
   // 2. The watcher: after it, nothing reloads (a reload reads the store and the limiter).
   if (watcher_) watcher_->Stop();
   // 3. The sweeper.
@@ -212,6 +266,17 @@ void Server::Stop() {
   if (sweeper_.joinable()) sweeper_.join();
   // 4. The shared store's connections, while the limiter its callbacks reach still lives.
   store_.reset();
+}
+
+std::vector<http::Routes::ListenerState> Server::ListenerStates() const {
+  std::vector<http::Routes::ListenerState> states;
+  if (const http::HttpServer* http = http_started_.load(std::memory_order_acquire)) {
+    states.push_back({.name = "http", .exhausted = http->exhausted()});
+  }
+  if (const grpc_api::GrpcServer* grpc = grpc_started_.load(std::memory_order_acquire)) {
+    states.push_back({.name = "grpc", .exhausted = grpc->exhausted()});
+  }
+  return states;
 }
 
 }  // namespace sluice::app

@@ -2,6 +2,7 @@
 // in. main() parses flags and signals; everything between the config and the sockets is here.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -47,7 +48,9 @@ class Server {
 
   // Stops everything, in this order (the one place it is written down):
   //  1. the listeners: stop accepting, finish what is in flight (HTTP and gRPC drain at once,
-  //     at most 5 s in all);
+  //     3 s of grace, then what is left is cancelled). Should cancelling take gRPC past 4 s
+  //     (thousands of open streams), the process exits there and then, with status 0 after
+  //     logging `stopped`: CONTRACT §1 gives a stop 5 s;
   //  2. the rules watcher: no reload can start after this, one in progress finishes first;
   //  3. the sweeper;
   //  4. the shared store: its connections close. Nothing is in flight any more; a gRPC health
@@ -64,6 +67,8 @@ class Server {
   // every check it applies to (a store error, handled by on_failure).
   void CheckStoreLimits(const rules::RuleSet& rules);
   void Sweep();
+  // For /health: each running listener and whether it is out of file descriptors. Any thread.
+  std::vector<http::Routes::ListenerState> ListenerStates() const;
 
   const ServerConfig config_;
   SystemClock clock_;
@@ -84,6 +89,10 @@ class Server {
   std::unique_ptr<http::Routes> routes_;
   std::unique_ptr<http::HttpServer> http_;
   std::unique_ptr<grpc_api::GrpcServer> grpc_;
+  // The listeners once started, for ListenerStates on HTTP's threads (Start sets them while
+  // /health may already be served).
+  std::atomic<const http::HttpServer*> http_started_{nullptr};
+  std::atomic<const grpc_api::GrpcServer*> grpc_started_{nullptr};
   std::unique_ptr<RulesWatcher> watcher_;
   Mutex reload_mu_;  // one reload at a time
   // rules::LoadResult::digest of the rules in force.

@@ -12,16 +12,22 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -32,7 +38,9 @@
 #include "envoy/service/ratelimit/v3/rls.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/security/credentials.h"
+#include "nlohmann/json.hpp"
 
 #ifndef SLUICE_BIN
 #error "SLUICE_BIN must name the sluice binary (set by tests/CMakeLists.txt)"
@@ -133,12 +141,17 @@ class SluiceProcess {
     return false;
   }
 
-  // Runs `sluice serve ARGS` (plus --rules) without waiting for anything.
+  // Runs `sluice serve ARGS` (plus --rules, and --config DIR/sluice.yaml when that file was
+  // given) without waiting for anything.
   void Spawn(std::vector<std::string> args) {
     args.insert(args.begin(), SLUICE_BIN);
     if (has_rules_) {
       args.push_back("--rules");
       args.push_back((dir_ / "rules").string());
+    }
+    if (std::filesystem::exists(dir_ / "sluice.yaml")) {
+      args.push_back("--config");
+      args.push_back((dir_ / "sluice.yaml").string());
     }
     // Everything the child needs is prepared before fork: after it, only async-signal-safe
     // calls (this process has gRPC threads).
@@ -149,10 +162,15 @@ class SluiceProcess {
     const int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     const pid_t parent = getpid();
+    const rlim_t nofile = nofile_;
     pid_ = fork();
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test
       if (getppid() != parent) _exit(127);
+      if (nofile > 0) {  // soft and hard: the server cannot raise it
+        const rlimit limit{.rlim_cur = nofile, .rlim_max = nofile};
+        setrlimit(RLIMIT_NOFILE, &limit);
+      }
       dup2(null_fd, STDIN_FILENO);
       dup2(log_fd, STDOUT_FILENO);
       dup2(log_fd, STDERR_FILENO);
@@ -221,6 +239,8 @@ class SluiceProcess {
   }
 
   std::string Log() const { return ReadFile(dir_ / "server.log"); }
+  // The server's limit on open files (soft and hard), from the next Spawn on; 0: inherited.
+  void set_nofile(rlim_t n) { nofile_ = n; }
   uint16_t http_port() const { return http_port_; }
   uint16_t grpc_port() const { return grpc_port_; }
   std::string grpc_target() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
@@ -246,6 +266,7 @@ class SluiceProcess {
   int exit_status_ = -1;
   uint16_t http_port_ = 0;
   uint16_t grpc_port_ = 0;
+  rlim_t nofile_ = 0;
 };
 
 // GET `path` on the HTTP port; the whole response (head and body) as text.
@@ -921,6 +942,386 @@ TEST(GrpcLifecycleTest, BusyPortIsAStartupError) {
   EXPECT_NE(log.find("Address already in use"), std::string::npos) << log;
   const int first_status = first.Terminate();
   EXPECT_TRUE(WIFEXITED(first_status) && WEXITSTATUS(first_status) == 0) << first.Log();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input: resource limits, descriptor exhaustion, undecodable messages (issue 10).
+
+// A TCP connection to 127.0.0.1:`port` (-1 when refused), reads timing out after `timeout`.
+int Connect(uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  timeval tv{.tv_sec = static_cast<time_t>(timeout.count() / 1000),
+             .tv_usec = static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// GET `path` on an open keep-alive connection; the response's body ("" on failure).
+std::string GetOn(int fd, const std::string& path) {
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) return "";
+  std::string in;
+  char buf[4096];
+  for (;;) {
+    const size_t head_end = in.find("\r\n\r\n");
+    if (head_end != std::string::npos) {
+      const size_t at = in.find("Content-Length: ");
+      const size_t length = at == std::string::npos ? 0 : std::stoul(in.substr(at + 16));
+      if (in.size() >= head_end + 4 + length) return in.substr(head_end + 4, length);
+    }
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) return "";
+    in.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// A channel of its own: its own TCP connection, whatever other channels to the target exist.
+std::shared_ptr<::grpc::Channel> OwnChannel(const std::string& target, int id = 0) {
+  ::grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt("sluice.test.connection", id);  // distinct arguments, distinct subchannels
+  return ::grpc::CreateCustomChannel(target, ::grpc::InsecureChannelCredentials(), args);
+}
+
+// A grpc.health.v1 Watch stream: stays open, answered with the status at once.
+class WatchCall final : public ::grpc::ClientReadReactor<HealthCheckResponse> {
+ public:
+  WatchCall(::grpc::health::v1::Health::Stub* stub, std::atomic<int>* answered)
+      : answered_(answered) {
+    stub->async()->Watch(&context_, &request_, this);
+    StartRead(&response_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    if (!counted_) {
+      counted_ = true;
+      answered_->fetch_add(1);
+    }
+    StartRead(&response_);
+  }
+  void OnDone(const ::grpc::Status&) override {
+    std::lock_guard lock(mu_);
+    done_ = true;
+    cv_.notify_all();
+  }
+  void Cancel() { context_.TryCancel(); }
+  bool WaitDone(std::chrono::seconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [this] { return done_; });
+  }
+
+ private:
+  std::atomic<int>* answered_;
+  ::grpc::ClientContext context_;
+  HealthCheckRequest request_;
+  HealthCheckResponse response_;
+  bool counted_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+};
+
+bool WaitFor(const std::function<bool()>& condition, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+// Verifies that one connection carries at most 100 calls at once (the default cap): of 150
+// open streams on one channel, the server answers 100 and the client queues the rest.
+TEST(GrpcLimitsTest, StreamsPerConnectionAreCapped) {
+  SluiceProcess server(Files{});
+  ASSERT_TRUE(server.Start());
+  auto channel = OwnChannel(server.grpc_target());
+  auto stub = ::grpc::health::v1::Health::NewStub(channel);
+  std::atomic<int> answered{0};
+  std::vector<std::unique_ptr<WatchCall>> calls;
+  for (int i = 0; i < 150; ++i) calls.push_back(std::make_unique<WatchCall>(stub.get(), &answered));
+  EXPECT_TRUE(WaitFor([&] { return answered.load() >= 100; }, std::chrono::seconds(20)))
+      << answered.load();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // time for any 101st
+  EXPECT_EQ(answered.load(), 100);
+  for (auto& call : calls) call->Cancel();
+  for (auto& call : calls) EXPECT_TRUE(call->WaitDone(std::chrono::seconds(20)));
+  const int status = server.Terminate();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << server.Log();
+}
+
+constexpr char kShouldRateLimitPath[] =
+    "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
+
+// An HTTP/2 frame: 9 bytes of header, then `payload`.
+std::string Frame(uint8_t type, uint8_t flags, uint32_t stream, const std::string& payload) {
+  std::string f;
+  const uint32_t length = static_cast<uint32_t>(payload.size());
+  for (int shift : {16, 8, 0}) f.push_back(static_cast<char>((length >> shift) & 0xff));
+  f.push_back(static_cast<char>(type));
+  f.push_back(static_cast<char>(flags));
+  for (int shift : {24, 16, 8, 0}) f.push_back(static_cast<char>((stream >> shift) & 0xff));
+  return f + payload;
+}
+
+// Verifies that SIGTERM with 20 000 open streams on one connection still stops within CONTRACT
+// §1's 5 s, exit code 0. The streams come from a raw HTTP/2 client that opens ShouldRateLimit
+// calls (HEADERS without END_STREAM, so each call waits for its message) and never
+// acknowledges the server's SETTINGS, so that gRPC 1.51 does not hold it to the stream cap.
+// With gRPC's defaults this stop took 20 s.
+TEST(GrpcLimitsTest, StopWithManyOpenStreamsTakesAtMostFiveSeconds) {
+  SluiceProcess server(Files{});
+  ASSERT_TRUE(server.Start());
+  const int fd = Connect(server.grpc_port());
+  ASSERT_GE(fd, 0);
+  // HPACK: :method POST and :scheme http from the static table, the rest literal (no Huffman).
+  const std::string path = kShouldRateLimitPath;
+  const std::string block = std::string("\x83\x86") + '\x04' + static_cast<char>(path.size()) +
+                            path + std::string("\x01\x01x", 3) + "\x0f\x10" +
+                            static_cast<char>(16) + "application/grpc" +
+                            std::string("\x00\x02te\x08trailers", 13);
+  std::string out = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + Frame(4, 0, 0, "");
+  constexpr uint32_t kStreams = 20'000;
+  for (uint32_t i = 0; i < kStreams; ++i) out += Frame(1, 4, 2 * i + 1, block);  // END_HEADERS
+  for (size_t sent = 0; sent < out.size();) {
+    const ssize_t n = write(fd, out.data() + sent, out.size() - sent);
+    ASSERT_GT(n, 0) << "the server closed the connection after " << sent << " bytes";
+    sent += static_cast<size_t>(n);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // the server takes them in
+  const auto start = std::chrono::steady_clock::now();
+  const int status = server.Terminate();
+  const auto took = std::chrono::steady_clock::now() - start;
+  close(fd);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << server.Log();
+  EXPECT_LE(took, std::chrono::seconds(5))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_NE(server.Log().find(R"("event":"stopped")"), std::string::npos) << server.Log();
+}
+
+// Verifies that a connection with no call is closed after limits.grpc.max_connection_idle: a
+// raw HTTP/2 client that sent its preface and nothing else sees the connection end, and a
+// gRPC channel that made one call goes back to IDLE.
+TEST(GrpcLimitsTest, IdleConnectionIsClosed) {
+  SluiceProcess server(Files{{"sluice.yaml", "limits:\n  grpc:\n    max_connection_idle: 1s\n"},
+                             {"rules/api.yaml", kApi}});
+  ASSERT_TRUE(server.Start());
+  const int fd = Connect(server.grpc_port(), std::chrono::seconds(1));
+  ASSERT_GE(fd, 0);
+  static constexpr char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0";
+  ASSERT_EQ(write(fd, kPreface, sizeof kPreface - 1), static_cast<ssize_t>(sizeof kPreface - 1));
+  const auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  char buf[4096];
+  while (!closed && std::chrono::steady_clock::now() - start < std::chrono::seconds(15)) {
+    const ssize_t n = read(fd, buf, sizeof buf);  // SETTINGS, GOAWAY, then the end
+    closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  }
+  close(fd);
+  EXPECT_TRUE(closed) << "the idle connection is still open after 15 s";
+
+  auto channel = OwnChannel(server.grpc_target());
+  auto stub = rls::RateLimitService::NewStub(channel);
+  ::grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  Response response;
+  ASSERT_TRUE(stub->ShouldRateLimit(&context, Req("api", {D({{"hits", "idle"}})}), &response).ok());
+  EXPECT_EQ(channel->GetState(false), GRPC_CHANNEL_READY);
+  EXPECT_TRUE(WaitFor([&] { return channel->GetState(false) != GRPC_CHANNEL_READY; },
+                      std::chrono::seconds(15)))
+      << "the server never closed the idle connection";
+  const int status = server.Terminate();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << server.Log();
+}
+
+// Verifies that running out of file descriptors (HTTP connections take them all) does not end
+// the gRPC listener: /health says the HTTP listener is exhausted meanwhile, and once the
+// connections close a new gRPC connection is served again and /health is healthy.
+TEST(GrpcLimitsTest, ListenerRecoversAfterFileDescriptorsRunOut) {
+  SluiceProcess server(Files{{"rules/api.yaml", kApi}});
+  server.set_nofile(128);
+  ASSERT_TRUE(server.Start());
+  const int health_fd = Connect(server.http_port());  // connected before the descriptors run out
+  ASSERT_GE(health_fd, 0);
+  ASSERT_NE(GetOn(health_fd, "/health").find(R"("status":"healthy")"), std::string::npos);
+
+  std::vector<int> flood;
+  for (int i = 0; i < 200; ++i) {
+    const int fd = Connect(server.http_port());
+    if (fd >= 0) flood.push_back(fd);
+  }
+  ASSERT_TRUE(WaitFor([&] { return server.Log().find("accept_failed") != std::string::npos; },
+                      std::chrono::seconds(10)))
+      << server.Log();
+  const std::string exhausted = GetOn(health_fd, "/health");
+  EXPECT_NE(exhausted.find(R"("http":"exhausted")"), std::string::npos) << exhausted;
+  EXPECT_NE(exhausted.find(R"("status":"degraded")"), std::string::npos) << exhausted;
+  {
+    // gRPC cannot take a connection now either; it must try again later rather than give up.
+    auto channel = OwnChannel(server.grpc_target(), 1);
+    auto stub = rls::RateLimitService::NewStub(channel);
+    ::grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    Response response;
+    (void)stub->ShouldRateLimit(&context, Req("api", {D({{"hits", "fd-1"}})}), &response);
+  }
+  for (int fd : flood) close(fd);
+  close(health_fd);
+
+  auto channel = OwnChannel(server.grpc_target(), 2);
+  auto stub = rls::RateLimitService::NewStub(channel);
+  ::grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  context.set_wait_for_ready(true);
+  Response response;
+  const ::grpc::Status s =
+      stub->ShouldRateLimit(&context, Req("api", {D({{"hits", "fd-2"}})}), &response);
+  EXPECT_TRUE(s.ok()) << s.error_code() << ": " << s.error_message() << "\n" << server.Log();
+  std::string health;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        health = HttpGet(server.http_port(), "/health");
+        return health.find(R"("status":"healthy")") != std::string::npos;
+      },
+      std::chrono::seconds(10)))
+      << health;
+  EXPECT_NE(health.find(R"("listeners":{"grpc":"accepting","http":"accepting"})"),
+            std::string::npos)
+      << health;
+  const int status = server.Terminate();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << server.Log();
+}
+
+constexpr const char* kShouldRateLimit = kShouldRateLimitPath;
+
+::grpc::ByteBuffer Bytes(const std::string& bytes) {
+  ::grpc::Slice slice(bytes);
+  return ::grpc::ByteBuffer(&slice, 1);
+}
+
+// One unary call of `method` carrying `request` as it is, through the generic stub.
+::grpc::Status RawCall(::grpc::GenericStub& stub, const std::string& method,
+                       const std::string& request) {
+  ::grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  const ::grpc::ByteBuffer in = Bytes(request);
+  ::grpc::ByteBuffer out;
+  std::promise<::grpc::Status> done;
+  stub.UnaryCall(&context, method, ::grpc::StubOptions(), &in, &out,
+                 [&done](::grpc::Status s) { done.set_value(std::move(s)); });
+  return done.get_future().get();
+}
+
+// Verifies what undecodable bytes get: INTERNAL with the reason (grpc++'s generated callback
+// service answered UNIMPLEMENTED with no message), and a valid request still works after.
+TEST(GrpcWireTest, UndecodableRequestIsInternalWithAReason) {
+  SluiceProcess server(Files{{"rules/api.yaml", kApi}});
+  ASSERT_TRUE(server.Start());
+  ::grpc::GenericStub stub(OwnChannel(server.grpc_target()));
+  // Field 1 (domain) announces 100 bytes and carries 3.
+  ::grpc::Status s = RawCall(stub, kShouldRateLimit, std::string("\x0a\x64\x61\x62\x63", 5));
+  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::INTERNAL) << s.error_message();
+  EXPECT_NE(s.error_message().find("RateLimitRequest"), std::string::npos) << s.error_message();
+
+  s = RawCall(stub, "/envoy.service.ratelimit.v3.RateLimitService/NoSuchMethod", "");
+  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_NE(s.error_message().find("NoSuchMethod"), std::string::npos) << s.error_message();
+
+  s = RawCall(stub, kShouldRateLimit, Req("api", {D({{"hits", "raw"}})}).SerializeAsString());
+  EXPECT_TRUE(s.ok()) << s.error_code() << ": " << s.error_message();
+  const int status = server.Terminate();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << server.Log();
+}
+
+// Verifies that a unary ShouldRateLimit carrying two request messages fails (INTERNAL) rather
+// than answering the first.
+TEST(GrpcWireTest, TwoRequestMessagesOnAUnaryCallFail) {
+  SluiceProcess server(Files{{"rules/api.yaml", kApi}});
+  ASSERT_TRUE(server.Start());
+  ::grpc::GenericStub stub(OwnChannel(server.grpc_target()));
+  ::grpc::CompletionQueue cq;
+  auto await = [&cq] {
+    void* tag = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    return ok;
+  };
+  ::grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  auto call = stub.PrepareCall(&context, kShouldRateLimit, &cq);
+  ASSERT_NE(call, nullptr);
+  const ::grpc::ByteBuffer request =
+      Bytes(Req("api", {D({{"hits", Unique("two")}})}).SerializeAsString());
+  call->StartCall(reinterpret_cast<void*>(1));
+  await();
+  call->Write(request, reinterpret_cast<void*>(2));
+  await();
+  call->Write(request, reinterpret_cast<void*>(3));
+  await();
+  call->WritesDone(reinterpret_cast<void*>(4));
+  await();
+  ::grpc::ByteBuffer response;
+  call->Read(&response, reinterpret_cast<void*>(5));
+  EXPECT_FALSE(await()) << "a response came back";
+  ::grpc::Status s;
+  call->Finish(&s, reinterpret_cast<void*>(6));
+  await();
+  EXPECT_EQ(s.error_code(), ::grpc::StatusCode::INTERNAL) << s.error_message();
+  EXPECT_FALSE(s.error_message().empty());
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+  const int status = server.Terminate();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << server.Log();
+}
+
+// Verifies that libprotobuf's complaint about each string that is not UTF-8 reaches stderr as
+// our JSON event, at most 10 a second, with every dropped line counted in `suppressed`: every
+// line of the log is a JSON object.
+TEST(GrpcWireTest, InvalidUtf8IsLoggedAsJsonAndThrottled) {
+  SluiceProcess server(Files{{"rules/api.yaml", kApi}});
+  ASSERT_TRUE(server.Start());
+  ::grpc::GenericStub stub(OwnChannel(server.grpc_target()));
+  // domain = "\xff\xfe" (field 1, 2 bytes), one descriptor entry.
+  const std::string descriptor =
+      Req("x", {D({{"hits", "utf8"}})}).descriptors(0).SerializeAsString();
+  const std::string request = std::string("\x0a\x02\xff\xfe", 4) + "\x12" +
+                              static_cast<char>(descriptor.size()) + descriptor;
+  constexpr int kCalls = 200;
+  for (int i = 0; i < kCalls; ++i) {
+    const ::grpc::Status s = RawCall(stub, kShouldRateLimit, request);
+    ASSERT_EQ(s.error_code(), ::grpc::StatusCode::INTERNAL) << s.error_message();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // a new second: one more line
+  EXPECT_EQ(RawCall(stub, kShouldRateLimit, request).error_code(), ::grpc::StatusCode::INTERNAL);
+  const int status = server.Terminate();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << server.Log();
+
+  std::istringstream log(server.Log());
+  int lines = 0;
+  uint64_t suppressed = 0;
+  for (std::string line; std::getline(log, line);) {
+    if (line.empty()) continue;
+    ASSERT_TRUE(nlohmann::json::accept(line)) << "not JSON: " << line;
+    const auto event = nlohmann::json::parse(line);
+    if (event.value("event", "") != "protobuf_log") continue;
+    ++lines;
+    suppressed += event.value("suppressed", uint64_t{0});
+  }
+  EXPECT_GE(lines, 2);
+  EXPECT_LE(lines, 40) << "not throttled";
+  EXPECT_EQ(lines + suppressed, static_cast<uint64_t>(kCalls + 1)) << server.Log();
 }
 
 }  // namespace

@@ -46,7 +46,9 @@ class HealthTest(ServerTestCase):
         self.assertEqual(res.status, 200, res)
         self.assertTrue(res.header("Content-Type", "").startswith("application/json"), res)
         body = res.json()
-        self.assertEqual(set(body), {"status", "version", "uptime_seconds", "store", "rules"}, body)
+        self.assertEqual(
+            set(body), {"status", "version", "uptime_seconds", "store", "rules", "listeners"}, body)
+        self.assertEqual(body["listeners"], {"http": "accepting"}, body)
         self.assertEqual(body["status"], "healthy")
         self.assertEqual(body["version"], cli_version())
         self.assertIsInstance(body["uptime_seconds"], (int, float))

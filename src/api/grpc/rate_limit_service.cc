@@ -4,41 +4,114 @@
 #include <utility>
 
 #include "api/envoy/convert.h"
+#include "envoy/service/ratelimit/v3/rls.pb.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/proto_buffer_writer.h"
 
 namespace sluice::grpc_api {
 
-::grpc::ServerUnaryReactor* RateLimitService::ShouldRateLimit(
-    ::grpc::CallbackServerContext* context,
-    const ::envoy::service::ratelimit::v3::RateLimitRequest* request,
-    ::envoy::service::ratelimit::v3::RateLimitResponse* response) {
-  ::grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<DescriptorsRequest> parsed = envoy_api::FromProto(*request);
-  if (!parsed.ok()) {
-    const absl::string_view message = parsed.status().message();
-    reactor->Finish(::grpc::Status(::grpc::StatusCode::INVALID_ARGUMENT,
-                                   std::string(message.data(), message.size())));
-    return reactor;
+namespace {
+
+namespace rls = ::envoy::service::ratelimit::v3;
+
+::grpc::Status Error(::grpc::StatusCode code, absl::string_view message) {
+  return ::grpc::Status(code, std::string(message.data(), message.size()));
+}
+
+// A call of a method this service does not have.
+class Unimplemented final : public ::grpc::ServerGenericBidiReactor {
+ public:
+  explicit Unimplemented(const std::string& method) {
+    Finish(::grpc::Status(::grpc::StatusCode::UNIMPLEMENTED, "unknown method " + method));
   }
-  // `response` and `reactor` stay valid until Finish: gRPC keeps the call (and a server
-  // shutdown waits for it) until then, even if the client cancels meanwhile. The limiter runs
-  // the callback exactly once, so every call is finished.
-  in_flight_->fetch_add(1, std::memory_order_relaxed);
-  limiter_.CheckDescriptors(
-      std::move(*parsed), [in_flight = in_flight_, reactor, response](DescriptorsResult result) {
-        if (!result.status.ok()) {
-          const absl::string_view message = result.status.message();
-          reactor->Finish(::grpc::Status(::grpc::StatusCode::INVALID_ARGUMENT,
-                                         std::string(message.data(), message.size())));
+  void OnDone() override { delete this; }
+};
+
+// One ShouldRateLimit call: read the request, make sure no second message follows, decide,
+// answer. Deletes itself when gRPC is done with the call.
+class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
+ public:
+  ShouldRateLimitCall(Limiter& limiter, std::shared_ptr<std::atomic<int64_t>> in_flight)
+      : limiter_(limiter), in_flight_(std::move(in_flight)) {
+    StartRead(&buffer_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!have_request_) {
+      if (!ok) return Finish(Error(::grpc::StatusCode::INTERNAL, "no request message"));
+      have_request_ = true;
+      bool parsed = false;
+      {
+        // Parsed from gRPC's slices as they are (no copy into one string).
+        ::grpc::ProtoBufferReader reader(&buffer_);
+        parsed = request_.ParseFromZeroCopyStream(&reader);
+      }
+      buffer_.Clear();
+      if (!parsed) {
+        return Finish(Error(::grpc::StatusCode::INTERNAL,
+                            "the request is not a valid RateLimitRequest (malformed protobuf, "
+                            "or a string field that is not valid UTF-8)"));
+      }
+      // A unary call ends after one message: the next read must find the end of the stream
+      // (it comes with the message from every gRPC client, so this read does not wait).
+      return StartRead(&buffer_);
+    }
+    if (ok) {
+      return Finish(Error(::grpc::StatusCode::INTERNAL,
+                          "more than one request message on the unary ShouldRateLimit"));
+    }
+    Decide();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Decide() {
+    absl::StatusOr<DescriptorsRequest> parsed = envoy_api::FromProto(request_);
+    if (!parsed.ok()) {
+      return Finish(Error(::grpc::StatusCode::INVALID_ARGUMENT, parsed.status().message()));
+    }
+    // `this` stays valid until Finish: gRPC keeps the call (and a server shutdown waits for
+    // it) until then, even if the client cancels meanwhile. The limiter runs the callback
+    // exactly once, so every call is finished.
+    in_flight_->fetch_add(1, std::memory_order_relaxed);
+    limiter_.CheckDescriptors(std::move(*parsed), [this](DescriptorsResult result) {
+      std::shared_ptr<std::atomic<int64_t>> in_flight = in_flight_;
+      if (!result.status.ok()) {
+        Finish(Error(::grpc::StatusCode::INVALID_ARGUMENT, result.status.message()));
+      } else {
+        envoy_api::ToProto(result, &response_);
+        bool own_buffer = false;
+        ::grpc::Status serialized =
+            ::grpc::GenericSerialize<::grpc::ProtoBufferWriter, rls::RateLimitResponse>(
+                response_, &buffer_, &own_buffer);
+        if (serialized.ok()) {
+          StartWriteAndFinish(&buffer_, ::grpc::WriteOptions(), ::grpc::Status::OK);
         } else {
-          envoy_api::ToProto(result, response);
-          reactor->Finish(::grpc::Status::OK);
+          Finish(serialized);
         }
-        // After Finish: a stop that sees 0 has nothing left to wait for.
-        // Nothing of this call may be touched from here on (the server may be
-        // shutting down).
-        in_flight->fetch_sub(1, std::memory_order_release);
-      });
-  return reactor;
+      }
+      // After Finish: a stop that sees 0 has nothing left to wait for. Nothing of this call
+      // may be touched from here on (OnDone may have deleted it already).
+      in_flight->fetch_sub(1, std::memory_order_release);
+    });
+  }
+
+  Limiter& limiter_;
+  const std::shared_ptr<std::atomic<int64_t>> in_flight_;
+  ::grpc::ByteBuffer buffer_;  // the request as read, then the response as written
+  bool have_request_ = false;
+  rls::RateLimitRequest request_;
+  rls::RateLimitResponse response_;
+};
+
+}  // namespace
+
+::grpc::ServerGenericBidiReactor* RateLimitService::CreateReactor(
+    ::grpc::GenericCallbackServerContext* context) {
+  if (context->method() != kShouldRateLimitMethod) return new Unimplemented(context->method());
+  return new ShouldRateLimitCall(limiter_, in_flight_);
 }
 
 }  // namespace sluice::grpc_api

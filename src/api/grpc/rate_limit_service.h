@@ -1,34 +1,46 @@
 // envoy.service.ratelimit.v3.RateLimitService on gRPC's callback API (CONTRACT §6).
 //
-// A call never holds a thread while the store answers: ShouldRateLimit hands the request to the
-// limiter and returns; the limiter's callback renders the response and finishes the call, on
-// whatever thread the store completes on (for the memory store, inline, before ShouldRateLimit
-// returns). The same path as POST /json: FromProto → Limiter::CheckDescriptors → ToProto.
+// A generic (raw-bytes) service that decodes the request itself rather than gRPC's generated
+// one: with a generated callback service, grpc++ 1.51 answers a request it cannot decode with
+// UNIMPLEMENTED and no message, and takes the first message of a unary call that carries two.
+// Here an undecodable request is INTERNAL with the reason, and a second request message is
+// INTERNAL too (gRPC's status code table: "error parsing request proto" is INTERNAL on the
+// server, as grpc-go and grpc-java answer both).
+//
+// A call never holds a thread while the store answers: once the request is read (and the client
+// has closed its side), the call hands it to the limiter and returns; the limiter's callback
+// renders the response and finishes the call, on whatever thread the store completes on (for the
+// memory store, inline). The same path as POST /json: FromProto → Limiter::CheckDescriptors →
+// ToProto.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 
-#include "envoy/service/ratelimit/v3/rls.grpc.pb.h"
+#include "grpcpp/generic/async_generic_service.h"
 #include "limiter/limiter.h"
 
 namespace sluice::grpc_api {
 
-class RateLimitService final
-    : public ::envoy::service::ratelimit::v3::RateLimitService::CallbackService {
+// The one method served.
+inline constexpr char kShouldRateLimitMethod[] =
+    "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
+
+class RateLimitService final : public ::grpc::CallbackGenericService {
  public:
   // `limiter` must outlive the service. Thread-safe.
   explicit RateLimitService(Limiter& limiter) : limiter_(limiter) {}
 
-  // INVALID_ARGUMENT for an empty domain, no descriptors, a descriptor without entries or an
-  // override with an unknown unit; otherwise OK with the RateLimitResponse. Over the limit is a
-  // response (overall_code OVER_LIMIT), never a gRPC error, as Envoy expects; so is a store
-  // failure, which the limiter's failure policy has already turned into OK or OVER_LIMIT.
-  ::grpc::ServerUnaryReactor* ShouldRateLimit(
-      ::grpc::CallbackServerContext* context,
-      const ::envoy::service::ratelimit::v3::RateLimitRequest* request,
-      ::envoy::service::ratelimit::v3::RateLimitResponse* response) override;
+  // ShouldRateLimit: INVALID_ARGUMENT for an empty domain, no descriptors, a descriptor without
+  // entries or an override with an unknown unit; INTERNAL for bytes that are no
+  // RateLimitRequest (invalid UTF-8 in a string included), no request message or more than
+  // one; otherwise OK with the RateLimitResponse. Over the limit is a response (overall_code
+  // OVER_LIMIT), never a gRPC error, as Envoy expects; so is a store failure, which the
+  // limiter's failure policy has already turned into OK or OVER_LIMIT.
+  // Any other method (grpc.health.v1 is a service of its own): UNIMPLEMENTED, naming it.
+  ::grpc::ServerGenericBidiReactor* CreateReactor(
+      ::grpc::GenericCallbackServerContext* context) override;
 
   // Calls handed to the limiter and not finished yet (for a graceful stop).
   int64_t in_flight() const { return in_flight_->load(std::memory_order_acquire); }

@@ -119,8 +119,20 @@ void Routes::Health(Request& request, Respond respond, bool envoy_style) {
       return;
     }
     const auto rules = limiter_.rules();
+    // A listener out of file descriptors refuses new clients while those connected are served:
+    // degraded, as a store down under fail_open is.
+    json listeners = json::object();
+    bool exhausted = false;
+    if (info_.listeners) {
+      for (const ListenerState& listener : info_.listeners()) {
+        listeners[listener.name] = listener.exhausted ? "exhausted" : "accepting";
+        exhausted |= listener.exhausted;
+      }
+    }
     json body = {
-        {"status", probe.store_up ? "healthy" : (probe.can_decide ? "degraded" : "unhealthy")},
+        {"status", !probe.can_decide              ? "unhealthy"
+                   : probe.store_up && !exhausted ? "healthy"
+                                                  : "degraded"},
         {"version", info_.version},
         {"uptime_seconds", (limiter_.clock().NowMicros() - info_.started_at) / kMicrosPerSecond},
         {"store",
@@ -129,6 +141,7 @@ void Routes::Health(Request& request, Respond respond, bool envoy_style) {
           {"latency_ms",
            static_cast<double>(static_cast<int64_t>(probe.latency_ms * 1000)) / 1000}}},
         {"rules", {{"count", rules->size()}, {"version", limiter_.rules_version()}}},
+        {"listeners", std::move(listeners)},
     };
     std::move(respond)(JsonResponse(probe.can_decide ? 200 : 503, body.dump(), version));
   });

@@ -2,7 +2,9 @@
 // error as CONTRACT §5's error object.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "api/http/server.h"
 #include "limiter/limiter.h"
@@ -14,9 +16,16 @@ class EnvoyJsonHandler;  // POST /json, see envoy_json.h
 
 class Routes {
  public:
+  struct ListenerState {
+    std::string name;  // "http", "grpc"
+    bool exhausted;    // accepting fails for want of file descriptors (it retries)
+  };
   struct Info {
     std::string version;
     Micros started_at = 0;  // for uptime_seconds
+    // The listeners for /health's "listeners", read on each /health (from any thread); none
+    // when unset.
+    std::function<std::vector<ListenerState>()> listeners;
   };
   // Everything must outlive the Routes. `envoy` may be null (POST /json answers 404 then).
   Routes(Limiter& limiter, obs::Metrics& metrics, Info info, EnvoyJsonHandler* envoy = nullptr);

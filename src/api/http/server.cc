@@ -36,9 +36,8 @@ using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
 // handler's response may come from another thread and is dispatched back.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Socket socket, std::shared_ptr<HttpServer::State> state)
-      : stream_(std::move(socket)), state_(std::move(state)) {}
-  ~Session() { state_->connections.fetch_sub(1, std::memory_order_relaxed); }
+  Session(Socket socket, std::shared_ptr<HttpServer::State> state, net::ConnectionCaps::Slot slot)
+      : stream_(std::move(socket)), state_(std::move(state)), slot_(std::move(slot)) {}
 
   void Start() { ReadHeader(); }
 
@@ -176,6 +175,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   std::thread::id thread_;
   std::shared_ptr<HttpServer::State> state_;
+  net::ConnectionCaps::Slot slot_;  // this connection's place under the caps, given back last
 };
 
 }  // namespace
@@ -185,6 +185,9 @@ HttpServer::HttpServer(ServerOptions options, Handler handler, ErrorRenderer err
   state_->options = std::move(options);
   state_->handler = std::move(handler);
   state_->errors = std::move(errors);
+  state_->caps =
+      net::ConnectionCaps::Create({.max_connections = state_->options.max_connections,
+                                   .max_per_address = state_->options.max_connections_per_address});
 }
 
 HttpServer::~HttpServer() { Stop(std::chrono::milliseconds(0)); }
@@ -231,23 +234,35 @@ void HttpServer::Accept() {
       target.get_executor(), [this, state = state_](beast::error_code ec, Socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
         if (ec) return AcceptLater(ec);
-        if (accept_backoff_.count() > 0) {
-          obs::LogEvent(spdlog::level::info, "accept_resumed", {});
-          accept_backoff_ = std::chrono::milliseconds(0);
+        if (accept_backoff_.Succeeded()) {
+          accept_exhausted_.store(false, std::memory_order_relaxed);
+          obs::LogEvent(spdlog::level::info, "accept_resumed", {{"listener", "http"}});
         }
-        {
+        const tcp::endpoint peer = socket.remote_endpoint(ec);
+        const std::string address = ec ? std::string() : net::AddressKey(peer.data());
+        net::ConnectionCaps::Verdict verdict = state->caps->TryAcquire(address);
+        if (!verdict.slot) {
+          Refuse(address, verdict);
+          beast::error_code ignored;
+          socket.close(ignored);  // over a cap: refused at once rather than queued
+        } else {
           socket.set_option(tcp::no_delay(true), ec);
-          if (state->connections.fetch_add(1, std::memory_order_relaxed) >=
-              state->options.max_connections) {
-            state->connections.fetch_sub(1, std::memory_order_relaxed);
-            beast::error_code ignored;
-            socket.close(ignored);  // over the cap: refuse at once rather than queue
-          } else {
-            std::make_shared<Session>(std::move(socket), state)->Start();
-          }
+          std::make_shared<Session>(std::move(socket), state, std::move(verdict.slot))->Start();
         }
         Accept();
       });
+}
+
+void HttpServer::Refuse(const std::string& address, const net::ConnectionCaps::Verdict& why) {
+  if (!why.log) return;
+  const bool per_address = why.refusal == net::ConnectionCaps::Refusal::kPerAddress;
+  obs::LogEvent(spdlog::level::warn, "connection_refused",
+                {{"listener", "http"},
+                 {"address", address},
+                 {"cap", per_address ? "max_connections_per_address" : "max_connections"},
+                 {"limit", per_address ? state_->options.max_connections_per_address
+                                       : state_->options.max_connections},
+                 {"suppressed", why.suppressed}});
 }
 
 void HttpServer::AcceptLater(const boost::system::error_code& error) {
@@ -255,15 +270,17 @@ void HttpServer::AcceptLater(const boost::system::error_code& error) {
   // once, forever, on a full core. A connection the peer aborted (ECONNABORTED) is no reason
   // to wait: go on at once.
   if (error == asio::error::connection_aborted) return Accept();
-  if (accept_backoff_.count() == 0) {
-    accept_backoff_ = std::chrono::milliseconds(10);
+  bool first = false;
+  const std::chrono::milliseconds delay = accept_backoff_.Failed(&first);
+  if (first) {
+    accept_exhausted_.store(true, std::memory_order_relaxed);
     obs::LogEvent(spdlog::level::warn, "accept_failed",
-                  {{"error", error.message()}, {"connections", state_->connections.load()}});
-  } else {
-    accept_backoff_ = std::min(accept_backoff_ * 2, std::chrono::milliseconds(1000));
+                  {{"listener", "http"},
+                   {"error", error.message()},
+                   {"connections", state_->caps->connections()}});
   }
   if (accept_timer_ == nullptr) accept_timer_ = std::make_unique<asio::steady_timer>(*contexts_[0]);
-  accept_timer_->expires_after(accept_backoff_);
+  accept_timer_->expires_after(delay);
   accept_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec == asio::error::operation_aborted || acceptor_ == nullptr || !acceptor_->is_open()) {
       return;

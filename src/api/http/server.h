@@ -19,6 +19,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/beast/http/message.hpp"
 #include "boost/beast/http/string_body.hpp"
+#include "net/connection_caps.h"
 
 namespace sluice::http {
 
@@ -35,7 +36,11 @@ struct ServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 8080;  // 0: any free port (see HttpServer::port())
   size_t threads = 0;    // 0: one per CPU this process may run on (sched_getaffinity)
+  // Connections open at once, in all and from one client address (0: no cap per address). A
+  // connection over either cap is closed as soon as it is accepted. Behind a proxy every
+  // connection comes from the proxy's address: raise the per-address cap there.
   size_t max_connections = 10'000;
+  size_t max_connections_per_address = 1'000;
   size_t max_body_bytes = 64 * 1024;
   size_t max_header_bytes = 16 * 1024;
   size_t max_header_fields = 100;
@@ -56,13 +61,16 @@ class HttpServer {
   uint16_t port() const { return port_; }
   // Stops accepting, lets requests in flight finish (at most `grace`), then stops. Idempotent.
   void Stop(std::chrono::milliseconds grace);
+  // Whether accepting fails for want of resources (out of file descriptors): new connections
+  // wait in the backlog until it works again. Thread-safe.
+  bool exhausted() const { return accept_exhausted_.load(std::memory_order_relaxed); }
 
   // Shared with sessions.
   struct State {
     ServerOptions options;
     Handler handler;
     ErrorRenderer errors;
-    std::atomic<size_t> connections{0};
+    std::shared_ptr<net::ConnectionCaps> caps;  // the open connections
     std::atomic<size_t> in_flight{0};
     std::atomic<bool> draining{false};
   };
@@ -72,6 +80,9 @@ class HttpServer {
   // After an accept error: the next accept waits `accept_backoff_` (10 ms, doubling to 1 s
   // while errors last), so that running out of file descriptors does not spin a core.
   void AcceptLater(const boost::system::error_code& error);
+  // Logs a connection refused over a cap (at most one a second; the rest are counted).
+  // `address`: the client's, as net::AddressKey writes it.
+  void Refuse(const std::string& address, const net::ConnectionCaps::Verdict& why);
 
   std::shared_ptr<State> state_;
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
@@ -79,7 +90,8 @@ class HttpServer {
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   // Both used on contexts_[0]'s thread only (the acceptor's).
   std::unique_ptr<boost::asio::steady_timer> accept_timer_;
-  std::chrono::milliseconds accept_backoff_{0};
+  net::AcceptBackoff accept_backoff_;
+  std::atomic<bool> accept_exhausted_{false};  // accept_backoff_.failing(), for exhausted()
   size_t next_context_ = 0;
   uint16_t port_ = 0;
   bool stopped_ = false;
