@@ -50,9 +50,9 @@ TEST(CheckCodecTest, RejectsBadInput) {
 // Verifies that an ip_address with an embedded NUL is refused, not read up to the NUL
 // ("1.2.3.4\0junk" was accepted as 1.2.3.4), and that other attributes keep their NULs whole.
 TEST(CheckCodecTest, RejectsNulInIpAddress) {
-  for (const char* body : {R"({"ip_address":"1.2.3.4\u0000junk"})",
-                           R"({"ip_address":"1.2.3.4\u0000"})", R"({"ip_address":"::1\u0000"})",
-                           R"({"ip_address":"\u00001.2.3.4"})"}) {
+  for (const char* body :
+       {R"({"ip_address":"1.2.3.4\u0000junk"})", R"({"ip_address":"1.2.3.4\u0000"})",
+        R"({"ip_address":"::1\u0000"})", R"({"ip_address":"\u00001.2.3.4"})"}) {
     auto r = ParseCheckRequest(body);
     ASSERT_FALSE(r.ok()) << body;
     EXPECT_NE(r.status().message().find("ip_address"), std::string_view::npos);
