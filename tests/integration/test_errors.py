@@ -536,6 +536,14 @@ class SmugglingTest(ErrorsTestCase):
                    b"Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED + SMUGGLED)
         self.assertRefusedAndClosed(payload, 400, "INVALID_REQUEST")
 
+    def test_chunked_with_content_length_is_400(self):
+        body = json_chunked(b'{"user_id": "te-cl"}') + b"\r\n"
+        for fields in (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                       b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"):
+            with self.subTest(fields=fields):
+                self.assertRefusedAndClosed(CHECK_LINE + fields + b"\r\n" + body + SMUGGLED, 400,
+                                            "INVALID_REQUEST")
+
     def test_two_transfer_encoding_fields_are_one_list(self):
         payload = (CHECK_LINE + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n" +
                    json_chunked(b'{"user_id": "te2"}') + b"\r\n" + SMUGGLED)

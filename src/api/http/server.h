@@ -28,7 +28,7 @@ using Response = boost::beast::http::response<boost::beast::http::string_body>;
 using Respond = absl::AnyInvocable<void(Response) &&>;
 // Handles one complete, size-checked request.
 using Handler = std::function<void(Request&, Respond)>;
-// Renders an error response for a status the server decides itself (400, 413, 431).
+// Renders an error response for a status the server decides itself (400, 413, 431, 501).
 using ErrorRenderer = std::function<Response(boost::beast::http::status, unsigned version)>;
 
 struct ServerOptions {
