@@ -37,6 +37,10 @@ struct ServerOptions {
   size_t threads = 0;    // 0: one per CPU this process may run on (sched_getaffinity)
   size_t max_connections = 10'000;
   size_t max_body_bytes = 64 * 1024;
+  // Bound the header block; a chunked body's extensions and trailer fields count against what
+  // the header block leaves of them. Keep max_header_bytes under 64 KiB: Beast throws
+  // std::length_error, which would end the process, on a field value that long, and this
+  // limit is what keeps values shorter.
   size_t max_header_bytes = 16 * 1024;
   size_t max_header_fields = 100;
   // A request's header block must arrive within this, counted from the end of the previous
