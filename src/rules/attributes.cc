@@ -44,9 +44,12 @@ IpAddress IpAddress::Masked(int bits) const {
 }
 
 bool ParseIp(std::string_view text, IpAddress* out) {
-  // inet_pton needs a NUL-terminated string; the longest IPv6 text is 45 characters.
+  // inet_pton needs a NUL-terminated string; the longest IPv6 text is 45 characters. A NUL
+  // inside `text` would end it early ("1.2.3.4\0junk" read as 1.2.3.4): refused.
   char buf[INET6_ADDRSTRLEN + 1];
-  if (text.empty() || text.size() >= sizeof(buf)) return false;
+  if (text.empty() || text.size() >= sizeof(buf) || text.find('\0') != std::string_view::npos) {
+    return false;
+  }
   std::memcpy(buf, text.data(), text.size());
   buf[text.size()] = '\0';
   IpAddress ip;
@@ -98,6 +101,29 @@ void RequestAttributes::SetHeader(std::string_view name, std::string_view value)
     }
   }
   headers_.emplace_back(std::move(lower), std::string(value));
+}
+
+void RequestAttributes::SetHeaders(std::vector<std::pair<std::string, std::string>> headers) {
+  constexpr size_t kScanUpTo = 16;  // below this, scanning beats building an index
+  if (headers_.size() + headers.size() <= kScanUpTo) {
+    for (auto& [name, value] : headers) SetHeader(name, value);
+    return;
+  }
+  // Names (lowercase) → position in headers_. The views point into headers_, which must not
+  // reallocate while the index lives: reserved up front.
+  headers_.reserve(headers_.size() + headers.size());
+  absl::flat_hash_map<std::string_view, size_t, internal::StringHash, internal::StringEq> index;
+  index.reserve(headers_.capacity());
+  for (size_t i = 0; i < headers_.size(); ++i) index.emplace(headers_[i].first, i);
+  for (auto& [name, value] : headers) {
+    std::string lower = internal::AsciiLower(name);
+    if (const auto it = index.find(lower); it != index.end()) {
+      headers_[it->second].second = std::move(value);
+      continue;
+    }
+    headers_.emplace_back(std::move(lower), std::move(value));
+    index.emplace(headers_.back().first, headers_.size() - 1);
+  }
 }
 
 std::string_view RequestAttributes::Header(std::string_view name) const {

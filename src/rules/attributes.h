@@ -75,7 +75,11 @@ struct RequestAttributes {
   bool SetIpAddress(std::string_view text);
 
   // Adds or replaces a header. Names are stored lowercased: header names are case-insensitive.
+  // Each call scans the headers already set: for more than a few, use SetHeaders.
   void SetHeader(std::string_view name, std::string_view value);
+  // SetHeader on each pair in order, in time linear in their number (a JSON `headers` object
+  // may carry thousands).
+  void SetHeaders(std::vector<std::pair<std::string, std::string>> headers);
   // The value of header `name` (any case), or "" when absent.
   std::string_view Header(std::string_view name) const;
   const std::vector<std::pair<std::string, std::string>>& headers() const { return headers_; }

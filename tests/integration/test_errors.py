@@ -1,5 +1,7 @@
 """Bad input against the real server: JSON and field errors, unknown paths and methods, size limits,
-malformed HTTP, slow clients (CONTRACT §5 "Errors" and the limits at the top of §5).
+malformed HTTP, slow clients (CONTRACT §5 "Errors" and the limits at the top of §5), and hostile
+framing: chunk extensions and trailers, request smuggling through Transfer-Encoding, Expect,
+Host, absolute-form targets, empty lines before a request (see docs/robustness.md).
 
 After every test the server must still answer a normal check.
 """
@@ -398,6 +400,342 @@ class SlowClientTest(ErrorsTestCase):
         finally:
             for s in conns:
                 s.close()
+
+
+# --- Hostile HTTP (issue 10): framing attacks answered over raw sockets. -----------------------
+
+SMUGGLED = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+CHECK_LINE = b"POST /v1/ratelimit/check HTTP/1.1\r\nHost: sluice\r\n"
+
+
+def json_chunked(body, extension=b""):
+    """`body` as one chunk (with `extension` after its size) and the last chunk, no trailer."""
+    return b"%x" % len(body) + extension + b"\r\n" + body + b"\r\n0\r\n"
+
+
+class ChunkedLimitsTest(ErrorsTestCase):
+    """Chunk extensions and trailer fields count against the header limits (16 KiB, 100 fields):
+    neither can make the server buffer without bound."""
+
+    def body(self):
+        return b'{"user_id": "' + unique().encode() + b'"}'
+
+    def assert431(self, payload):
+        res = raw_exchange(self.server, payload)
+        self.assertIsNotNone(res, "connection closed without a 431")
+        self.assertErrorShape(res, 431, "HEADERS_TOO_LARGE")
+        self.assertIn("close", res.header("Connection", "").lower(), res)
+
+    def test_small_extensions_and_trailers_are_accepted(self):
+        payload = (CHUNKED_HEAD + b"\r\n" + json_chunked(self.body(), b";name=value;flag") +
+                   b"X-Trailer: a\r\nX-Other: b\r\n\r\n")
+        res = raw_exchange(self.server, payload)
+        self.assertEqual(res.status, 200, res)
+
+    def test_huge_chunk_extension_is_431(self):
+        ext = b";e=" + b"a" * (1 << 20)
+        self.assert431(CHUNKED_HEAD + b"\r\n" + json_chunked(self.body(), ext) + b"\r\n")
+
+    def test_extensions_over_many_chunks_add_up(self):
+        # 8 chunks of one byte, each with a 4 KiB extension: 32 KiB of extensions in all, each
+        # line well under 16 KiB.
+        body = self.body()
+        chunks = b"".join(b"1;e=" + b"a" * 4096 + b"\r\n" + body[i:i + 1] + b"\r\n"
+                          for i in range(8))
+        rest = body[8:]
+        payload = (CHUNKED_HEAD + b"\r\n" + chunks + b"%x\r\n" % len(rest) + rest +
+                   b"\r\n0\r\n\r\n")
+        self.assert431(payload)
+
+    def test_huge_trailer_is_431(self):
+        trailer = b"X-Trailer: " + b"a" * (1 << 20) + b"\r\n"
+        self.assert431(CHUNKED_HEAD + b"\r\n" + json_chunked(self.body()) + trailer + b"\r\n")
+
+    def test_header_and_trailer_share_16_kib(self):
+        # 10 KiB of header and 10 KiB of trailer: each fits alone, not together.
+        head = CHUNKED_HEAD + b"X-Big: " + b"h" * 10_000 + b"\r\n\r\n"
+        trailer = b"X-Trailer: " + b"t" * 10_000 + b"\r\n\r\n"
+        self.assert431(head + json_chunked(self.body()) + trailer)
+
+    def test_too_many_trailer_fields_is_431(self):
+        trailer = b"".join(b"T%d: v\r\n" % i for i in range(200))
+        self.assert431(CHUNKED_HEAD + b"\r\n" + json_chunked(self.body()) + trailer + b"\r\n")
+
+    def test_trailer_fields_are_not_merged_into_the_header(self):
+        # A trailer cannot turn a keep-alive request into a closing one, or anything else.
+        with RawConnection(self.server) as c:
+            c.send(CHUNKED_HEAD + b"\r\n" + json_chunked(self.body()) +
+                   b"Connection: close\r\n\r\n")
+            res = c.read_response()
+            self.assertEqual(res.status, 200, res)
+            self.assertNotIn("close", res.header("Connection", "").lower(), res)
+            c.send(check_request(self.body()))
+            self.assertEqual(c.read_response().status, 200)
+
+
+def _peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+class ChunkedMemoryTest(unittest.TestCase):
+    """A fresh server (its peak RSS untouched by other tests) fed 64 MiB of trailer."""
+
+    def test_a_64_mib_trailer_does_not_grow_the_server(self):
+        with SluiceServer(files={"rules.yaml": RULES}, rules=["rules.yaml"]) as server:
+            if not os.path.exists(f"/proc/{server.proc.pid}/status"):
+                self.skipTest("no /proc")
+            before = _peak_rss_kib(server.proc.pid)
+            with server.connect() as s:
+                try:
+                    s.sendall(CHUNKED_HEAD + b"\r\n" + json_chunked(b'{"user_id": "rss"}') +
+                              b"X-Trailer: ")
+                    piece = b"a" * (1 << 20)
+                    for _ in range(64):
+                        s.sendall(piece)
+                    s.sendall(b"\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # refused early: what we want
+                res = read_raw_response(s)
+            self.assertIsNotNone(res, "connection closed without a 431")
+            self.assertEqual(res.status, 431, res)
+            grown_mib = (_peak_rss_kib(server.proc.pid) - before) / 1024
+            self.assertLess(grown_mib, 16, f"peak RSS grew by {grown_mib:.1f} MiB")
+            self.assertEqual(server.check(user_id="after").status, 200)
+
+
+class SmugglingTest(ErrorsTestCase):
+    """RFC 9112 §6.1 and §6.3: a Transfer-Encoding must end in (exactly one) chunked, else the
+    body's length is unknown: 400 and close. Codings Sluice does not apply: 501 and close.
+    Either way, what follows on the connection is never read as a request."""
+
+    def assertRefusedAndClosed(self, payload, status, code):
+        with RawConnection(self.server) as c:
+            c.send(payload)
+            res = c.read_response()
+            self.assertIsNotNone(res, "closed without an answer")
+            self.assertErrorShape(res, status, code)
+            self.assertIn("close", res.header("Connection", "").lower(), res)
+            # The smuggled GET /metrics (or a probe) is never answered.
+            self.assertTrue(c.closed_by_server(check_request()),
+                            "a request after the refused one was answered")
+
+    def test_transfer_encoding_not_ending_in_chunked_is_400(self):
+        for te in (b"xchunked", b"", b" ", b"chunked, gzip", b"gzip", b"chunked, chunked",
+                   b"chunked;foo=bar", b"identity", b"chunkedx", b","):
+            with self.subTest(te=te):
+                payload = CHECK_LINE + b"Transfer-Encoding: " + te + b"\r\n\r\n" + SMUGGLED
+                self.assertRefusedAndClosed(payload, 400, "INVALID_REQUEST")
+
+    def test_transfer_encoding_and_content_length_is_400(self):
+        # Transfer-Encoding first: the parser alone would read Content-Length's body.
+        payload = (CHECK_LINE + b"Transfer-Encoding: xchunked\r\n" +
+                   b"Content-Length: %d\r\n\r\n" % len(SMUGGLED) + SMUGGLED + SMUGGLED)
+        self.assertRefusedAndClosed(payload, 400, "INVALID_REQUEST")
+
+    def test_chunked_with_content_length_is_400(self):
+        body = json_chunked(b'{"user_id": "te-cl"}') + b"\r\n"
+        for fields in (b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                       b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"):
+            with self.subTest(fields=fields):
+                self.assertRefusedAndClosed(CHECK_LINE + fields + b"\r\n" + body + SMUGGLED, 400,
+                                            "INVALID_REQUEST")
+
+    def test_two_transfer_encoding_fields_are_one_list(self):
+        payload = (CHECK_LINE + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n" +
+                   json_chunked(b'{"user_id": "te2"}') + b"\r\n" + SMUGGLED)
+        self.assertRefusedAndClosed(payload, 400, "INVALID_REQUEST")
+
+    def test_unknown_codings_are_501(self):
+        for te in (b"gzip, chunked", b"deflate,chunked", b"x-custom, chunked",
+                   b"gzip;q=1, chunked"):
+            with self.subTest(te=te):
+                payload = (CHECK_LINE + b"Transfer-Encoding: " + te + b"\r\n\r\n" +
+                           json_chunked(b'{"user_id": "gz"}') + b"\r\n" + SMUGGLED)
+                self.assertRefusedAndClosed(payload, 501, "NOT_IMPLEMENTED")
+        # Split over two fields, the list is the same.
+        payload = (CHECK_LINE + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                   json_chunked(b'{"user_id": "gz"}') + b"\r\n" + SMUGGLED)
+        self.assertRefusedAndClosed(payload, 501, "NOT_IMPLEMENTED")
+
+    def test_transfer_encoding_in_http10_is_400(self):
+        payload = (b"POST /v1/ratelimit/check HTTP/1.0\r\nHost: x\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n" + json_chunked(b'{"user_id": "h10"}') +
+                   b"\r\n" + SMUGGLED)
+        self.assertRefusedAndClosed(payload, 400, "INVALID_REQUEST")
+
+    def test_plain_chunked_still_works_and_keeps_the_connection(self):
+        with RawConnection(self.server) as c:
+            c.send(CHECK_LINE + b"Transfer-Encoding: Chunked\r\n\r\n" +
+                   json_chunked(b'{"user_id": "' + unique().encode() + b'"}') + b"\r\n" +
+                   SMUGGLED)
+            self.assertEqual(c.read_response().status, 200)
+            # The request after a correctly framed one is a request, and is answered.
+            self.assertEqual(c.read_response().status, 200)
+
+
+class ExpectContinueTest(ErrorsTestCase):
+    """RFC 9110 §10.1.1: `Expect: 100-continue` gets an interim 100 before the body is sent,
+    unless the request is refused from its header alone."""
+
+    def head(self, length, extra=b""):
+        return (CHECK_LINE + b"Content-Type: application/json\r\nExpect: 100-continue\r\n" +
+                b"Content-Length: %d\r\n" % length + extra + b"\r\n")
+
+    def read_interim(self, c):
+        c.sock.settimeout(3)  # the 100 comes at once; without it clients wait (curl: 1 s)
+        try:
+            return c.read_response()
+        except socket.timeout:
+            self.fail("no 100 Continue before the body was sent")
+        finally:
+            c.sock.settimeout(10)
+
+    def test_100_continue_before_the_body(self):
+        body = b'{"user_id": "' + unique().encode() + b'"}'
+        with RawConnection(self.server) as c:
+            c.send(self.head(len(body)))
+            interim = self.read_interim(c)
+            self.assertEqual(interim.status, 100, interim)
+            self.assertEqual(interim.body, b"")
+            c.send(body)
+            res = c.read_response()
+            self.assertEqual(res.status, 200, res)
+            # Keep-alive as usual: a second request on the connection.
+            c.send(check_request(body))
+            self.assertEqual(c.read_response().status, 200)
+
+    def test_100_continue_for_a_chunked_body(self):
+        body = b'{"user_id": "' + unique().encode() + b'"}'
+        with RawConnection(self.server) as c:
+            c.send(CHECK_LINE + b"Expect: 100-Continue\r\nTransfer-Encoding: chunked\r\n\r\n")
+            self.assertEqual(self.read_interim(c).status, 100)
+            c.send(json_chunked(body) + b"\r\n")
+            self.assertEqual(c.read_response().status, 200)
+
+    def test_body_over_the_limit_is_413_without_100(self):
+        with RawConnection(self.server) as c:
+            c.send(self.head(70_000))
+            res = c.read_response()
+            self.assertErrorShape(res, 413, "PAYLOAD_TOO_LARGE")
+
+    def test_a_client_that_does_not_wait_is_served(self):
+        body = b'{"user_id": "' + unique().encode() + b'"}'
+        with RawConnection(self.server) as c:
+            c.send(self.head(len(body)) + body)
+            res = c.read_response()
+            if res.status == 100:  # allowed, though the body had arrived already
+                res = c.read_response()
+            self.assertEqual(res.status, 200, res)
+
+
+class RfcDetailsTest(ErrorsTestCase):
+    def test_head_works_like_get_without_a_body(self):
+        for path, content_type in (("/health", "application/json"),
+                                   ("/metrics", "text/plain"), ("/healthcheck", "text/plain")):
+            with self.subTest(path=path), RawConnection(self.server) as c:
+                c.send(b"HEAD " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+                       b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n")
+                head = c.read_response(head_only=True)
+                self.assertEqual(head.status, 200, head)
+                self.assertTrue(head.header("Content-Type", "").startswith(content_type), head)
+                self.assertGreater(int(head.header("Content-Length", "0")), 0, head)
+                res = c.read_response()  # the GET's response, not stray body bytes
+                self.assertEqual((res.status, res.body), (200, b"OK"), res)
+
+    def test_get_only_endpoints_allow_head(self):
+        res = self.server.request("POST", "/health", body=b"{}")
+        self.assertErrorShape(res, 405, "METHOD_NOT_ALLOWED")
+        allow = [m.strip() for m in res.header("Allow", "").split(",")]
+        self.assertEqual(sorted(allow), ["GET", "HEAD"], res)
+        with RawConnection(self.server) as c:
+            c.send(b"HEAD /v1/ratelimit/check HTTP/1.1\r\nHost: x\r\n\r\n")
+            res = c.read_response(head_only=True)
+            self.assertEqual(res.status, 405, res)
+            self.assertEqual(res.header("Allow"), "POST", res)
+
+    def test_host_is_required_once_in_http11(self):
+        cases = [
+            b"GET /health HTTP/1.1\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+            b"GET /health HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: a b\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            b"GET /health HTTP/1.1\r\nHost: a@b\r\n\r\n",
+        ]
+        for payload in cases:
+            with self.subTest(payload=payload), RawConnection(self.server) as c:
+                c.send(payload)
+                res = c.read_response()
+                self.assertIsNotNone(res)
+                self.assertErrorShape(res, 400, "INVALID_REQUEST")
+                self.assertTrue(c.closed_by_server(check_request()))
+        # HTTP/1.0 needs no Host; ports, IPv6 literals and an empty value are fine.
+        for payload in (b"GET /health HTTP/1.0\r\n\r\n",
+                        b"GET /health HTTP/1.1\r\nHost: sluice.example:8080\r\n\r\n",
+                        b"GET /health HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+                        b"GET /health HTTP/1.1\r\nHost:\r\n\r\n"):
+            with self.subTest(payload=payload):
+                self.assertEqual(raw_exchange(self.server, payload).status, 200)
+
+    def test_absolute_form_targets_route_by_path(self):
+        body = b'{"user_id": "' + unique().encode() + b'"}'
+        res = raw_exchange(self.server, b"POST http://sluice.example/v1/ratelimit/check HTTP/1.1"
+                           b"\r\nHost: sluice.example\r\nContent-Length: %d\r\n\r\n" % len(body)
+                           + body)
+        self.assertEqual(res.status, 200, res)
+        self.assertTrue(res.json()["allowed"], res)
+        for target, status in ((b"http://x:8080/health?verbose=1", 200),
+                               (b"HTTP://X/healthcheck", 200), (b"https://x/metrics", 200),
+                               (b"http://x", 404), (b"http://x?/health", 404),
+                               (b"http://x/nope", 404)):
+            with self.subTest(target=target):
+                res = raw_exchange(self.server, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(res.status, status, res)
+
+    def test_empty_lines_before_the_request_line_are_ignored(self):
+        get = b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n"
+        for payload in (b"\r\n" + get, b"\r\n\r\n" + get, b"\n" + get):
+            with self.subTest(payload=payload):
+                res = raw_exchange(self.server, payload)
+                self.assertIsNotNone(res)
+                self.assertEqual((res.status, res.body), (200, b"OK"), res)
+        with RawConnection(self.server) as c:
+            # A CRLF after a body (old clients send one), and a CRLF in a packet of its own.
+            c.send(check_request() + b"\r\n" + get)
+            self.assertEqual(c.read_response().status, 200)
+            self.assertEqual(c.read_response().body, b"OK")
+            c.send(b"\r")
+            time.sleep(0.05)
+            c.send(b"\n")
+            time.sleep(0.05)
+            c.send(get)
+            self.assertEqual(c.read_response().body, b"OK")
+
+
+class NulInStringsTest(ErrorsTestCase):
+    def test_ip_address_with_nul_is_400(self):
+        for ip in ("1.2.3.4\u0000junk", "1.2.3.4\u0000", "::1\u0000", "\u00001.2.3.4"):
+            with self.subTest(ip=ip):
+                res = self.server.check(user_id=unique(), ip_address=ip)
+                self.assertErrorShape(res, 400, "INVALID_REQUEST")
+                self.assertIn("ip_address", res.json()["error"]["message"])
+
+    def test_nul_in_other_attributes_is_kept_whole(self):
+        # Attribute values are opaque bytes: a NUL neither truncates a value nor merges its
+        # counter with a shorter one.
+        user = unique()
+        first = self.server.check(user_id=user + "\u0000x")
+        self.assertEqual(first.status, 200, first)
+        self.assertEqual(first.json()["remaining"], 999999, first)
+        res = self.server.check(user_id=user)
+        self.assertEqual(res.json()["remaining"], 999999, res)
+        res = self.server.check(user_id=user + "\u0000x", headers={"x\u0000": "v\u0000"})
+        self.assertEqual(res.json()["remaining"], 999998, res)
 
 
 if __name__ == "__main__":

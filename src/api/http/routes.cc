@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "api/http/check_codec.h"
 #include "api/http/envoy_json.h"
+#include "api/http/framing.h"
 #include "boost/beast/http/field.hpp"
 #include "boost/beast/http/status.hpp"
 #include "nlohmann/json.hpp"
@@ -31,6 +32,8 @@ ErrorKind ErrorFor(bhttp::status status) {
       return {"NOT_FOUND", "No such endpoint."};
     case bhttp::status::method_not_allowed:
       return {"METHOD_NOT_ALLOWED", "Method not allowed on this endpoint."};
+    case bhttp::status::not_implemented:
+      return {"NOT_IMPLEMENTED", "Transfer-Encoding other than chunked is not supported."};
     default:
       return {"INTERNAL", "Internal error."};
   }
@@ -56,25 +59,28 @@ Response Routes::RenderError(bhttp::status status, unsigned version) {
 
 void Routes::Handle(Request& request, Respond respond) {
   const std::string_view target(request.target().data(), request.target().size());
-  const std::string_view path = target.substr(0, target.find('?'));
+  const std::string_view path = TargetPath(target);
   const bhttp::verb method = request.method();
-  auto only = [&](bhttp::verb allowed, const char* allow_header) {
-    if (method == allowed) return true;
+  // HEAD is GET without the body (RFC 9110 §9.3.2): the server writes the headers only.
+  auto only = [&](bhttp::verb allowed) {
+    if (method == allowed || (allowed == bhttp::verb::get && method == bhttp::verb::head)) {
+      return true;
+    }
     Response res = RenderError(bhttp::status::method_not_allowed, request.version());
-    res.set(bhttp::field::allow, allow_header);
+    res.set(bhttp::field::allow, allowed == bhttp::verb::get ? "GET, HEAD" : "POST");
     std::move(respond)(std::move(res));
     return false;
   };
   if (path == "/v1/ratelimit/check") {
-    if (only(bhttp::verb::post, "POST")) Check(request, std::move(respond));
+    if (only(bhttp::verb::post)) Check(request, std::move(respond));
   } else if (path == "/json" && envoy_ != nullptr) {
-    if (only(bhttp::verb::post, "POST")) envoy_->Handle(request, std::move(respond));
+    if (only(bhttp::verb::post)) envoy_->Handle(request, std::move(respond));
   } else if (path == "/health") {
-    if (only(bhttp::verb::get, "GET")) Health(request, std::move(respond), false);
+    if (only(bhttp::verb::get)) Health(request, std::move(respond), false);
   } else if (path == "/healthcheck") {
-    if (only(bhttp::verb::get, "GET")) Health(request, std::move(respond), true);
+    if (only(bhttp::verb::get)) Health(request, std::move(respond), true);
   } else if (path == "/metrics") {
-    if (only(bhttp::verb::get, "GET")) {
+    if (only(bhttp::verb::get)) {
       Response res(bhttp::status::ok, request.version());
       res.set(bhttp::field::content_type, "text/plain; version=0.0.4");
       res.body() = metrics_.Render();

@@ -32,7 +32,7 @@ class Routes {
 
   // The server's Handler.
   void Handle(Request& request, Respond respond);
-  // The server's ErrorRenderer (400, 413, 431 decided before a request reaches Handle).
+  // The server's ErrorRenderer (400, 413, 431, 501 decided before a request reaches Handle).
   Response RenderError(boost::beast::http::status status, unsigned version);
 
  private:

@@ -3,8 +3,10 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <functional>
 #include <optional>
 
+#include "api/http/framing.h"
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/post.hpp"
@@ -37,22 +39,38 @@ using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Socket socket, std::shared_ptr<HttpServer::State> state, net::ConnectionCaps::Slot slot)
-      : stream_(std::move(socket)), state_(std::move(state)), slot_(std::move(slot)) {}
+      : stream_(std::move(socket)), state_(std::move(state)), slot_(std::move(slot)) {
+    buffer_.max_size(state_->options.max_header_bytes);
+  }
 
   void Start() { ReadHeader(); }
 
  private:
+  // A request's header block, its chunk extensions and its trailer fields share the header
+  // limits: Beast bounds the header block alone, and reads a chunk line or a trailer section
+  // for as long as it does not end. The read buffer's own limit bounds those (a chunk line or
+  // trailer section that fills it is refused: Beast's buffer_overflow), the budgets below
+  // bound their sum.
   void ReadHeader() {
+    empty_lines_ = 0;
+    stream_.expires_after(state_->options.header_timeout);
+    ParseHeader();
+  }
+
+  // (Re)starts parsing a header from what the buffer holds, without touching the deadline.
+  void ParseHeader() {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(state_->options.max_header_bytes));
     parser_->body_limit(state_->options.max_body_bytes);
-    stream_.expires_after(state_->options.header_timeout);
-    bhttp::async_read_header(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    parser_->on_chunk_header(on_chunk_header_);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+                               self->OnHeader(ec, bytes);
+                             });
   }
 
-  void OnHeader(beast::error_code ec) {
+  // `header_bytes`: what the parser consumed, the header block.
+  void OnHeader(beast::error_code ec, size_t header_bytes) {
     thread_ = std::this_thread::get_id();  // completions run on the connection's thread
     if (ec) return OnReadError(ec);
     const Request& req = parser_->get();
@@ -61,17 +79,73 @@ class Session : public std::enable_shared_from_this<Session> {
     if (fields > state_->options.max_header_fields) {
       return Fail(bhttp::status::request_header_fields_too_large);
     }
+    header_fields_ = fields;
+    header_fields_left_ = state_->options.max_header_fields - fields;
+    header_bytes_left_ =
+        state_->options.max_header_bytes - std::min(header_bytes, state_->options.max_header_bytes);
+    if (const bhttp::status framing = CheckFraming(req); framing != bhttp::status::ok) {
+      return Fail(framing);
+    }
+    // CheckFraming let a Transfer-Encoding through only as a lone `chunked`; Beast must agree,
+    // or the body would be framed one way here and another way by whoever sent it.
+    if (req.count(bhttp::field::transfer_encoding) > 0 && !parser_->chunked()) {
+      return Fail(bhttp::status::bad_request);
+    }
     if (auto length = parser_->content_length();
         length && *length > state_->options.max_body_bytes) {
       return Fail(bhttp::status::payload_too_large);  // refused before reading the body
     }
     if (parser_->is_done()) return Handle();
     stream_.expires_after(state_->options.body_timeout);
+    // The client waits for a 100 before it sends the body (curl: for 1 s, then sends anyway),
+    // unless some of the body is here already (RFC 9110 §10.1.1 lets the server omit it then).
+    if (ExpectsContinue(req) && buffer_.size() == 0) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      return asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
+                               [self = shared_from_this()](beast::error_code ec, size_t) {
+                                 if (ec) return self->Close();
+                                 self->ReadBody();
+                               });
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = shared_from_this()](beast::error_code ec, size_t) {
                         if (ec) return self->OnReadError(ec);
+                        if (!self->TakeTrailers()) {
+                          return self->Fail(bhttp::status::request_header_fields_too_large);
+                        }
                         self->Handle();
                       });
+  }
+
+  // Beast adds trailer fields to the request's fields, after the header's. They count against
+  // what the header left of the limits, and are then dropped: no handler reads a trailer, and
+  // none may mistake one for a header (a trailing `Connection: close`, say). False when over.
+  bool TakeTrailers() {
+    Request& req = parser_->get();
+    auto it = req.begin();
+    for (size_t i = 0; i < header_fields_ && it != req.end(); ++i) ++it;
+    size_t fields = 0;
+    size_t bytes = 0;
+    while (it != req.end()) {
+      ++fields;
+      bytes += it->name_string().size() + it->value().size() + 4;  // "name: value\r\n", about
+      it = req.erase(it);
+    }
+    return fields <= header_fields_left_ && bytes <= header_bytes_left_;
+  }
+
+  // Beast's chunk header callback: chunk extensions (";name=value" after a chunk's size) are
+  // not read by anyone, but they cost what header bytes cost.
+  void OnChunkHeader(std::uint64_t, beast::string_view extensions, beast::error_code& ec) {
+    if (extensions.size() > header_bytes_left_) {
+      ec = bhttp::error::header_limit;
+      return;
+    }
+    header_bytes_left_ -= extensions.size();
   }
 
   void OnReadError(beast::error_code ec) {
@@ -80,19 +154,68 @@ class Session : public std::enable_shared_from_this<Session> {
         ec == asio::error::connection_reset) {
       return Close();
     }
-    if (ec == bhttp::error::header_limit) {
+    if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
       return Fail(bhttp::status::request_header_fields_too_large);
     }
     if (ec == bhttp::error::body_limit) return Fail(bhttp::status::payload_too_large);
     if (ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() ||
         ec == bhttp::error::partial_message) {
+      // Nothing parsed (no request line): perhaps empty lines before one.
+      if (parser_->get().method_string().empty() && SkipEmptyLines()) return;
       return Fail(bhttp::status::bad_request);  // a parse error: the response can be framed
     }
     Close();
   }
 
+  // RFC 9112 §2.2: a server ignores at least one empty line before a request line (old clients
+  // send a CRLF after a POST body). Beast does not: its request line starts with a method.
+  // Skips up to kMaxEmptyLines of them and parses again; false when the start of the buffer is
+  // not an empty line, or there were too many.
+  bool SkipEmptyLines() {
+    static constexpr int kMaxEmptyLines = 4;
+    const auto data = static_cast<const char*>(buffer_.data().data());
+    const size_t size = buffer_.size();
+    size_t skip = 0;
+    while (empty_lines_ < kMaxEmptyLines) {
+      if (skip < size && data[skip] == '\n') {
+        skip += 1;
+      } else if (skip + 1 < size && data[skip] == '\r' && data[skip + 1] == '\n') {
+        skip += 2;
+      } else {
+        break;
+      }
+      ++empty_lines_;
+    }
+    if (skip == 0) {
+      // A lone CR may be the first half of a CRLF split across reads: read on and look again.
+      if (size == 1 && data[0] == '\r' && empty_lines_ < kMaxEmptyLines) {
+        ReadMoreThenParse();
+        return true;
+      }
+      return false;
+    }
+    buffer_.consume(skip);
+    if (buffer_.size() == 1 && static_cast<const char*>(buffer_.data().data())[0] == '\r' &&
+        empty_lines_ < kMaxEmptyLines) {
+      ReadMoreThenParse();
+    } else {
+      ParseHeader();
+    }
+    return true;
+  }
+
+  void ReadMoreThenParse() {
+    stream_.async_read_some(buffer_.prepare(512),
+                            [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+                              if (ec) return self->OnReadError(ec);
+                              self->buffer_.commit(bytes);
+                              self->ParseHeader();
+                            });
+  }
+
   // Answers with an error the server decides, then closes: the stream's framing is unknown.
   void Fail(bhttp::status status) {
+    request_ = {};  // not the previous request's: a HEAD before must not drop this body
     Response res = state_->errors(status, 11);
     res.keep_alive(false);
     Write(std::move(res), /*counted=*/false);
@@ -168,8 +291,19 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   Stream stream_;
+  // Holds what is read and not yet parsed: at most one header block, chunk line or trailer
+  // section, since Beast copies body bytes out as they come (its max_size, set at start).
   beast::flat_buffer buffer_;
+  // Declared before the parser that refers to it.
+  std::function<void(std::uint64_t, beast::string_view, beast::error_code&)> on_chunk_header_ =
+      [this](std::uint64_t size, beast::string_view extensions, beast::error_code& ec) {
+        OnChunkHeader(size, extensions, ec);
+      };
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  size_t header_fields_ = 0;       // the fields of the current request's header block
+  size_t header_fields_left_ = 0;  // what the header left of max_header_fields, for trailers
+  size_t header_bytes_left_ = 0;   // ... and of max_header_bytes, for extensions and trailers
+  int empty_lines_ = 0;            // skipped before the current request line
   Request request_;
   std::string out_;  // the serialized response being written
   bool keep_alive_ = true;

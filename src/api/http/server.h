@@ -29,7 +29,7 @@ using Response = boost::beast::http::response<boost::beast::http::string_body>;
 using Respond = absl::AnyInvocable<void(Response) &&>;
 // Handles one complete, size-checked request.
 using Handler = std::function<void(Request&, Respond)>;
-// Renders an error response for a status the server decides itself (400, 413, 431).
+// Renders an error response for a status the server decides itself (400, 413, 431, 501).
 using ErrorRenderer = std::function<Response(boost::beast::http::status, unsigned version)>;
 
 struct ServerOptions {
@@ -42,6 +42,10 @@ struct ServerOptions {
   size_t max_connections = 10'000;
   size_t max_connections_per_address = 1'000;
   size_t max_body_bytes = 64 * 1024;
+  // Bound the header block; a chunked body's extensions and trailer fields count against what
+  // the header block leaves of them. Keep max_header_bytes under 64 KiB: Beast throws
+  // std::length_error, which would end the process, on a field value that long, and this
+  // limit is what keeps values shorter.
   size_t max_header_bytes = 16 * 1024;
   size_t max_header_fields = 100;
   // A request's header block must arrive within this, counted from the end of the previous

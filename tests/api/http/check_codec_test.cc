@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
 namespace sluice::http {
@@ -44,6 +45,54 @@ TEST(CheckCodecTest, RejectsBadInput) {
     EXPECT_FALSE(r.ok()) << body;
     EXPECT_FALSE(r.status().message().empty());
   }
+}
+
+// Verifies that an ip_address with an embedded NUL is refused, not read up to the NUL
+// ("1.2.3.4\0junk" was accepted as 1.2.3.4), and that other attributes keep their NULs whole.
+TEST(CheckCodecTest, RejectsNulInIpAddress) {
+  for (const char* body :
+       {R"({"ip_address":"1.2.3.4\u0000junk"})", R"({"ip_address":"1.2.3.4\u0000"})",
+        R"({"ip_address":"::1\u0000"})", R"({"ip_address":"\u00001.2.3.4"})"}) {
+    auto r = ParseCheckRequest(body);
+    ASSERT_FALSE(r.ok()) << body;
+    EXPECT_NE(r.status().message().find("ip_address"), std::string_view::npos);
+  }
+  auto r = ParseCheckRequest(R"({"user_id":"a\u0000b","headers":{"x\u0000":"v\u0000w"}})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->attributes.user_id, std::string("a\0b", 3));
+  EXPECT_EQ(r->attributes.Header(std::string("x\0", 2)), std::string("v\0w", 3));
+}
+
+// Verifies that a large `headers` object is read whole, names lowercased, a repeated name
+// (in any case) keeping its first position and its last value. 20,000 entries, far more than
+// the 64 KiB body limit lets through, so that an insertion cost growing with the count shows.
+TEST(CheckCodecTest, ParsesManyHeaders) {
+  constexpr int kCount = 20'000;
+  std::string body = R"({"user_id":"u","headers":{)";
+  for (int i = 0; i < kCount; ++i) {
+    absl::StrAppend(&body, i == 0 ? "" : ",", "\"X-H", i, "\":\"v", i, "\"");
+  }
+  absl::StrAppend(&body, R"(,"x-h7":"again","X-H9":"twice"}})");
+  auto r = ParseCheckRequest(body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto& headers = r->attributes.headers();
+  ASSERT_EQ(headers.size(), static_cast<size_t>(kCount));
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_EQ(headers[i].first, absl::StrCat("x-h", i));
+  }
+  EXPECT_EQ(headers[7].second, "again");
+  EXPECT_EQ(headers[9].second, "twice");
+  EXPECT_EQ(headers[8].second, "v8");
+  EXPECT_EQ(r->attributes.Header("X-H19999"), "v19999");
+}
+
+// Verifies that two `headers` objects in one body add up, as duplicate JSON keys always did.
+TEST(CheckCodecTest, MergesRepeatedHeadersObjects) {
+  auto r = ParseCheckRequest(R"({"headers":{"a":"1","b":"2"},"headers":null,"headers":{"A":"3"}})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->attributes.headers().size(), 2u);
+  EXPECT_EQ(r->attributes.Header("a"), "3");
+  EXPECT_EQ(r->attributes.Header("b"), "2");
 }
 
 CheckResult Limited(CheckResult::Outcome outcome, Decision d) {

@@ -1,0 +1,104 @@
+#include "api/http/framing.h"
+
+#include "boost/beast/core/string.hpp"
+#include "boost/beast/http/field.hpp"
+
+namespace sluice::http {
+
+namespace bhttp = boost::beast::http;
+
+namespace {
+
+constexpr std::string_view kWhitespace = " \t";
+
+std::string_view Trim(std::string_view s) {
+  const size_t first = s.find_first_not_of(kWhitespace);
+  if (first == std::string_view::npos) return {};
+  return s.substr(first, s.find_last_not_of(kWhitespace) - first + 1);
+}
+
+bool IEquals(std::string_view a, std::string_view b) {
+  return boost::beast::iequals(boost::beast::string_view(a.data(), a.size()),
+                               boost::beast::string_view(b.data(), b.size()));
+}
+
+// A Host value: uri-host [":" port] (RFC 9110 §7.2), checked by its characters only — reg-name
+// (unreserved, pct-encoded, sub-delims), an IP literal in brackets, and the port's colon. Enough
+// to refuse what could only be an attack (spaces, '/', '@', controls); Sluice routes by path
+// and never by host.
+bool ValidHost(std::string_view host) {
+  for (char c : host) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && std::string_view("-._~%!$&'()*+,;=:[]").find(c) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+bhttp::status CheckFraming(const Request& request) {
+  // Host: exactly one in HTTP/1.1, at most one in HTTP/1.0.
+  const size_t hosts = request.count(bhttp::field::host);
+  if (hosts > 1 || (hosts == 0 && request.version() >= 11)) return bhttp::status::bad_request;
+  if (hosts == 1) {
+    const auto host = request[bhttp::field::host];
+    if (!ValidHost(std::string_view(host.data(), host.size()))) return bhttp::status::bad_request;
+  }
+
+  // Transfer-Encoding: the codings of every field line, in order, make one list.
+  auto [first, last] = request.equal_range(bhttp::field::transfer_encoding);
+  if (first == last) return bhttp::status::ok;
+  if (request.version() < 11) return bhttp::status::bad_request;
+  size_t codings = 0;
+  size_t chunked = 0;
+  bool last_is_chunked = false;
+  bool unknown = false;
+  for (auto it = first; it != last; ++it) {
+    std::string_view list(it->value().data(), it->value().size());
+    while (!list.empty()) {
+      const size_t comma = list.find(',');
+      const std::string_view element = Trim(list.substr(0, comma));
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      if (element.empty()) continue;  // "a, , b": empty list elements are allowed and ignored
+      ++codings;
+      // transfer-coding = token *( OWS ";" OWS transfer-parameter ); `chunked` has none.
+      last_is_chunked = IEquals(element, "chunked");
+      if (last_is_chunked) {
+        ++chunked;
+      } else if (IEquals(Trim(element.substr(0, element.find(';'))), "chunked")) {
+        return bhttp::status::bad_request;  // chunked with parameters: not a framing we know
+      } else {
+        unknown = true;
+      }
+    }
+  }
+  if (codings == 0 || !last_is_chunked || chunked != 1) return bhttp::status::bad_request;
+  if (unknown) return bhttp::status::not_implemented;
+  return bhttp::status::ok;
+}
+
+std::string_view TargetPath(std::string_view target) {
+  if (!target.empty() && target.front() != '/') {
+    // absolute-form: scheme "://" authority [path-abempty] ["?" query]; the scheme is
+    // case-insensitive. Anything else (asterisk-form, authority-form) routes nowhere.
+    const size_t scheme_end = target.find("://");
+    if (scheme_end != std::string_view::npos && (IEquals(target.substr(0, scheme_end), "http") ||
+                                                 IEquals(target.substr(0, scheme_end), "https"))) {
+      const std::string_view rest = target.substr(scheme_end + 3);
+      const size_t path = rest.find_first_of("/?#");
+      if (path == std::string_view::npos || rest[path] != '/') return "/";
+      target = rest.substr(path);
+    }
+  }
+  return target.substr(0, target.find('?'));
+}
+
+bool ExpectsContinue(const Request& request) {
+  if (request.version() < 11) return false;
+  const auto expect = request[bhttp::field::expect];
+  return IEquals(Trim(std::string_view(expect.data(), expect.size())), "100-continue");
+}
+
+}  // namespace sluice::http

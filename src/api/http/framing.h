@@ -1,0 +1,31 @@
+// The framing rules of RFC 9112 that Beast's parser leaves to its user, as pure functions over a
+// parsed request header: which Transfer-Encoding a request may carry, the Host field, the path
+// of a request target, Expect. The server applies them before it reads a body.
+#pragma once
+
+#include <string_view>
+
+#include "api/http/server.h"
+#include "boost/beast/http/status.hpp"
+
+namespace sluice::http {
+
+// What the header says about how to read the request, or why not to:
+//   400  a Transfer-Encoding that does not end in exactly one `chunked` (RFC 9112 §6.3: the
+//        body's length cannot be known), one in an HTTP/1.0 request (§6.1), no Host in an
+//        HTTP/1.1 request, more than one Host, or a Host value that is not a host[:port] (§3.2);
+//   501  a transfer coding other than `chunked` before it (gzip, deflate, …): Sluice applies
+//        none, and decoding `gzip, chunked` as plain chunked would hand the handler gzip bytes.
+// `ok` otherwise. Either refusal ends the connection: what follows cannot be framed.
+boost::beast::http::status CheckFraming(const Request& request);
+
+// The path of a request target, for routing: the query cut off, and for an absolute-form target
+// ("http://host:port/path?query", RFC 9112 §3.2.2) the scheme and authority too ("/" when the
+// target has no path). Other forms come back as they are (without the query).
+std::string_view TargetPath(std::string_view target);
+
+// Whether an HTTP/1.1 request expects `100 Continue` before it sends its body (RFC 9110
+// §10.1.1). HTTP/1.0 requests never do: their expectation must be ignored.
+bool ExpectsContinue(const Request& request);
+
+}  // namespace sluice::http
