@@ -28,7 +28,7 @@ std::string AddressKey(const sockaddr* address) {
 
 void ConnectionCaps::Slot::Release() {
   if (caps_ == nullptr) return;
-  caps_->Release(address_);
+  caps_->Release(address_, reserved_);
   caps_.reset();
 }
 
@@ -36,7 +36,8 @@ ConnectionCaps::Verdict ConnectionCaps::TryAcquire(const std::string& address) {
   Verdict verdict;
   MutexLock lock(mu_);
   size_t& from_address = per_address_[address];
-  if (total_ >= options_.max_connections) {
+  const bool full = total_ >= options_.max_connections;
+  if (full && reserved_ >= options_.health_reserve) {
     verdict.refusal = Refusal::kTotal;
   } else if (options_.max_per_address > 0 && from_address >= options_.max_per_address) {
     verdict.refusal = Refusal::kPerAddress;
@@ -55,21 +56,21 @@ ConnectionCaps::Verdict ConnectionCaps::TryAcquire(const std::string& address) {
     return verdict;
   }
   ++from_address;
-  ++total_;
-  verdict.slot = Slot(shared_from_this(), address);
+  ++(full ? reserved_ : total_);
+  verdict.slot = Slot(shared_from_this(), address, /*reserved=*/full);
   return verdict;
 }
 
-void ConnectionCaps::Release(const std::string& address) {
+void ConnectionCaps::Release(const std::string& address, bool reserved) {
   MutexLock lock(mu_);
-  --total_;
+  --(reserved ? reserved_ : total_);
   auto it = per_address_.find(address);
   if (it != per_address_.end() && --it->second == 0) per_address_.erase(it);
 }
 
 size_t ConnectionCaps::connections() const {
   MutexLock lock(mu_);
-  return total_;
+  return total_ + reserved_;
 }
 
 uint64_t ConnectionCaps::refused() const {

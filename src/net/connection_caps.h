@@ -29,6 +29,11 @@ class ConnectionCaps : public std::enable_shared_from_this<ConnectionCaps> {
   struct Options {
     size_t max_connections = 10'000;
     size_t max_per_address = 1'000;  // 0: no cap per address
+    // Places beyond max_connections for health checks: a connection taken there is "reserved"
+    // and its listener answers only health checks on it (HTTP: GET/HEAD /health and
+    // /healthcheck), so that a full listener still tells its orchestrator how it is. The
+    // per-address cap applies to them too.
+    size_t health_reserve = 0;
   };
 
   // One place taken; given back when destroyed (from any thread). Move-only.
@@ -40,19 +45,23 @@ class ConnectionCaps : public std::enable_shared_from_this<ConnectionCaps> {
       Release();
       caps_ = std::move(other.caps_);
       address_ = std::move(other.address_);
+      reserved_ = other.reserved_;
       return *this;
     }
     ~Slot() { Release(); }
     explicit operator bool() const { return caps_ != nullptr; }
+    // Taken from the health reserve (see Options::health_reserve).
+    bool reserved() const { return reserved_; }
 
    private:
     friend class ConnectionCaps;
-    Slot(std::shared_ptr<ConnectionCaps> caps, std::string address)
-        : caps_(std::move(caps)), address_(std::move(address)) {}
+    Slot(std::shared_ptr<ConnectionCaps> caps, std::string address, bool reserved)
+        : caps_(std::move(caps)), address_(std::move(address)), reserved_(reserved) {}
     void Release();
 
     std::shared_ptr<ConnectionCaps> caps_;
     std::string address_;
+    bool reserved_ = false;
   };
 
   enum class Refusal { kNone, kTotal, kPerAddress };
@@ -79,11 +88,12 @@ class ConnectionCaps : public std::enable_shared_from_this<ConnectionCaps> {
 
  private:
   explicit ConnectionCaps(Options options) : options_(options) {}
-  void Release(const std::string& address);
+  void Release(const std::string& address, bool reserved);
 
   const Options options_;
   mutable Mutex mu_;
-  size_t total_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t total_ ABSL_GUARDED_BY(mu_) = 0;     // places taken, reserved ones excluded
+  size_t reserved_ ABSL_GUARDED_BY(mu_) = 0;  // reserved places taken
   std::unordered_map<std::string, size_t> per_address_ ABSL_GUARDED_BY(mu_);
   uint64_t refused_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t unlogged_ ABSL_GUARDED_BY(mu_) = 0;

@@ -164,3 +164,66 @@ class ExhaustedListenerHealthTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HealthReserveTest(unittest.TestCase):
+    """A full HTTP listener keeps a reserve of 16 places that answer only health checks, one
+    request each: an orchestrator's probe still gets its answer while clients hold every place."""
+
+    MAX = 3
+
+    @classmethod
+    def setUpClass(cls):
+        cls.http_port = free_port()
+        config = (f"listen:\n  http: 127.0.0.1:{cls.http_port}\n  grpc: \"\"\n"
+                  f"limits:\n  max_connections: {cls.MAX}\n")
+        cls.server = SluiceServer(files={"sluice.yaml": config}, config="sluice.yaml", http=False)
+        cls.server.start(port=cls.http_port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def fill(self):
+        held = [connect(self.http_port) for _ in range(self.MAX)]
+        for s in held:  # each one is served, so counted
+            self.assertEqual(health_on(s)[0], 200)
+        return held
+
+    def test_full_listener_answers_health_checks_only(self):
+        held = self.fill()
+        try:
+            probe = connect(self.http_port)
+            status, body = health_on(probe)
+            self.assertEqual(status, 200)
+            self.assertIn(body["status"], ("healthy", "degraded"))
+            self.assertTrue(closed_by_server(probe), "a reserved place answers one request")
+            probe.close()
+
+            check = connect(self.http_port)
+            check.sendall(b"POST /v1/ratelimit/check HTTP/1.1\r\nHost: sluice\r\n"
+                          b"Content-Length: 2\r\n\r\n{}")
+            res = http.client.HTTPResponse(check)
+            res.begin()
+            self.assertEqual(res.status, 503)
+            self.assertEqual(res.getheader("Retry-After"), "1")
+            self.assertEqual(json.loads(res.read())["error"]["code"], "SERVER_BUSY")
+            check.close()
+        finally:
+            for s in held:
+                s.close()
+        # Places given back: checks are served again.
+        poll(lambda: self.server.check(user_id="u").status == 200, message="served again")
+
+    def test_reserve_is_bounded(self):
+        held = self.fill()
+        reserved = []
+        try:
+            reserved = [connect(self.http_port) for _ in range(16)]
+            time.sleep(0.5)  # accepted, each holding a reserved place
+            extra = connect(self.http_port)
+            self.assertTrue(closed_by_server(extra), "past the reserve, connections are refused")
+            extra.close()
+        finally:
+            for s in held + reserved:
+                s.close()

@@ -30,6 +30,10 @@ ErrorKind ErrorFor(bhttp::status status) {
       return {"HEADERS_TOO_LARGE", "Request headers exceed 16 KiB or 100 fields."};
     case bhttp::status::not_found:
       return {"NOT_FOUND", "No such endpoint."};
+    case bhttp::status::service_unavailable:
+      return {"SERVER_BUSY",
+              "The server is at its connection limit: only health checks are answered on this "
+              "connection."};
     case bhttp::status::method_not_allowed:
       return {"METHOD_NOT_ALLOWED", "Method not allowed on this endpoint."};
     case bhttp::status::not_implemented:

@@ -34,6 +34,14 @@ using Executor = asio::io_context::executor_type;
 using Socket = asio::basic_stream_socket<tcp, Executor>;
 using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
 
+// GET or HEAD of /health or /healthcheck: what a place of the health reserve answers.
+bool IsHealthCheck(const Request& request) {
+  if (request.method() != bhttp::verb::get && request.method() != bhttp::verb::head) return false;
+  const std::string_view path =
+      TargetPath(std::string_view(request.target().data(), request.target().size()));
+  return path == "/health" || path == "/healthcheck";
+}
+
 // One connection. Every step runs on the connection's io_context thread, one at a time; the
 // handler's response may come from another thread and is dispatched back.
 class Session : public std::enable_shared_from_this<Session> {
@@ -223,6 +231,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Handle() {
     request_ = parser_->release();
+    if (slot_.reserved() && !IsHealthCheck(request_)) {
+      // A place of the health reserve: the listener is full, and only health checks pass.
+      request_ = {};
+      Response res = state_->errors(bhttp::status::service_unavailable, 11);
+      res.set(bhttp::field::retry_after, "1");
+      res.keep_alive(false);
+      return Write(std::move(res), /*counted=*/false);
+    }
     state_->in_flight.fetch_add(1, std::memory_order_relaxed);
     stream_.expires_never();  // the handler's own deadlines apply (store timeouts)
     auto self = shared_from_this();
@@ -236,7 +252,9 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Finish(Response res) {
-    const bool keep = request_.keep_alive() && !state_->draining.load(std::memory_order_relaxed);
+    // A reserved place is given back after one answer.
+    const bool keep = request_.keep_alive() && !slot_.reserved() &&
+                      !state_->draining.load(std::memory_order_relaxed);
     res.keep_alive(keep);
     Write(std::move(res), /*counted=*/true);
   }
@@ -321,7 +339,8 @@ HttpServer::HttpServer(ServerOptions options, Handler handler, ErrorRenderer err
   state_->errors = std::move(errors);
   state_->caps =
       net::ConnectionCaps::Create({.max_connections = state_->options.max_connections,
-                                   .max_per_address = state_->options.max_connections_per_address});
+                                   .max_per_address = state_->options.max_connections_per_address,
+                                   .health_reserve = state_->options.health_reserve});
 }
 
 HttpServer::~HttpServer() { Stop(std::chrono::milliseconds(0)); }

@@ -41,6 +41,10 @@ struct ServerOptions {
   // connection comes from the proxy's address: raise the per-address cap there.
   size_t max_connections = 10'000;
   size_t max_connections_per_address = 1'000;
+  // Places beyond max_connections that answer only GET/HEAD /health and /healthcheck (anything
+  // else: 503 SERVER_BUSY, closed), one request each: a full listener still answers its health
+  // checks.
+  size_t health_reserve = 16;
   size_t max_body_bytes = 64 * 1024;
   // Bound the header block; a chunked body's extensions and trailer fields count against what
   // the header block leaves of them. Keep max_header_bytes under 64 KiB: Beast throws
