@@ -25,7 +25,6 @@ struct Limiter::DescriptorsJob final : Job {
   DescriptorsRequest request;
   DescriptorsResult result;
   std::vector<int> item_of;              // per descriptor: the item it charges, or -1
-  std::vector<bool> shadow;              // per descriptor
   std::vector<std::string> metric_keys;  // per descriptor; "" when nothing matched
   std::vector<bool> is_override;         // per item: its limit is a per-request override
   std::deque<Limit> override_limits;     // stable addresses for ChargeItem::limit
@@ -70,7 +69,7 @@ struct Limiter::DescriptorsJob final : Job {
       if (item >= 0) {
         const Decision& d = decisions[item];
         const Limit& limit = *items[item].limit;
-        s.over_limit = !d.allowed && !shadow[i];
+        s.over_limit = !d.allowed && !s.shadow;
         s.limit_remaining = ClampU32(d.remaining);
         // Fixed windows report the time to the window's end, as envoyproxy/ratelimit does even
         // for an unused key; the others report when the state is fresh again. A used window's
@@ -84,9 +83,9 @@ struct Limiter::DescriptorsJob final : Job {
         if (!metric_keys[i].empty()) {
           limiter
               .DescriptorCounter(*snapshot, metric_keys[i],
-                                 d.allowed   ? DescriptorResult::kAllowed
-                                 : shadow[i] ? DescriptorResult::kShadowRejected
-                                             : DescriptorResult::kRejected)
+                                 d.allowed  ? DescriptorResult::kAllowed
+                                 : s.shadow ? DescriptorResult::kShadowRejected
+                                            : DescriptorResult::kRejected)
               .Increment();
         }
       } else if (s.over_limit && !metric_keys[i].empty()) {  // requests_per_unit: 0
@@ -121,7 +120,6 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
 
   p->result.statuses.resize(n);
   p->item_of.assign(n, -1);
-  p->shadow.assign(n, false);
   p->metric_keys.resize(n);
   p->keys.reserve(n);
   p->items.reserve(n);
@@ -132,7 +130,7 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
     DescriptorStatus& status = p->result.statuses[i];
     const rules::DescriptorLimit* limit = matched[i];
     const uint64_t hits = d.hits_addend.value_or(request_hits);
-    p->shadow[i] = limit != nullptr && limit->shadow_mode;
+    status.shadow = limit != nullptr && limit->shadow_mode;
 
     const Limit* effective = nullptr;
     bool is_override = false;
@@ -141,7 +139,7 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
       // An override applies whenever the domain is known, matched or not, and is always
       // enforced (envoyproxy/ratelimit builds overrides without shadow mode).
       const auto& o = *d.limit_override;
-      p->shadow[i] = false;
+      status.shadow = false;
       status.current_limit = DescriptorStatus::CurrentLimit{
           limit != nullptr ? limit->name : std::string(), o.requests_per_unit, o.unit};
       if (o.requests_per_unit == 0) {
@@ -181,7 +179,7 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
       status.current_limit =
           DescriptorStatus::CurrentLimit{limit->name, limit->requests_per_unit, limit->unit};
       if (limit->blocks_all()) {
-        status.over_limit = !p->shadow[i];
+        status.over_limit = !status.shadow;
         status.duration_until_reset = rules::RateLimitUnitMicros(limit->unit);
         continue;
       }
@@ -199,9 +197,8 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
         {},
         effective,
         static_cast<int64_t>(std::min<uint64_t>(hits, static_cast<uint64_t>(Limit::kMaxCount))),
-        !p->shadow[i]});
+        !status.shadow});
   }
-  for (size_t i = 0; i < n; ++i) p->result.statuses[i].shadow = p->shadow[i];
   for (size_t j = 0; j < p->items.size(); ++j) p->items[j].key = p->keys[j];
   p->decisions.resize(p->items.size());
   p->done = std::move(done);

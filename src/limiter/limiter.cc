@@ -147,15 +147,15 @@ void Limiter::ProbeStore(ProbeCallback done) {
   auto probe = std::make_unique<Probe>();
   probe->done = std::move(done);
   Probe* raw = probe.get();
-  store_.Charge({&raw->item, 1}, {&raw->decision, 1},
-                [this, probe = std::move(probe)](absl::Status status) mutable {
-                  ProbeResult result;
-                  result.latency_ms = SecondsSince(probe->started) * 1000;
-                  result.store_up = status.ok();
-                  result.can_decide =
-                      result.store_up || options_.on_failure != FailurePolicy::kFailClosed;
-                  std::move(probe->done)(result);
-                });
+  store_.Charge(
+      {&raw->item, 1}, {&raw->decision, 1},
+      [policy = options_.on_failure, probe = std::move(probe)](absl::Status status) mutable {
+        ProbeResult result;
+        result.latency_ms = SecondsSince(probe->started) * 1000;
+        result.store_up = status.ok();
+        result.can_decide = result.store_up || policy != FailurePolicy::kFailClosed;
+        std::move(probe->done)(result);
+      });
 }
 
 // ---- Check: the HTTP check API ----

@@ -5,7 +5,9 @@
 //
 // One server is shared by the ShouldRateLimit tests; every test uses descriptor values no other
 // test uses, so counters never collide. Windows are hours to days so that no test depends on
-// how fast it runs; no test asserts on elapsed time.
+// how fast it runs. The one assertion on elapsed time is CONTRACT §1's stop bound (SIGTERM: done
+// within 5 s), a behaviour of the contract rather than a speed: the server's own hard deadline is
+// 4 s, and speed is measured in bench/, not here.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>

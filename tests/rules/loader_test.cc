@@ -430,12 +430,11 @@ std::string AliasBomb() {
   return text;
 }
 
-// Verifies that an alias bomb is one problem, at the alias crossing the node limit, found in a
-// moment: it used to take 28 s and 2 GB and print 10^7 problems.
+// Verifies that an alias bomb is one problem, at the alias crossing the node limit: the count
+// stops there, so no more than the limit's worth of work is done (it used to take 28 s and 2 GB
+// and print 10^7 problems). How long it takes is not asserted: timings are noise here.
 TEST(LoaderHostileTest, AliasBombIsOneProblem) {
-  const auto start = std::chrono::steady_clock::now();
   const std::vector<std::string> problems = ProblemsOf(AliasBomb());
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   EXPECT_THAT(problems, ElementsAre("f.yaml:7:29: more than 1000000 nodes once aliases are "
                                     "expanded (the limit per file)"));
 }
