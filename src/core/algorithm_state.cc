@@ -2,23 +2,24 @@
 
 namespace sluice {
 
-Decision Admit(AlgorithmState& state, const Limit& limit, Micros now, int64_t cost) {
+Decision Admit(AlgorithmState& state, const Limit& limit, Micros now, int64_t cost,
+               OnReject on_reject) {
   switch (limit.algorithm()) {
     case Algorithm::kFixedWindow:
-      return FixedWindow::Admit(state.fixed_window, limit, now, cost);
+      return FixedWindow::Admit(state.fixed_window, limit, now, cost, on_reject);
     case Algorithm::kSlidingWindowCounter:
-      return SlidingWindowCounter::Admit(state.sliding_window_counter, limit, now, cost);
+      return SlidingWindowCounter::Admit(state.sliding_window_counter, limit, now, cost, on_reject);
     case Algorithm::kSlidingWindowLog:
       if (state.sliding_window_log == nullptr) {
         state.sliding_window_log = new SlidingWindowLogState();
       }
-      return SlidingWindowLog::Admit(*state.sliding_window_log, limit, now, cost);
+      return SlidingWindowLog::Admit(*state.sliding_window_log, limit, now, cost, on_reject);
     case Algorithm::kTokenBucket:
-      return TokenBucket::Admit(state.bucket, limit, now, cost);
+      return TokenBucket::Admit(state.bucket, limit, now, cost, on_reject);
     case Algorithm::kGcra:
-      return Gcra::Admit(state.gcra, limit, now, cost);
+      return Gcra::Admit(state.gcra, limit, now, cost, on_reject);
     case Algorithm::kLeakyBucket:
-      return LeakyBucket::Admit(state.bucket, limit, now, cost);
+      return LeakyBucket::Admit(state.bucket, limit, now, cost, on_reject);
   }
   return Decision{};
 }

@@ -28,7 +28,8 @@ union AlgorithmState {
 static_assert(sizeof(AlgorithmState) == 16);
 
 // Dispatches to the algorithm of `limit`. Not thread-safe: the caller owns `state`.
-Decision Admit(AlgorithmState& state, const Limit& limit, Micros now, int64_t cost);
+Decision Admit(AlgorithmState& state, const Limit& limit, Micros now, int64_t cost,
+               OnReject on_reject = OnReject::kChargeNothing);
 void Refund(AlgorithmState& state, const Limit& limit, Micros charged_at, int64_t cost);
 // Frees what `state` owns (the sliding_window_log entries) and leaves it fresh.
 void Release(AlgorithmState& state, Algorithm algorithm);

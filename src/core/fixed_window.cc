@@ -9,7 +9,8 @@ namespace sluice {
 using int_math::SatMul;
 using int_math::SatSub;
 
-Decision FixedWindow::Admit(FixedWindowState& state, const Limit& limit, Micros now, int64_t cost) {
+Decision FixedWindow::Admit(FixedWindowState& state, const Limit& limit, Micros now, int64_t cost,
+                            OnReject on_reject) {
   const Micros window = limit.window();
   int64_t index = static_cast<int64_t>(int_math::FloorDiv(now, window));
   int64_t count = 0;
@@ -34,7 +35,12 @@ Decision FixedWindow::Admit(FixedWindowState& state, const Limit& limit, Micros 
     d.allowed = false;
     d.retry_after = until_end;  // the next window starts empty and cost <= limit
   }
-  d.remaining = limit.limit() - count;
+  if (!d.allowed && on_reject == OnReject::kChargeAnyway && cost > 0) {
+    count = std::min(count + cost, Limit::kMaxCount);  // debt, until the window ends
+    state.window_index = index;
+    state.count = count;
+  }
+  d.remaining = std::max<int64_t>(0, limit.limit() - count);
   d.reset_after = count > 0 ? until_end : 0;
   return d;
 }

@@ -23,15 +23,16 @@ void StoreTat(GcraState& state, const Limit& limit, __int128 tat_units) {
 
 }  // namespace
 
-Decision Gcra::Admit(GcraState& state, const Limit& limit, Micros now, int64_t cost) {
+Decision Gcra::Admit(GcraState& state, const Limit& limit, Micros now, int64_t cost,
+                     OnReject on_reject) {
   const __int128 tat = TatUnits(state, limit);
   const __int128 now_units = static_cast<__int128>(now) * limit.units_per_micro();
   // The level of the equivalent bucket: how far the TAT is ahead of now.
-  const __int128 level = std::max<__int128>(0, tat - now_units);
+  __int128 level = std::max<__int128>(0, tat - now_units);
   Decision d;
-  if (internal::AdmitLevel(limit, level, cost, /*shift=*/0, d) && cost > 0) {
-    StoreTat(state, limit,
-             std::max(tat, now_units) + static_cast<__int128>(cost) * limit.units_per_token());
+  if (internal::AdmitLevel(limit, level, cost, /*shift=*/0, on_reject, d)) {
+    // max(tat, now) + cost emission intervals (or the bounded debt): now + the new level.
+    StoreTat(state, limit, now_units + level);
   }
   return d;
 }

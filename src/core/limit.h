@@ -68,6 +68,15 @@ class Limit {
   int64_t units_per_token() const { return units_per_token_; }  // window / gcd
   int64_t units_per_micro() const { return units_per_micro_; }  // limit / gcd
   int64_t capacity_units() const { return capacity_units_; }    // burst * units_per_token
+  // The most units a bucket (or GCRA's equivalent level) may hold in debt after a forced charge
+  // (CONTRACT §4 "charge": "always"): 2^52 for every limit the Redis store takes (capacity <=
+  // 2^51), the same bound its scripts use, so that a level and the times derived from it stay
+  // exact in a double; twice the capacity for finer limits, which only the memory store runs.
+  static constexpr int64_t kMaxScriptCapacityUnits = int64_t{1} << 51;
+  int64_t max_level_units() const {
+    return capacity_units_ <= kMaxScriptCapacityUnits ? 2 * kMaxScriptCapacityUnits
+                                                      : 2 * capacity_units_;
+  }
 
  private:
   Limit() = default;

@@ -10,7 +10,7 @@ using int_math::FloorDiv;
 using int_math::Saturate;
 
 Decision SlidingWindowCounter::Admit(SlidingWindowCounterState& state, const Limit& limit,
-                                     Micros now, int64_t cost) {
+                                     Micros now, int64_t cost, OnReject on_reject) {
   const Micros window = limit.window();
   int64_t index = static_cast<int64_t>(FloorDiv(now, window));
   Micros elapsed = now - static_cast<Micros>(static_cast<__int128>(index) * window);
@@ -68,6 +68,13 @@ Decision SlidingWindowCounter::Admit(SlidingWindowCounterState& state, const Lim
       wait = (window - elapsed) + e_next;
     }
     d.retry_after = Saturate(wait + shift);
+  }
+  if (!d.allowed && on_reject == OnReject::kChargeAnyway && cost > 0) {
+    // Debt: the current window's count above the limit, weighing on the next window too.
+    current = std::min<int64_t>(current + cost, UINT32_MAX);
+    state.window_index = index;
+    state.current = static_cast<uint32_t>(current);
+    state.previous = static_cast<uint32_t>(previous);
   }
   d.remaining = static_cast<int64_t>(std::max<__int128>(0, FloorDiv(capacity - used(), window)));
   if (current > 0) {

@@ -11,7 +11,8 @@ namespace sluice {
 // Limit::Create caps this algorithm's limit at 2^32 - 1.
 struct SlidingWindowCounterState {
   int64_t window_index = 0;  // floor(time / window) of the current window
-  uint32_t current = 0;      // cost admitted in the current window
+  uint32_t current = 0;      // cost charged in the current window; above the limit in debt,
+                             // saturating at 2^32 - 1
   uint32_t previous = 0;     // cost admitted in the window before it
 };
 
@@ -19,9 +20,10 @@ struct SlidingWindowCounterState {
 // compared exactly as previous * (window - elapsed) + (current + cost) * window <= limit * window.
 class SlidingWindowCounter {
  public:
-  // Mutates `state` only when it admits a non-zero cost. Not thread-safe.
+  // Mutates `state` only when it charges a non-zero cost: when it admits, or with
+  // OnReject::kChargeAnyway. Not thread-safe.
   static Decision Admit(SlidingWindowCounterState& state, const Limit& limit, Micros now,
-                        int64_t cost);
+                        int64_t cost, OnReject on_reject = OnReject::kChargeNothing);
   static void Refund(SlidingWindowCounterState& state, const Limit& limit, Micros charged_at,
                      int64_t cost);
 };

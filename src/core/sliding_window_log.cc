@@ -9,8 +9,22 @@ namespace sluice {
 using int_math::SatAdd;
 using int_math::SatSub;
 
+namespace {
+
+// Records `cost` at `at`, the newest instant of the log.
+void Record(SlidingWindowLogState& state, std::vector<SlidingWindowLogState::Entry>& log,
+            Micros at, int64_t cost) {
+  if (state.entries() > 0 && log.back().at == at) {
+    log.back().cost += cost;
+  } else {
+    log.push_back({at, cost});
+  }
+}
+
+}  // namespace
+
 Decision SlidingWindowLog::Admit(SlidingWindowLogState& state, const Limit& limit, Micros now,
-                                 int64_t cost) {
+                                 int64_t cost, OnReject on_reject) {
   auto& log = state.log_;
   // A clock that went back is treated as standing at the newest entry: entries stay sorted and
   // nothing expires early.
@@ -36,11 +50,7 @@ Decision SlidingWindowLog::Admit(SlidingWindowLogState& state, const Limit& limi
     d.cost_exceeds_limit = true;
   } else if (state.total_ + cost <= limit.limit()) {
     if (cost > 0) {
-      if (state.entries() > 0 && log.back().at == at) {
-        log.back().cost += cost;
-      } else {
-        log.push_back({at, cost});
-      }
+      Record(state, log, at, cost);
       state.total_ += cost;
     }
   } else {
@@ -56,7 +66,15 @@ Decision SlidingWindowLog::Admit(SlidingWindowLogState& state, const Limit& limi
       }
     }
   }
-  d.remaining = limit.limit() - state.total_;
+  if (!d.allowed && on_reject == OnReject::kChargeAnyway) {
+    // Debt: the entry is logged like an admitted one; the total stays <= kMaxCount.
+    const int64_t charged = std::min(cost, Limit::kMaxCount - state.total_);
+    if (charged > 0) {
+      Record(state, log, at, charged);
+      state.total_ += charged;
+    }
+  }
+  d.remaining = std::max<int64_t>(0, limit.limit() - state.total_);
   if (state.total_ > 0) {
     d.reset_after = SatAdd(SatSub(SatAdd(log.back().at, limit.window()), at), shift);
   }

@@ -33,8 +33,10 @@ class SlidingWindowLogState {
 // Exact: admits while the admitted costs in (now - window, now] plus cost <= limit.
 class SlidingWindowLog {
  public:
-  // Drops expired entries; records the request only when it admits a non-zero cost.
-  static Decision Admit(SlidingWindowLogState& state, const Limit& limit, Micros now, int64_t cost);
+  // Drops expired entries; records the request only when it charges a non-zero cost (when it
+  // admits, or with OnReject::kChargeAnyway: the total then stays at most Limit::kMaxCount).
+  static Decision Admit(SlidingWindowLogState& state, const Limit& limit, Micros now, int64_t cost,
+                        OnReject on_reject = OnReject::kChargeNothing);
   // Removes `cost` from the entry recorded at `charged_at`, if it is still in the log.
   static void Refund(SlidingWindowLogState& state, const Limit& limit, Micros charged_at,
                      int64_t cost);

@@ -193,11 +193,16 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
     p->item_of[i] = static_cast<int>(p->items.size());
     p->keys.push_back(std::move(key));
     p->is_override.push_back(is_override);
+    // envoyproxy/ratelimit's charging (CONTRACT §6): an over-limit descriptor takes its hits
+    // into debt, so that a later hits-0 check sees it over; the others are given back when
+    // the request is OVER_LIMIT.
     p->items.push_back(ChargeItem{
-        {},
-        effective,
-        static_cast<int64_t>(std::min<uint64_t>(hits, static_cast<uint64_t>(Limit::kMaxCount))),
-        !status.shadow});
+        .key = {},  // set below, once `keys` no longer moves
+        .limit = effective,
+        .cost = static_cast<int64_t>(
+            std::min<uint64_t>(hits, static_cast<uint64_t>(Limit::kMaxCount))),
+        .role = status.shadow ? ItemRole::kShadow : ItemRole::kEnforced,
+        .when = ChargeWhen::kAllowedOrOver});
   }
   for (size_t j = 0; j < p->items.size(); ++j) p->items[j].key = p->keys[j];
   p->decisions.resize(p->items.size());

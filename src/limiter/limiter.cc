@@ -139,7 +139,7 @@ void Limiter::ProbeStore(ProbeCallback done) {
   static const Limit kProbe =
       *Limit::Create({.algorithm = Algorithm::kFixedWindow, .limit = 1, .window = 1000});
   struct Probe {
-    ChargeItem item{"sluice:health", &kProbe, 0};
+    ChargeItem item{.key = "sluice:health", .limit = &kProbe, .cost = 0};
     Decision decision;
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
     ProbeCallback done;
@@ -281,8 +281,12 @@ void Limiter::Check(CheckRequest request, Callback done) {
     const Rule& rule = *job->rules[i];
     // The key is present: Applicable checked.
     rules::RuleSet::CounterKey(rule, request.attributes, &job->keys[i]);
-    job->items[i] =
-        ChargeItem{job->keys[i], &rule.limit, request.cost, rule.mode == rules::RuleMode::kEnforce};
+    job->items[i] = ChargeItem{
+        .key = job->keys[i],
+        .limit = &rule.limit,
+        .cost = request.cost,
+        .role = rule.mode == rules::RuleMode::kEnforce ? ItemRole::kEnforced : ItemRole::kShadow,
+        .when = request.charge_always ? ChargeWhen::kAlways : ChargeWhen::kRequestAllowed};
     job->rule_index[i] = static_cast<size_t>(&rule - first);
   }
   job->snapshot = std::move(snapshot);

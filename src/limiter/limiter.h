@@ -32,6 +32,9 @@ enum class FailurePolicy : uint8_t { kFailOpen, kFailClosed, kLocal };
 struct CheckRequest {
   rules::RequestAttributes attributes;
   int64_t cost = 1;  // >= 0
+  // "charge": "always" (CONTRACT §4): every applicable rule is charged `cost`, into debt where
+  // it does not admit it, and nothing is given back when the request is rejected.
+  bool charge_always = false;
 };
 
 // The answer to one check (CONTRACT §3.1, §5).

@@ -14,15 +14,60 @@
 
 namespace sluice {
 
+// What an item's rejection means for the request it belongs to.
+enum class ItemRole : uint8_t {
+  kEnforced,  // rejects the request
+  kShadow,    // never rejects the request (shadow rules and descriptors)
+  // Rejects the request only when every quota item of the request rejects (Envoy's
+  // `quota_mode`, CONTRACT §6).
+  kQuota,
+};
+
+// When an item's cost is charged (CONTRACT §4 "charge", §6).
+enum class ChargeWhen : uint8_t {
+  // Only when the request is allowed: a rejected request consumes nothing (the default).
+  kRequestAllowed,
+  // As kRequestAllowed, and also when the item itself rejects: it takes its cost into debt
+  // (envoyproxy/ratelimit's over-limit descriptor). Admitted items of a rejected request are
+  // given back.
+  kAllowedOrOver,
+  // Whatever happens, into debt where the limit does not admit it ("charge": "always").
+  kAlways,
+};
+
 struct ChargeItem {
   // The counter's identity. The caller makes it unique per (rule, attribute values) and
   // includes anything that changes the state's meaning (the algorithm, the window).
   std::string_view key;
   const Limit* limit = nullptr;
   int64_t cost = 1;  // >= 0; 0 only reads
-  // false for shadow rules: charged when it admits, but its rejection never fails the request.
-  bool enforced = true;
+  ItemRole role = ItemRole::kEnforced;
+  ChargeWhen when = ChargeWhen::kRequestAllowed;
+
+  // Whether Admit charges this item even when it rejects.
+  OnReject on_reject() const {
+    return when == ChargeWhen::kRequestAllowed ? OnReject::kChargeNothing
+                                               : OnReject::kChargeAnyway;
+  }
+  // Whether an admitted charge of this item is given back when the request is rejected.
+  bool refunded_on_rejection() const { return when != ChargeWhen::kAlways; }
 };
+
+// Whether the items' decisions reject the request: an enforced item rejects, or every quota
+// item does (when there is one).
+inline bool RequestRejected(std::span<const ChargeItem> items,
+                            std::span<const Decision> decisions) {
+  size_t quota = 0;
+  size_t quota_rejected = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].role == ItemRole::kEnforced && !decisions[i].allowed) return true;
+    if (items[i].role == ItemRole::kQuota) {
+      ++quota;
+      quota_rejected += decisions[i].allowed ? 0 : 1;
+    }
+  }
+  return quota > 0 && quota_rejected == quota;
+}
 
 class Store {
  public:
@@ -31,12 +76,14 @@ class Store {
 
   virtual ~Store() = default;
 
-  // Checks and charges every item of one request, all-or-nothing: when any enforced item is
-  // rejected, nothing is charged to any item. A rejected non-enforced item is simply not
-  // charged. Writes one Decision per item into `decisions` (same
-  // order and size as `items`; the buffers must live until `done` runs). When the request is
-  // rejected, the decisions of items that would have admitted describe their state without
-  // this request's charge. Thread-safe.
+  // Checks and charges every item of one request, all-or-nothing: when the request is rejected
+  // (RequestRejected), nothing is charged to any item, except as each item's ChargeWhen says
+  // (an item that charges when over keeps its debt; a kAlways item keeps its charge). A
+  // rejected item that does not reject the request (shadow, or quota while another quota item
+  // admits) is charged only per its ChargeWhen. Writes one Decision per item into `decisions`
+  // (same order and size as `items`; the buffers must live until `done` runs). When the
+  // request is rejected, the decisions of items whose charge was given back describe their
+  // state without this request's charge. Thread-safe.
   virtual void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions,
                       Done done) = 0;
 

@@ -1,6 +1,7 @@
 // Shared test vectors: random request sequences run through both the core (MemoryStore, which
 // is the core plus all-or-nothing, at the time Redis decided at) and the Redis script, comparing
-// every Decision field. Limits range from tiny to the largest the store accepts, windows from
+// every Decision field. Requests also charge into debt (ChargeWhen::kAlways / kAllowedOrOver,
+// with costs up to 2^53 - 1) and mix enforced, shadow and quota items. Limits range from tiny to the largest the store accepts, windows from
 // 1 us to 10 years, so the Lua wide arithmetic (sliding_window_counter's 2^81 products) and the
 // relative GCRA math are exercised, as are windows rolling over and a clock going back.
 #include <gtest/gtest.h>
@@ -148,8 +149,29 @@ int64_t RandomCost(std::mt19937_64& rng, const Limit& l) {
   }
 }
 
+// A random ChargeWhen: mostly the default, often into debt.
+ChargeWhen RandomWhen(std::mt19937_64& rng) {
+  static constexpr ChargeWhen kWhens[] = {ChargeWhen::kRequestAllowed, ChargeWhen::kRequestAllowed,
+                                          ChargeWhen::kAllowedOrOver, ChargeWhen::kAlways};
+  return kWhens[std::uniform_int_distribution<int>(0, 3)(rng)];
+}
+
+// A cost for a charge into debt: now and then far beyond what the limit admits.
+int64_t RandomDebtCost(std::mt19937_64& rng, const Limit& l) {
+  switch (std::uniform_int_distribution<int>(0, 5)(rng)) {
+    case 0:
+      return Limit::kMaxCount;  // saturates the debt
+    case 1:
+      return std::min<int64_t>(Limit::kMaxCount,
+                               l.max_cost() * std::uniform_int_distribution<int64_t>(2, 50)(rng));
+    default:
+      return RandomCost(rng, l);
+  }
+}
+
 // Verifies, per algorithm, that Redis and the core give identical decisions over random
-// single-key sequences at given times (forwards, backwards, across windows).
+// single-key sequences at given times (forwards, backwards, across windows), with charges into
+// debt mixed in.
 TEST(RedisCoreEqualityTest, SingleKeySequencesMatchTheCore) {
   auto store = MakeStore();
   std::mt19937_64 rng(20251123);
@@ -165,7 +187,10 @@ TEST(RedisCoreEqualityTest, SingleKeySequencesMatchTheCore) {
       Micros now = kStart + std::uniform_int_distribution<Micros>(0, limit.window())(rng);
       for (int step = 0; step < 60; ++step) {
         now = NextTime(rng, limit, now);
-        const std::vector<ChargeItem> items = {{key, &limit, RandomCost(rng, limit)}};
+        const ChargeWhen when = RandomWhen(rng);
+        const int64_t cost = when == ChargeWhen::kRequestAllowed ? RandomCost(rng, limit)
+                                                                 : RandomDebtCost(rng, limit);
+        const std::vector<ChargeItem> items = {{key, &limit, cost, ItemRole::kEnforced, when}};
         std::vector<Decision> from_redis;
         auto at = RedisCharge(*store, items, from_redis, now);
         ASSERT_TRUE(at.ok()) << at.status();
@@ -183,8 +208,9 @@ TEST(RedisCoreEqualityTest, SingleKeySequencesMatchTheCore) {
   EXPECT_GT(compared, 6 * 40 * 50);
 }
 
-// Verifies all-or-nothing requests of several keys (mixed algorithms, shadow items) against
-// MemoryStore, including the decisions reported for items of a rejected request.
+// Verifies all-or-nothing requests of several keys (mixed algorithms; enforced, shadow and quota
+// items; charges into debt) against MemoryStore, including the decisions reported for items of
+// a rejected request.
 TEST(RedisCoreEqualityTest, MultiKeyRequestsMatchTheCore) {
   auto store = MakeStore();
   std::mt19937_64 rng(7);
@@ -213,10 +239,13 @@ TEST(RedisCoreEqualityTest, MultiKeyRequestsMatchTheCore) {
         keys.push_back("eq:multi:" + std::to_string(run) + ":" + std::to_string(k));
       std::vector<ChargeItem> items;
       for (size_t i = 0; i < which.size(); ++i) {
-        ChargeItem item{keys[i], &limits[which[i]],
-                        std::uniform_int_distribution<int64_t>(0, 3)(rng)};
-        item.enforced = std::uniform_int_distribution<int>(0, 4)(rng) != 0;
-        items.push_back(item);
+        static constexpr ItemRole kRoles[] = {ItemRole::kEnforced, ItemRole::kEnforced,
+                                              ItemRole::kEnforced, ItemRole::kShadow,
+                                              ItemRole::kQuota};
+        items.push_back(ChargeItem{keys[i], &limits[which[i]],
+                                   std::uniform_int_distribution<int64_t>(0, 3)(rng),
+                                   kRoles[std::uniform_int_distribution<int>(0, 4)(rng)],
+                                   RandomWhen(rng)});
       }
       std::vector<Decision> from_redis;
       auto at = RedisCharge(*store, items, from_redis, now);

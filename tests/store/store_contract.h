@@ -103,8 +103,7 @@ TEST_P(StoreContractTest, ShadowItemsNeverFailARequest) {
   const Limit ten = ContractLimit(Algorithm::kFixedWindow, 10);
   const std::string shadow = Key("shadow"), enforced = Key("enforced");
   for (int i = 0; i < 3; ++i) {
-    ChargeItem s{shadow, &one, 1};
-    s.enforced = false;
+    ChargeItem s{shadow, &one, 1, ItemRole::kShadow};
     auto d = ChargeSync(*store_, {s, {enforced, &ten, 1}});
     ASSERT_TRUE(d.ok());
     EXPECT_EQ((*d)[0].allowed, i == 0);
@@ -114,11 +113,99 @@ TEST_P(StoreContractTest, ShadowItemsNeverFailARequest) {
   // An enforced rejection gives back what an admitted shadow item charged.
   const std::string shadow2 = Key("shadow2"), full = Key("full");
   ASSERT_TRUE((*ChargeSync(*store_, {{full, &one, 1}}))[0].allowed);
-  ChargeItem s2{shadow2, &ten, 1};
-  s2.enforced = false;
+  ChargeItem s2{shadow2, &ten, 1, ItemRole::kShadow};
   auto d = ChargeSync(*store_, {s2, {full, &one, 1}});
   EXPECT_FALSE((*d)[1].allowed);
   EXPECT_EQ((*ChargeSync(*store_, {{shadow2, &ten, 0}}))[0].remaining, 10);
+}
+
+// Verifies that ChargeWhen::kAlways charges a rejected cost into debt for every algorithm: the
+// answer is still a rejection, a cost-0 read then rejects until the debt is paid back, and a
+// cost above what the limit could ever admit is flagged and charged all the same.
+TEST_P(StoreContractTest, ChargeAlwaysGoesIntoDebt) {
+  for (Algorithm a : kAllAlgorithms) {
+    SCOPED_TRACE(AlgorithmName(a));
+    const Limit limit = ContractLimit(a, 2);
+    const std::string key = Key(std::string("debt-") + std::string(AlgorithmName(a)));
+    auto always = [&](int64_t cost) {
+      return ChargeSync(*store_, {{key, &limit, cost, ItemRole::kEnforced, ChargeWhen::kAlways}});
+    };
+    ASSERT_TRUE((*always(2))[0].allowed);
+    auto read = ChargeSync(*store_, {{key, &limit, 0}});
+    EXPECT_TRUE((*read)[0].allowed) << "at exactly the limit a read passes";
+    auto over = always(1);
+    ASSERT_TRUE(over.ok());
+    EXPECT_FALSE((*over)[0].allowed);
+    EXPECT_EQ((*over)[0].remaining, 0);
+    EXPECT_GT((*over)[0].retry_after, 0);
+    read = ChargeSync(*store_, {{key, &limit, 0}});
+    EXPECT_FALSE((*read)[0].allowed) << "in debt, a read is refused";
+    EXPECT_EQ((*read)[0].remaining, 0);
+    EXPECT_GT((*read)[0].retry_after, 0);
+    auto huge = always(1000);
+    EXPECT_FALSE((*huge)[0].allowed);
+    EXPECT_TRUE((*huge)[0].cost_exceeds_limit);
+    // A bucket's debt takes longer to pay back (a window's ends with the window).
+    if (UsesBurst(a)) {
+      EXPECT_GT((*huge)[0].reset_after, (*read)[0].reset_after);
+    }
+  }
+}
+
+// Verifies Envoy's charging (ChargeWhen::kAllowedOrOver): the over-limit item keeps its debt,
+// the admitted items of the rejected request are given back; and that kAlways keeps every
+// item's charge when another rejects.
+TEST_P(StoreContractTest, OverLimitItemsKeepTheirChargeOthersAreGivenBack) {
+  const Limit one = ContractLimit(Algorithm::kFixedWindow, 1);
+  const Limit ten = ContractLimit(Algorithm::kFixedWindow, 10);
+  const std::string full = Key("envoy-full"), other = Key("envoy-other");
+  constexpr auto kEnvoy = ChargeWhen::kAllowedOrOver;
+  ASSERT_TRUE((*ChargeSync(*store_, {{full, &one, 1}}))[0].allowed);
+  auto d = ChargeSync(*store_, {{other, &ten, 1, ItemRole::kEnforced, kEnvoy},
+                                {full, &one, 1, ItemRole::kEnforced, kEnvoy}});
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE((*d)[0].allowed);
+  EXPECT_FALSE((*d)[1].allowed);
+  EXPECT_EQ((*ChargeSync(*store_, {{other, &ten, 0}}))[0].remaining, 10) << "given back";
+  // `full` holds 2 against a limit of 1: a second read-only check is refused.
+  EXPECT_FALSE((*ChargeSync(*store_, {{full, &one, 0}}))[0].allowed);
+
+  const std::string a = Key("always-a"), b = Key("always-b");
+  ASSERT_TRUE((*ChargeSync(*store_, {{b, &one, 1}}))[0].allowed);
+  d = ChargeSync(*store_, {{a, &ten, 3, ItemRole::kEnforced, ChargeWhen::kAlways},
+                           {b, &one, 3, ItemRole::kEnforced, ChargeWhen::kAlways}});
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE((*d)[1].allowed);
+  EXPECT_EQ((*ChargeSync(*store_, {{a, &ten, 0}}))[0].remaining, 7) << "kept";
+}
+
+// Verifies quota items (Envoy's quota_mode): one over while another admits fails nothing;
+// all over rejects the request, and the enforced item's charge is given back.
+TEST_P(StoreContractTest, QuotaItemsRejectOnlyWhenAllAreOver) {
+  const Limit one = ContractLimit(Algorithm::kFixedWindow, 1);
+  const Limit ten = ContractLimit(Algorithm::kFixedWindow, 10);
+  const std::string q1 = Key("quota-1"), q2 = Key("quota-2"), e = Key("quota-e");
+  ASSERT_TRUE((*ChargeSync(*store_, {{q1, &one, 1}}))[0].allowed);
+  auto d = ChargeSync(*store_, {{q1, &one, 1, ItemRole::kQuota},
+                                {q2, &one, 1, ItemRole::kQuota},
+                                {e, &ten, 1}});
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE((*d)[0].allowed);
+  EXPECT_TRUE((*d)[1].allowed);
+  EXPECT_TRUE((*d)[2].allowed);
+  EXPECT_FALSE(RequestRejected(std::vector<ChargeItem>{{q1, &one, 1, ItemRole::kQuota},
+                                                       {q2, &one, 1, ItemRole::kQuota},
+                                                       {e, &ten, 1}},
+                               *d));
+  EXPECT_EQ((*ChargeSync(*store_, {{e, &ten, 0}}))[0].remaining, 9);
+  // Now both quota keys are full: the request is rejected and `e` given back.
+  d = ChargeSync(*store_, {{q1, &one, 1, ItemRole::kQuota},
+                           {q2, &one, 1, ItemRole::kQuota},
+                           {e, &ten, 1}});
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE((*d)[0].allowed);
+  EXPECT_FALSE((*d)[1].allowed);
+  EXPECT_EQ((*ChargeSync(*store_, {{e, &ten, 0}}))[0].remaining, 9);
 }
 
 // Verifies that cost 0 reads without consuming and that an impossible cost is flagged.

@@ -48,6 +48,13 @@ class CheckSax {
         *field = std::move(v);
         return true;
       }
+      if (key_ == "charge") {
+        if (v == "always" || v == "if_allowed") {
+          out_.charge_always = v == "always";
+          return true;
+        }
+        return Fail("field 'charge' must be \"if_allowed\" or \"always\"");
+      }
     }
     return Value(Kind::kOther);
   }
@@ -115,6 +122,9 @@ class CheckSax {
       return kind == Kind::kNull || Fail("field 'headers' must be an object of strings");
     }
     if (key_ == "cost") return Fail("field 'cost' must be a non-negative integer");
+    if (key_ == "charge") {
+      return kind == Kind::kNull || Fail("field 'charge' must be \"if_allowed\" or \"always\"");
+    }
     return true;  // unknown fields are ignored
   }
 

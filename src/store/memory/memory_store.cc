@@ -108,7 +108,9 @@ void MemoryStore::SetExpiry(Slot& slot, Micros now, const Decision& d) {
 Decision MemoryStore::AdmitItem(Shard& shard, const MemoryKeyHash& hash, const ChargeItem& item,
                                 Micros now) {
   const Limit& limit = *item.limit;
-  if (item.cost == 0 || item.cost > limit.max_cost()) {
+  const OnReject on_reject = item.on_reject();
+  if (item.cost == 0 ||
+      (item.cost > limit.max_cost() && on_reject == OnReject::kChargeNothing)) {
     // Reads never create a key (nor take over a colliding one's slot): a missing key reads as
     // a fresh state.
     Slot* slot = Find(shard, hash, limit.algorithm());
@@ -116,7 +118,7 @@ Decision MemoryStore::AdmitItem(Shard& shard, const MemoryKeyHash& hash, const C
     return sluice::Admit(slot->state, limit, now, item.cost);
   }
   Slot& slot = SlotFor(shard, hash, limit.algorithm(), now);
-  Decision d = sluice::Admit(slot.state, limit, now, item.cost);
+  Decision d = sluice::Admit(slot.state, limit, now, item.cost, on_reject);
   SetExpiry(slot, now, d);
   return d;
 }
@@ -146,16 +148,16 @@ void MemoryStore::ChargeAllOrNothing(std::span<const ChargeItem> items,
   // Locks in ascending shard order, so two multi-key requests can never deadlock.
   for (size_t s : order) shards_[s].mu.lock();
 
-  bool rejected = false;
   for (size_t i = 0; i < items.size(); ++i) {
     decisions[i] = AdmitItem(ShardFor(hashes[i]), hashes[i], items[i], now);
-    rejected |= !decisions[i].allowed && items[i].enforced;
   }
-  if (rejected) {
+  if (RequestRejected(items, decisions)) {
     // Give back what the admitted items charged, newest first; nothing ran in between, so the
     // refund is exact. Then read their state again for the decision the caller reports.
     for (size_t i = items.size(); i-- > 0;) {
-      if (!decisions[i].allowed || items[i].cost == 0) continue;
+      if (!decisions[i].allowed || items[i].cost == 0 || !items[i].refunded_on_rejection()) {
+        continue;
+      }
       const Limit& limit = *items[i].limit;
       Slot* slot = Find(ShardFor(hashes[i]), hashes[i], limit.algorithm());
       if (slot == nullptr) {

@@ -13,7 +13,7 @@ namespace sluice {
 
 namespace {
 
-constexpr int64_t kMaxScriptUnits = int64_t{1} << 52;
+constexpr int64_t kMaxScriptUnits = Limit::kMaxScriptCapacityUnits;
 constexpr size_t kFieldsPerDecision = 7;  // see charge.lua's reply
 
 int AlgorithmIndex(Algorithm a) { return static_cast<int>(a); }  // charge.lua's ALGORITHMS
@@ -33,8 +33,10 @@ struct RedisStore::Part {
   absl::Status status;
   Micros at = 0;                    // Redis's time of the charge
   std::vector<Decision> decisions;  // per item of this part
-  bool rejected = false;  // an enforced item rejected: the script gave back the rest itself
-  bool charged = false;   // some item was charged (admitted with a cost)
+  // The script saw the request rejected (an enforced item, or every quota item of the request,
+  // rejected) and gave back the rest itself.
+  bool rejected = false;
+  bool charged = false;  // some item was charged in a way a rejection gives back
 };
 
 // One Charge in flight.
@@ -44,12 +46,18 @@ struct RedisStore::Call {
     std::string key;  // the state key: key_prefix{counter key}
     const Limit* limit;
     int64_t cost;
-    bool enforced;
+    ItemRole role;
+    ChargeWhen when;
+    // Whether `decision` (of this item's charge) is a charge a rejection gives back.
+    bool Refundable(const Decision& decision) const {
+      return decision.allowed && cost > 0 && when != ChargeWhen::kAlways;
+    }
     absl::string_view counter_key(std::string_view prefix) const {
       return absl::string_view(key).substr(prefix.size() + 1, key.size() - prefix.size() - 2);
     }
   };
   std::vector<Item> items;
+  size_t quota_items = 0;     // items with ItemRole::kQuota, in all parts
   std::optional<Micros> now;  // tests: the script's time instead of Redis TIME
   bool cache = false;         // remember rejections in the over-limit cache
   TimedDone done;
@@ -108,7 +116,7 @@ absl::Status RedisStore::Supports(const Limit& limit) {
         std::string(AlgorithmName(limit.algorithm())), " limit ", limit.limit(), " per ",
         limit.window(), "us with burst ", limit.burst(),
         " is too fine-grained for the redis store (capacity of ", limit.capacity_units(),
-        " units > 2^52); use a rounder window or a smaller burst"));
+        " units > 2^51); use a rounder window or a smaller burst"));
   }
   return absl::OkStatus();
 }
@@ -151,7 +159,8 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
   call->items.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     const ChargeItem& item = items[i];
-    call->items.push_back({StateKey(item.key), item.limit, item.cost, item.enforced});
+    call->items.push_back({StateKey(item.key), item.limit, item.cost, item.role, item.when});
+    if (item.role == ItemRole::kQuota) ++call->quota_items;
     const uint64_t group = topology_->GroupOf(call->items.back().key);
     auto part = std::find_if(call->parts.begin(), call->parts.end(),
                              [&](const Part& p) { return p.group == group; });
@@ -168,7 +177,7 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
 
 std::string RedisStore::Script(const Call& call, const Part& part,
                                std::optional<Micros> refund_at) const {
-  // EVALSHA sha numkeys KEYS... now n refund_at (8 per item)...
+  // EVALSHA sha numkeys KEYS... now n refund_at quota_items (9 per item)...
   size_t numkeys = 0;
   for (size_t i : part.items) {
     numkeys += call.items[i].limit->algorithm() == Algorithm::kSlidingWindowLog ? 2 : 1;
@@ -177,7 +186,7 @@ std::string RedisStore::Script(const Call& call, const Part& part,
   std::string out;
   out.reserve(160 + part.items.size() * 160);
   redis::CommandWriter w(out);
-  w.Begin(3 + numkeys + 3 + part.items.size() * 8);
+  w.Begin(3 + numkeys + 4 + part.items.size() * 9);
   w.Arg("EVALSHA");
   w.Arg(redis::kChargeScriptSha1);
   w.Arg(static_cast<int64_t>(numkeys));
@@ -201,12 +210,14 @@ std::string RedisStore::Script(const Call& call, const Part& part,
   } else {
     w.Arg(std::string_view());
   }
+  w.Arg(static_cast<int64_t>(call.quota_items));
   for (size_t j = 0; j < part.items.size(); ++j) {
     const Call::Item& item = call.items[part.items[j]];
     const Limit& l = *item.limit;
-    // A refund gives back only what was charged: items the charge admitted.
+    // A refund gives back only what a rejection gives back: charges the items admitted, unless
+    // they charge always.
     const int64_t cost =
-        !refund_at.has_value() || part.decisions[j].allowed ? item.cost : int64_t{0};
+        !refund_at.has_value() || item.Refundable(part.decisions[j]) ? item.cost : int64_t{0};
     w.Arg(static_cast<int64_t>(AlgorithmIndex(l.algorithm())));
     w.Arg(l.limit());
     w.Arg(l.window());
@@ -214,7 +225,8 @@ std::string RedisStore::Script(const Call& call, const Part& part,
     w.Arg(l.units_per_token());
     w.Arg(l.units_per_micro());
     w.Arg(cost);
-    w.Arg(std::string_view(item.enforced ? "1" : "0"));
+    w.Arg(static_cast<int64_t>(item.role));
+    w.Arg(static_cast<int64_t>(item.when));
   }
   return out;
 }
@@ -261,9 +273,7 @@ void RedisStore::PartDone(std::shared_ptr<Call> call, size_t p,
     part.decisions.resize(n);
     for (size_t j = 0; j < n; ++j) {
       // A refund's reply replaces the decisions of the items it gave back, and only those.
-      if (call->refunding && !(part.decisions[j].allowed && call->items[part.items[j]].cost > 0)) {
-        continue;
-      }
+      if (call->refunding && !call->items[part.items[j]].Refundable(part.decisions[j])) continue;
       const size_t b = 1 + j * kFieldsPerDecision;
       Decision& d = part.decisions[j];
       d.allowed = at(b) != 0;
@@ -276,11 +286,20 @@ void RedisStore::PartDone(std::shared_ptr<Call> call, size_t p,
     }
     if (!call->refunding) {
       part.at = at(0);
+      size_t quota = 0;
+      size_t quota_rejected = 0;
       for (size_t j = 0; j < n; ++j) {
         const Call::Item& item = call->items[part.items[j]];
-        part.rejected |= item.enforced && !part.decisions[j].allowed;
-        part.charged |= part.decisions[j].allowed && item.cost > 0;
+        const bool over = !part.decisions[j].allowed;
+        part.rejected |= item.role == ItemRole::kEnforced && over;
+        if (item.role == ItemRole::kQuota) {
+          ++quota;
+          quota_rejected += over ? 1 : 0;
+        }
+        part.charged |= item.Refundable(part.decisions[j]);
       }
+      // What charge.lua decides with ARGV[4]: all the request's quota items here, all over.
+      part.rejected |= quota > 0 && quota == call->quota_items && quota_rejected == quota;
     }
     return absl::OkStatus();
   };
@@ -306,10 +325,18 @@ void RedisStore::AllDone(std::shared_ptr<Call> call) {
   if (call->refunding) return Complete(*call, absl::OkStatus());
   absl::Status failed;
   bool rejected = false;
+  size_t quota_rejected = 0;
   for (const Part& part : call->parts) {
     if (!part.status.ok() && failed.ok()) failed = part.status;
     rejected |= part.status.ok() && part.rejected;
+    if (!part.status.ok()) continue;
+    for (size_t j = 0; j < part.items.size(); ++j) {
+      const bool over = !part.decisions[j].allowed;
+      quota_rejected += call->items[part.items[j]].role == ItemRole::kQuota && over ? 1 : 0;
+    }
   }
+  // Quota items spread over several calls: only here can it be seen that they all rejected.
+  rejected |= call->quota_items > 0 && quota_rejected == call->quota_items;
   // Across nodes: a rejection (or a failure) on one gives back what the others charged.
   std::vector<size_t> refund;
   if (rejected || !failed.ok()) {
@@ -347,13 +374,14 @@ bool RedisStore::AnswerFromCache(std::span<const ChargeItem> items, std::span<De
                                  std::chrono::steady_clock::time_point now) {
   // One item only: a request with several would owe the caller the state of the items that
   // would have admitted (Store::Charge), which only Redis knows.
-  if (items.size() != 1) return false;
+  // An item charged even when over must reach Redis: its debt is part of the answer.
+  if (items.size() != 1 || items[0].when != ChargeWhen::kRequestAllowed) return false;
   MutexLock lock(cache_mu_);
   if (over_limit_.empty()) return false;
   int hit = -1;
   for (size_t i = 0; i < items.size() && hit < 0; ++i) {
     const ChargeItem& item = items[i];
-    if (!item.enforced || item.cost == 0) continue;
+    if (item.role != ItemRole::kEnforced || item.cost == 0) continue;
     auto it = over_limit_.find(absl::string_view(item.key.data(), item.key.size()));
     if (it == over_limit_.end()) continue;
     const OverLimit& e = it->second;
@@ -392,7 +420,10 @@ void RedisStore::RememberRejections(const Call& call) {
   for (size_t i = 0; i < call.items.size(); ++i) {
     const Call::Item& item = call.items[i];
     const Decision& d = call.decisions[i];
-    if (d.allowed || !item.enforced || d.cost_exceeds_limit || d.retry_after <= 0) continue;
+    if (d.allowed || item.role != ItemRole::kEnforced || d.cost_exceeds_limit ||
+        d.retry_after <= 0) {
+      continue;
+    }
     if (over_limit_.size() >= options_.over_limit_cache_keys) {
       // Full: drop what has expired; if that is not enough, start over (a cache, not state).
       absl::erase_if(over_limit_, [&](const auto& kv) { return now >= kv.second.until; });

@@ -80,7 +80,7 @@ class RedisStore final : public Store {
                 std::optional<Micros> now, TimedDone done);
 
   // Whether the scripts compute `limit` exactly: bucket algorithms need their capacity in units
-  // (burst * window / gcd(limit, window)) to be at most 2^52, because Lua numbers are doubles.
+  // (burst * window / gcd(limit, window)) to be at most 2^51, because Lua numbers are doubles.
   // Round windows are far inside it; an error names the limit otherwise.
   static absl::Status Supports(const Limit& limit);
 

@@ -9,6 +9,20 @@
 -- it as a - floor(a/b)*b with a rounded quotient.
 
 local TWO53 = 9007199254740992
+-- The most a key may hold in debt after a forced charge: Limit::kMaxCount for a window's count
+-- or a log's total; Limit::max_level_units() (2^52) for a bucket's level or GCRA's, for every
+-- limit the store sends (capacity <= 2^51).
+local MAX_COUNT = 9007199254740991
+local MAX_LEVEL = 4503599627370496
+local MAX_SWC_COUNT = 4294967295  -- sliding_window_counter's 32-bit counters
+
+-- min(a + b, cap) for a <= cap and a, b, cap in [0, 2^53), without forming a sum that rounds.
+local function add_capped(a, b, cap)
+  if b > cap - a then
+    return cap
+  end
+  return a + b
+end
 local LIMB = 16777216  -- 2^24
 
 -- floor(a / b) for b > 0 and |a|, b below 2^53: the double quotient can be off by one near an

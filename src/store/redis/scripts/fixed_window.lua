@@ -2,7 +2,7 @@
 
 local fixed_window = {}
 
-function fixed_window.admit(item, now, cost)
+function fixed_window.admit(item, now, cost, force)
   local s = hget_ints(item.key, 'w', 'c')
   local w = item.window
   local index, count = fdiv(now, w), 0
@@ -23,11 +23,17 @@ function fixed_window.admit(item, now, cost)
     d.allowed = false
     d.retry_after = until_end  -- the next window starts empty and cost <= limit
   end
-  d.remaining = item.limit - count
+  local charged = d.allowed
+  if not d.allowed and force and cost > 0 then
+    count = add_capped(count, cost, MAX_COUNT)  -- debt, until the window ends
+    redis.call('HSET', item.key, 'w', int(index), 'c', int(count))
+    charged = true
+  end
+  d.remaining = math.max(0, item.limit - count)
   if count > 0 then
     d.reset_after = until_end
   end
-  if d.allowed and cost > 0 then
+  if charged and cost > 0 then
     expire_at(item.key, item, now, d.reset_after)
   end
   return d

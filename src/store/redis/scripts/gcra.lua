@@ -7,7 +7,7 @@
 
 local gcra = {}
 
-function gcra.admit(item, now, cost)
+function gcra.admit(item, now, cost, force)
   local s = hget_ints(item.key, 't', 'f')
   local tat, frac = s[1], s[2]
   local upm, upt, cap = item.upm, item.upt, item.cap
@@ -17,24 +17,35 @@ function gcra.admit(item, now, cost)
   if dt < 0 then
     dt, frac = 0, 0  -- the TAT is in the past: an empty bucket (level 0)
   end
-  local over = dt > fdiv(cap, upm)  -- dt * upm > capacity: only a clock gone back does this
+  local over = dt > fdiv(cap, upm)  -- dt * upm > capacity: in debt, or a clock gone back
   local base = 0                    -- cap - dt * upm, exact when not `over`
   if not over then
     base = cap - dt * upm
   end
-  local admit = false
   if cost > item.burst then
     d.allowed = false
     d.cost_exceeds_limit = true
   elseif not over and frac <= base - need then  -- level + need <= capacity
-    admit = true
+    -- admitted
   else
     d.allowed = false
     -- ceil((level + need - cap) / upm) with level = dt * upm + frac
     d.retry_after = dt + cdiv(frac + (need - cap), upm)
   end
+  local charged = cost > 0 and (d.allowed or force)
+  if charged and not d.allowed then
+    -- Debt: the level dt * upm + frac (exact: a stored TAT is at most MAX_LEVEL units ahead of
+    -- the time it was set) grows by `need`, bounded as in the core.
+    local level = dt * upm + frac
+    local after = add_capped(level, need, math.max(level, MAX_LEVEL))
+    local q = fdiv(after, upm)
+    redis.call('HSET', item.key, 't', int(now + q), 'f', int(after - q * upm))
+    d.reset_after = cdiv(after, upm)
+    expire_at(item.key, item, now, d.reset_after)
+    return d
+  end
   local added = 0
-  if admit then
+  if d.allowed then
     added = need
   end
   if not over then
@@ -43,7 +54,7 @@ function gcra.admit(item, now, cost)
   if dt > 0 or frac + added > 0 then
     d.reset_after = dt + cdiv(frac + added, upm)
   end
-  if admit and cost > 0 then
+  if charged then
     -- new TAT = max(tat, now) + need, in microseconds and a fraction
     local start, units = now, need
     if tat >= now then

@@ -4,8 +4,8 @@
 
 local leaky_bucket = {}
 
-function leaky_bucket.admit(item, now, cost)
-  return admit_bucket(item, now, cost, true)
+function leaky_bucket.admit(item, now, cost, force)
+  return admit_bucket(item, now, cost, true, force)
 end
 
 function leaky_bucket.refund(item, charged_at, cost)

@@ -8,7 +8,7 @@
 
 local sliding_window_counter = {}
 
-function sliding_window_counter.admit(item, now, cost)
+function sliding_window_counter.admit(item, now, cost, force)
   local s = hget_ints(item.key, 'w', 'c', 'p')
   local w, limit = item.window, item.limit
   local index = fdiv(now, w)
@@ -57,6 +57,13 @@ function sliding_window_counter.admit(item, now, cost)
       d.retry_after = wait + shift
     end
   end
+  local charged = d.allowed
+  if not d.allowed and force and cost > 0 then
+    -- Debt: the current window's count above the limit, weighing on the next window too.
+    current = add_capped(current, cost, MAX_SWC_COUNT)
+    redis.call('HSET', item.key, 'w', int(index), 'c', int(current), 'p', int(previous))
+    charged = true
+  end
   -- floor(((limit - current) * window - previous * (window - elapsed)) / window)
   d.remaining = math.max(0, limit - current - muldiv_ceil(previous, w - elapsed, w))
   if current > 0 then
@@ -64,7 +71,7 @@ function sliding_window_counter.admit(item, now, cost)
   elseif previous > 0 then
     d.reset_after = w - elapsed + shift
   end
-  if d.allowed and cost > 0 then
+  if charged and cost > 0 then
     expire_at(item.key, item, now, d.reset_after)
   end
   return d

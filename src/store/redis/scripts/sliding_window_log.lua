@@ -23,7 +23,17 @@ local function newest(zkey)
   return tonumber(last[2]), last[1]
 end
 
-function sliding_window_log.admit(item, now, cost)
+-- Records `cost` at `at` (the newest instant): merged into the newest entry when it is at `at`.
+local function record(item, at, cost, newest_at, newest_member)
+  if newest_at == at then
+    redis.call('ZREM', item.key2, newest_member)
+    redis.call('ZADD', item.key2, int(at), entry(at, entry_cost(newest_member) + cost))
+  else
+    redis.call('ZADD', item.key2, int(at), entry(at, cost))
+  end
+end
+
+function sliding_window_log.admit(item, now, cost, force)
   local limit, w = item.limit, item.window
   local total = hget_ints(item.key, 'n')[1]
   local newest_at, newest_member = newest(item.key2)
@@ -54,12 +64,7 @@ function sliding_window_log.admit(item, now, cost)
     d.cost_exceeds_limit = true
   elseif cost <= limit - total then
     if cost > 0 then
-      if newest_at == at then
-        redis.call('ZREM', item.key2, newest_member)
-        redis.call('ZADD', item.key2, int(at), entry(at, entry_cost(newest_member) + cost))
-      else
-        redis.call('ZADD', item.key2, int(at), entry(at, cost))
-      end
+      record(item, at, cost, newest_at, newest_member)
       newest_at = at
       total = total + cost
       redis.call('HSET', item.key, 'n', int(total))
@@ -85,11 +90,23 @@ function sliding_window_log.admit(item, now, cost)
       offset = offset + batch
     end
   end
-  d.remaining = limit - total
+  local charged = d.allowed
+  if not d.allowed and force then
+    -- Debt: the entry is logged like an admitted one; the total stays <= MAX_COUNT.
+    local add = math.min(cost, MAX_COUNT - total)
+    if add > 0 then
+      record(item, at, add, newest_at, newest_member)
+      newest_at = at
+      total = total + add
+      redis.call('HSET', item.key, 'n', int(total))
+      charged = true
+    end
+  end
+  d.remaining = math.max(0, limit - total)
   if total > 0 then
     d.reset_after = newest_at + w - at + shift
   end
-  if d.allowed and cost > 0 then
+  if charged and cost > 0 then
     expire_at(item.key, item, now, d.reset_after)
     expire_at(item.key2, item, now, d.reset_after)
   end

@@ -3,35 +3,40 @@
 --
 -- Levels are counted in units (Limit::units_per_token per token, units_per_micro drained per
 -- microsecond), exactly as in the core. The store sends only limits whose capacity in units is
--- at most 2^52, so a level, a need and their sum are exact doubles.
+-- at most 2^51, so a level (at most MAX_LEVEL in debt), a need and their sum are exact doubles.
 
 -- internal::AdmitLevel: `level` units in use at the decision time, `shift` how far the decision
--- time is ahead of the caller's now. Returns the decision and whether it admits; d carries the
--- level after the charge in `level` for the caller.
-local function admit_level(item, level, cost, shift)
+-- time is ahead of the caller's now, `force` to charge a rejected cost into debt. Returns the
+-- decision, whether it charged anything, and the level after the charge.
+--
+-- In debt the level may reach MAX_LEVEL: `(level - cap) + need` keeps every partial sum exact
+-- where `level + need - cap` would not be, and a need that is not exact (cost * upt above 2^53,
+-- only for a cost above the burst) only meets the cap below, where rounding keeps the order.
+local function admit_level(item, level, cost, shift, force)
   local d = decision(item.limit)
-  local admit = false
+  local need = cost * item.upt
   if cost > item.burst then
     d.allowed = false
     d.cost_exceeds_limit = true
+  elseif need <= item.cap - level then
+    level = level + need
   else
-    local need = cost * item.upt  -- <= capacity
-    if need <= item.cap - level then
-      admit = true
-      level = level + need
-    else
-      d.allowed = false
-      d.retry_after = cdiv(level + need - item.cap, item.upm) + shift
-    end
+    d.allowed = false
+    d.retry_after = cdiv((level - item.cap) + need, item.upm) + shift
+  end
+  local charged = cost > 0 and (d.allowed or force)
+  if charged and not d.allowed then
+    -- Debt, bounded: a level already past the bound (a clock gone back) is never lowered.
+    level = add_capped(level, need, math.max(level, MAX_LEVEL))
   end
   d.remaining = math.max(0, fdiv(item.cap - level, item.upt))
   if level > 0 then
     d.reset_after = cdiv(level, item.upm) + shift
   end
-  return d, admit, level
+  return d, charged, level
 end
 
-local function admit_bucket(item, now, cost, shaping)
+local function admit_bucket(item, now, cost, shaping, force)
   local s = hget_ints(item.key, 'l', 't')
   local at = math.max(now, s[2])
   -- max(0, level - (at - last) * units_per_micro), without forming a product that could pass
@@ -41,15 +46,13 @@ local function admit_bucket(item, now, cost, shaping)
   if s[1] > 0 and elapsed < cdiv(s[1], item.upm) then
     level = s[1] - elapsed * item.upm
   end
-  local d, admit, after = admit_level(item, level, cost, at - now)
-  if admit then
-    if shaping and level > 0 then
-      d.delay = cdiv(level, item.upm) + (at - now)  -- hold until what is queued ahead drained
-    end
-    if cost > 0 then
-      redis.call('HSET', item.key, 'l', int(after), 't', int(at))
-      expire_at(item.key, item, now, d.reset_after)
-    end
+  local d, charged, after = admit_level(item, level, cost, at - now, force)
+  if d.allowed and shaping and level > 0 then
+    d.delay = cdiv(level, item.upm) + (at - now)  -- hold until what is queued ahead drained
+  end
+  if charged then
+    redis.call('HSET', item.key, 'l', int(after), 't', int(at))
+    expire_at(item.key, item, now, d.reset_after)
   end
   return d
 end
@@ -61,8 +64,8 @@ end
 
 local token_bucket = {}
 
-function token_bucket.admit(item, now, cost)
-  return admit_bucket(item, now, cost, false)
+function token_bucket.admit(item, now, cost, force)
+  return admit_bucket(item, now, cost, false, force)
 end
 
 function token_bucket.refund(item, charged_at, cost)
