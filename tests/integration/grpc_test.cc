@@ -450,6 +450,20 @@ descriptors:
     rate_limit:
       unit: hour
       requests_per_unit: 10
+  - key: quota_flow
+    descriptors:
+      - key: fixed_window
+        rate_limit: {unit: minute, requests_per_unit: 2}
+      - key: sliding_window_counter
+        rate_limit: {unit: minute, requests_per_unit: 2, algorithm: sliding_window_counter}
+      - key: sliding_window_log
+        rate_limit: {unit: minute, requests_per_unit: 2, algorithm: sliding_window_log}
+      - key: token_bucket
+        rate_limit: {unit: minute, requests_per_unit: 2, algorithm: token_bucket}
+      - key: gcra
+        rate_limit: {unit: minute, requests_per_unit: 2, algorithm: gcra}
+      - key: leaky_bucket
+        rate_limit: {unit: minute, requests_per_unit: 2, algorithm: leaky_bucket}
   - key: two_a
     rate_limit:
       unit: hour
@@ -751,15 +765,43 @@ TEST_F(RateLimitServiceTest, HitsAddend) {
   EXPECT_EQ(read.statuses(0).limit_remaining(), 6u);
   // Descriptor-level 2 wins over the request's 5.
   EXPECT_EQ(Check(Req("api", {WithHits(d, 2)}, 5)).statuses(0).limit_remaining(), 4u);
-  // More hits than remain: OVER_LIMIT, and nothing consumed.
-  EXPECT_EQ(Check(Req("api", {d}, 5)).overall_code(), Response::OVER_LIMIT);
-  EXPECT_EQ(Check(Req("api", {WithHits(d, 0)})).statuses(0).limit_remaining(), 4u);
-  EXPECT_EQ(Check(Req("api", {d}, 4)).statuses(0).limit_remaining(), 0u);
-  // A read at the limit is OK.
-  Response at_limit = Check(Req("api", {WithHits(d, 0)}));
+  // More hits than remain: OVER_LIMIT with nothing remaining, and the descriptor takes its
+  // hits all the same (CONTRACT §6, as upstream's counter passes the limit): a read now is
+  // OVER_LIMIT too.
+  Response over = Check(Req("api", {d}, 5));
+  EXPECT_EQ(over.overall_code(), Response::OVER_LIMIT);
+  EXPECT_EQ(over.statuses(0).limit_remaining(), 0u);
+  Response in_debt = Check(Req("api", {WithHits(d, 0)}));
+  EXPECT_EQ(in_debt.overall_code(), Response::OVER_LIMIT);
+  EXPECT_EQ(in_debt.statuses(0).limit_remaining(), 0u);
+  // A read at exactly the limit is OK; the next hit is not.
+  const auto e = D({{"hits", Unique("h")}});
+  EXPECT_EQ(Check(Req("api", {e}, 10)).statuses(0).limit_remaining(), 0u);
+  Response at_limit = Check(Req("api", {WithHits(e, 0)}));
   EXPECT_EQ(at_limit.overall_code(), Response::OK);
   EXPECT_EQ(at_limit.statuses(0).limit_remaining(), 0u);
-  EXPECT_EQ(Check(Req("api", {d})).overall_code(), Response::OVER_LIMIT);
+  EXPECT_EQ(Check(Req("api", {e})).overall_code(), Response::OVER_LIMIT);
+}
+
+// Verifies Envoy's token-quota flow ("check now, charge on stream done"): with a limit of 2 a
+// minute, each request is checked with hits 0 and its usage (1) charged after the response.
+// Requests 1-3 pass (the third check sees exactly the limit), the third charge puts the
+// descriptor over, and request 4's check is OVER_LIMIT.
+// The same for every algorithm (the domain file's `algorithm` extension).
+TEST_F(RateLimitServiceTest, TokenQuotaFlowRunsOut) {
+  for (const std::string name : {"fixed_window", "sliding_window_counter", "sliding_window_log",
+                                 "token_bucket", "gcra", "leaky_bucket"}) {
+    SCOPED_TRACE(name);
+    const auto d = D({{"quota_flow", Unique("q")}, {name, ""}});  // 2 a minute
+    for (int request = 1; request <= 3; ++request) {
+      SCOPED_TRACE(request);
+      EXPECT_EQ(Check(Req("api", {WithHits(d, 0)})).overall_code(), Response::OK);
+      Check(Req("api", {WithHits(d, 1)}));  // stream done: charge the real usage
+    }
+    Response fourth = Check(Req("api", {WithHits(d, 0)}));
+    EXPECT_EQ(fourth.overall_code(), Response::OVER_LIMIT);
+    EXPECT_EQ(fourth.statuses(0).limit_remaining(), 0u);
+  }
 }
 
 // Verifies that when one descriptor is over the limit the answer is OVER_LIMIT, the other
