@@ -11,8 +11,8 @@ using int_math::Saturate;
 
 namespace internal {
 
-bool AdmitLevel(const Limit& limit, __int128& level, int64_t cost, Micros shift,
-                OnReject on_reject, Decision& d) {
+bool AdmitLevel(const Limit& limit, __int128& level, int64_t cost, Micros shift, OnReject on_reject,
+                Decision& d) {
   const int64_t per_token = limit.units_per_token();
   const int64_t per_micro = limit.units_per_micro();
   const int64_t capacity = limit.capacity_units();
@@ -49,8 +49,8 @@ __int128 DrainedLevel(const BucketState& state, const Limit& limit, Micros at) {
   return std::max<__int128>(0, state.level - drained);
 }
 
-Decision AdmitBucket(BucketState& state, const Limit& limit, Micros now, int64_t cost,
-                     bool shaping, OnReject on_reject) {
+Decision AdmitBucket(BucketState& state, const Limit& limit, Micros now, int64_t cost, bool shaping,
+                     OnReject on_reject) {
   const Micros at = std::max(now, state.last);
   const __int128 before = DrainedLevel(state, limit, at);
   __int128 level = before;

@@ -43,8 +43,8 @@ namespace internal {
 // `shift` is how far the decision time is ahead of the caller's now (clock went back).
 // Fills remaining/reset_after/retry_after/allowed and leaves in `level` the level after the
 // charge; returns whether it charged anything (admitted a non-zero cost, or charged it anyway).
-bool AdmitLevel(const Limit& limit, __int128& level, int64_t cost, Micros shift,
-                OnReject on_reject, Decision& d);
+bool AdmitLevel(const Limit& limit, __int128& level, int64_t cost, Micros shift, OnReject on_reject,
+                Decision& d);
 }  // namespace internal
 
 }  // namespace sluice

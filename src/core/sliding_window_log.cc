@@ -12,8 +12,8 @@ using int_math::SatSub;
 namespace {
 
 // Records `cost` at `at`, the newest instant of the log.
-void Record(SlidingWindowLogState& state, std::vector<SlidingWindowLogState::Entry>& log,
-            Micros at, int64_t cost) {
+void Record(SlidingWindowLogState& state, std::vector<SlidingWindowLogState::Entry>& log, Micros at,
+            int64_t cost) {
   if (state.entries() > 0 && log.back().at == at) {
     log.back().cost += cost;
   } else {

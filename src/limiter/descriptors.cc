@@ -196,13 +196,12 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
     // envoyproxy/ratelimit's charging (CONTRACT §6): an over-limit descriptor takes its hits
     // into debt, so that a later hits-0 check sees it over; the others are given back when
     // the request is OVER_LIMIT.
-    p->items.push_back(ChargeItem{
-        .key = {},  // set below, once `keys` no longer moves
-        .limit = effective,
-        .cost = static_cast<int64_t>(
-            std::min<uint64_t>(hits, static_cast<uint64_t>(Limit::kMaxCount))),
-        .role = status.shadow ? ItemRole::kShadow : ItemRole::kEnforced,
-        .when = ChargeWhen::kAllowedOrOver});
+    p->items.push_back(ChargeItem{.key = {},  // set below, once `keys` no longer moves
+                                  .limit = effective,
+                                  .cost = static_cast<int64_t>(std::min<uint64_t>(
+                                      hits, static_cast<uint64_t>(Limit::kMaxCount))),
+                                  .role = status.shadow ? ItemRole::kShadow : ItemRole::kEnforced,
+                                  .when = ChargeWhen::kAllowedOrOver});
   }
   for (size_t j = 0; j < p->items.size(); ++j) p->items[j].key = p->keys[j];
   p->decisions.resize(p->items.size());

@@ -46,8 +46,7 @@ struct ChargeItem {
 
   // Whether Admit charges this item even when it rejects.
   OnReject on_reject() const {
-    return when == ChargeWhen::kRequestAllowed ? OnReject::kChargeNothing
-                                               : OnReject::kChargeAnyway;
+    return when == ChargeWhen::kRequestAllowed ? OnReject::kChargeNothing : OnReject::kChargeAnyway;
   }
   // Whether an admitted charge of this item is given back when the request is rejected.
   bool refunded_on_rejection() const { return when != ChargeWhen::kAlways; }

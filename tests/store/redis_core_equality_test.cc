@@ -1,9 +1,10 @@
 // Shared test vectors: random request sequences run through both the core (MemoryStore, which
 // is the core plus all-or-nothing, at the time Redis decided at) and the Redis script, comparing
 // every Decision field. Requests also charge into debt (ChargeWhen::kAlways / kAllowedOrOver,
-// with costs up to 2^53 - 1) and mix enforced, shadow and quota items. Limits range from tiny to the largest the store accepts, windows from
-// 1 us to 10 years, so the Lua wide arithmetic (sliding_window_counter's 2^81 products) and the
-// relative GCRA math are exercised, as are windows rolling over and a clock going back.
+// with costs up to 2^53 - 1) and mix enforced, shadow and quota items. Limits range from tiny to
+// the largest the store accepts, windows from 1 us to 10 years, so the Lua wide arithmetic
+// (sliding_window_counter's 2^81 products) and the relative GCRA math are exercised, as are windows
+// rolling over and a clock going back.
 #include <gtest/gtest.h>
 
 #include <future>
@@ -242,10 +243,9 @@ TEST(RedisCoreEqualityTest, MultiKeyRequestsMatchTheCore) {
         static constexpr ItemRole kRoles[] = {ItemRole::kEnforced, ItemRole::kEnforced,
                                               ItemRole::kEnforced, ItemRole::kShadow,
                                               ItemRole::kQuota};
-        items.push_back(ChargeItem{keys[i], &limits[which[i]],
-                                   std::uniform_int_distribution<int64_t>(0, 3)(rng),
-                                   kRoles[std::uniform_int_distribution<int>(0, 4)(rng)],
-                                   RandomWhen(rng)});
+        items.push_back(ChargeItem{
+            keys[i], &limits[which[i]], std::uniform_int_distribution<int64_t>(0, 3)(rng),
+            kRoles[std::uniform_int_distribution<int>(0, 4)(rng)], RandomWhen(rng)});
       }
       std::vector<Decision> from_redis;
       auto at = RedisCharge(*store, items, from_redis, now);

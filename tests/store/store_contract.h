@@ -186,22 +186,20 @@ TEST_P(StoreContractTest, QuotaItemsRejectOnlyWhenAllAreOver) {
   const Limit ten = ContractLimit(Algorithm::kFixedWindow, 10);
   const std::string q1 = Key("quota-1"), q2 = Key("quota-2"), e = Key("quota-e");
   ASSERT_TRUE((*ChargeSync(*store_, {{q1, &one, 1}}))[0].allowed);
-  auto d = ChargeSync(*store_, {{q1, &one, 1, ItemRole::kQuota},
-                                {q2, &one, 1, ItemRole::kQuota},
-                                {e, &ten, 1}});
+  auto d = ChargeSync(
+      *store_, {{q1, &one, 1, ItemRole::kQuota}, {q2, &one, 1, ItemRole::kQuota}, {e, &ten, 1}});
   ASSERT_TRUE(d.ok());
   EXPECT_FALSE((*d)[0].allowed);
   EXPECT_TRUE((*d)[1].allowed);
   EXPECT_TRUE((*d)[2].allowed);
-  EXPECT_FALSE(RequestRejected(std::vector<ChargeItem>{{q1, &one, 1, ItemRole::kQuota},
-                                                       {q2, &one, 1, ItemRole::kQuota},
-                                                       {e, &ten, 1}},
-                               *d));
+  EXPECT_FALSE(RequestRejected(
+      std::vector<ChargeItem>{
+          {q1, &one, 1, ItemRole::kQuota}, {q2, &one, 1, ItemRole::kQuota}, {e, &ten, 1}},
+      *d));
   EXPECT_EQ((*ChargeSync(*store_, {{e, &ten, 0}}))[0].remaining, 9);
   // Now both quota keys are full: the request is rejected and `e` given back.
-  d = ChargeSync(*store_, {{q1, &one, 1, ItemRole::kQuota},
-                           {q2, &one, 1, ItemRole::kQuota},
-                           {e, &ten, 1}});
+  d = ChargeSync(*store_,
+                 {{q1, &one, 1, ItemRole::kQuota}, {q2, &one, 1, ItemRole::kQuota}, {e, &ten, 1}});
   ASSERT_TRUE(d.ok());
   EXPECT_FALSE((*d)[0].allowed);
   EXPECT_FALSE((*d)[1].allowed);

@@ -109,8 +109,7 @@ Decision MemoryStore::AdmitItem(Shard& shard, const MemoryKeyHash& hash, const C
                                 Micros now) {
   const Limit& limit = *item.limit;
   const OnReject on_reject = item.on_reject();
-  if (item.cost == 0 ||
-      (item.cost > limit.max_cost() && on_reject == OnReject::kChargeNothing)) {
+  if (item.cost == 0 || (item.cost > limit.max_cost() && on_reject == OnReject::kChargeNothing)) {
     // Reads never create a key (nor take over a colliding one's slot): a missing key reads as
     // a fresh state.
     Slot* slot = Find(shard, hash, limit.algorithm());
