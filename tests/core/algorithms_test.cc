@@ -109,6 +109,68 @@ TEST(AlgorithmsTest, RetryAfterIsExact) {
   }
 }
 
+// Verifies charging into debt (OnReject::kChargeAnyway, CONTRACT §4): a rejected cost is charged
+// all the same; a cost-0 read then rejects, its retry_after is exact (admitted at now +
+// retry_after, not a microsecond earlier), and the forced charge's own retry_after is the same
+// moment. Without kChargeAnyway a rejection leaves the state untouched.
+TEST(AlgorithmsTest, ChargeAnywayGoesIntoDebtAndRetryAfterIsExact) {
+  for (const Case& c : AllCases()) {
+    SCOPED_TRACE(Name(c));
+    const Limit limit = MakeLimit(c.algorithm, c.limit, c.window, c.burst);
+    OwnedState state(c.algorithm);
+    Micros now = AlignedStart(c.window) + c.window / 3;
+    while (state.Admit(limit, now, c.cost).allowed) {
+    }
+    // At (or just below) the limit: a plain rejection changes nothing...
+    const bool could_read = state.WouldAdmit(limit, now, 0);
+    EXPECT_FALSE(state.Admit(limit, now, c.cost).allowed);
+    EXPECT_EQ(state.WouldAdmit(limit, now, 0), could_read);
+    // ...a forced one goes into debt.
+    const Decision forced = state.Admit(limit, now, c.cost, OnReject::kChargeAnyway);
+    EXPECT_FALSE(forced.allowed);
+    EXPECT_FALSE(forced.cost_exceeds_limit);
+    EXPECT_EQ(forced.remaining, 0);
+    ASSERT_GT(forced.retry_after, 0);
+    const Decision read = state.Admit(limit, now, 0);
+    EXPECT_FALSE(read.allowed) << "in debt";
+    EXPECT_EQ(read.remaining, 0);
+    ASSERT_GT(read.retry_after, 0);
+    EXPECT_FALSE(state.WouldAdmit(limit, now + read.retry_after - 1, 0));
+    EXPECT_TRUE(state.WouldAdmit(limit, now + read.retry_after, 0));
+    EXPECT_LE(read.retry_after, forced.retry_after);
+    EXPECT_GE(forced.reset_after, read.reset_after);
+  }
+}
+
+// Verifies that a forced cost far beyond the limit saturates the debt instead of wrapping, and
+// is flagged as a cost no request could ever be admitted with.
+TEST(AlgorithmsTest, DebtIsBounded) {
+  for (Algorithm a : kAllAlgorithms) {
+    SCOPED_TRACE(AlgorithmName(a));
+    const Limit limit = MakeLimit(a, 7, kSecond);
+    OwnedState state(a);
+    Decision last;
+    for (int i = 0; i < 3; ++i) {
+      last = state.Admit(limit, kNow, Limit::kMaxCount, OnReject::kChargeAnyway);
+      EXPECT_FALSE(last.allowed);
+      EXPECT_TRUE(last.cost_exceeds_limit);
+      EXPECT_EQ(last.retry_after, 0);
+      EXPECT_EQ(last.remaining, 0);
+      EXPECT_GT(last.reset_after, 0);
+    }
+    const Decision read = state.Admit(limit, kNow, 0);
+    EXPECT_FALSE(read.allowed);
+    EXPECT_GT(read.retry_after, 0);
+    if (UsesBurst(a)) {
+      // 2^52 units of 1/7 s each way: about 20 years of debt at most.
+      EXPECT_LE(read.retry_after, static_cast<Micros>(int_math::CeilDiv(limit.max_level_units(),
+                                                                        limit.units_per_micro())));
+    } else {
+      EXPECT_LE(read.retry_after, 2 * kSecond);  // a window's debt ends with the windows
+    }
+  }
+}
+
 // Verifies that reset_after is when the full capacity is back: at now + reset_after a fresh
 // key's worth of requests is admitted, one microsecond earlier it is not.
 TEST(AlgorithmsTest, ResetAfterIsWhenFullCapacityIsBack) {

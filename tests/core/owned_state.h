@@ -17,8 +17,9 @@ class OwnedState {
   OwnedState& operator=(const OwnedState&) = delete;
   ~OwnedState() { Release(state_, algorithm_); }
 
-  Decision Admit(const Limit& limit, Micros now, int64_t cost) {
-    return sluice::Admit(state_, limit, now, cost);
+  Decision Admit(const Limit& limit, Micros now, int64_t cost,
+                 OnReject on_reject = OnReject::kChargeNothing) {
+    return sluice::Admit(state_, limit, now, cost, on_reject);
   }
   void Refund(const Limit& limit, Micros charged_at, int64_t cost) {
     sluice::Refund(state_, limit, charged_at, cost);
