@@ -2,7 +2,7 @@
 # Clang's thread-safety analysis over every source file of src/: ABSL_GUARDED_BY and the other
 # annotations (with sluice::Mutex, src/base/mutex.h) are checked, and a violation fails. The
 # analysis runs in Clang's front end, so the files are only parsed (-fsyntax-only), with the
-# flags of the release build's compile_commands.json (which must exist: its generated protobuf
+# flags of a build's compile_commands.json (which must exist: its generated protobuf
 # headers are needed too).
 # Usage: scripts/check-thread-safety.sh [BUILD_DIR]   (default: build)
 set -euo pipefail
