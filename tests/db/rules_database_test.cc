@@ -1,33 +1,46 @@
-// The rules database on a real SQLite file: schema created and migrated on open, one version
-// and its audit entries per change, optimistic concurrency, all-or-nothing changes, restore,
-// catch-up reads, and concurrent writers (several connections, as several servers on one file).
-#include "db/sqlite_database.h"
-
+// The rules database on a real SQLite file and on a real PostgreSQL server (started by the
+// test): the schema created and migrated on open, one version and its audit entries per
+// change, optimistic concurrency, all-or-nothing changes, restore, catch-up reads, and
+// concurrent writers (several connections, as several servers on one database).
 #include <gtest/gtest.h>
-
-#include <atomic>
-#include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <thread>
 #include <vector>
 
+#include "db/postgres.h"
 #include "db/schema.h"
+#include "db/sqlite.h"
+#include "tests/testing/postgres_server.h"
 
 namespace sluice::db {
 namespace {
 
-class SqliteDatabaseTest : public ::testing::Test {
+enum class Backend { kSqlite, kPostgres };
+
+testing::PostgresServer& Postgres() {
+  static testing::PostgresServer server;
+  return server;
+}
+
+class RulesDatabaseTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
+    const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::string id = name.substr(0, name.find('/'));
+    for (char& c : id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     dir_ = std::filesystem::temp_directory_path() /
-           ("sluice-db-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           ("sluice-db-" + std::to_string(::getpid()) + "-" + id);
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
+    if (GetParam() == Backend::kPostgres) {
+      database_ = "t_" + id;
+      Postgres().CreateDatabase(database_);
+    }
     db_ = OpenOrDie();
   }
   void TearDown() override {
@@ -35,22 +48,40 @@ class SqliteDatabaseTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  std::unique_ptr<SqliteDatabase> OpenOrDie() {
-    auto db = SqliteDatabase::Open({.path = (dir_ / "rules.db").string()});
+  // Another connection to the same database, as another server would have.
+  std::unique_ptr<SqlDatabase> OpenOrDie() {
+    absl::StatusOr<std::unique_ptr<SqlDatabase>> db =
+        GetParam() == Backend::kSqlite ? OpenSqlite({.path = (dir_ / "rules.db").string()})
+                                       : OpenPostgres({.url = Postgres().url(database_)});
     EXPECT_TRUE(db.ok()) << db.status();
     return std::move(*db);
   }
+  std::unique_ptr<SqlConnection> RawConnection() {
+    auto c = GetParam() == Backend::kSqlite ? ConnectSqlite({.path = (dir_ / "rules.db").string()})
+                                            : ConnectPostgres({.url = Postgres().url(database_)});
+    EXPECT_TRUE(c.ok()) << c.status();
+    return std::move(*c);
+  }
+  Dialect dialect() const {
+    return GetParam() == Backend::kSqlite ? Dialect::kSqlite : Dialect::kPostgres;
+  }
 
+  static Write Make(Write::Op op, TargetKind kind, std::string id, std::string body = "") {
+    Write w;
+    w.op = op;
+    w.kind = kind;
+    w.target = std::move(id);
+    w.body = std::move(body);
+    return w;
+  }
   static Write Put(TargetKind kind, std::string id, std::string body) {
-    return Write{.op = Write::Op::kPut, .kind = kind, .target = std::move(id),
-                 .body = std::move(body)};
+    return Make(Write::Op::kPut, kind, std::move(id), std::move(body));
   }
   static Write Create(std::string id, std::string body) {
-    return Write{.op = Write::Op::kCreate, .kind = TargetKind::kRule, .target = std::move(id),
-                 .body = std::move(body)};
+    return Make(Write::Op::kCreate, TargetKind::kRule, std::move(id), std::move(body));
   }
   static Write Delete(TargetKind kind, std::string id) {
-    return Write{.op = Write::Op::kDelete, .kind = kind, .target = std::move(id)};
+    return Make(Write::Op::kDelete, kind, std::move(id));
   }
 
   // Rules as id -> body, for comparing whole rule sets.
@@ -61,24 +92,25 @@ class SqliteDatabaseTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
-  std::unique_ptr<SqliteDatabase> db_;
+  std::string database_;
+  std::unique_ptr<SqlDatabase> db_;
 };
 
 // Verifies that a new file gets the whole schema, and that opening it again migrates nothing.
-TEST_F(SqliteDatabaseTest, CreatesTheSchemaOnFirstOpen) {
-  EXPECT_EQ(db_->schema_version(), Migrations(Dialect::kSqlite).back().version);
+TEST_P(RulesDatabaseTest, CreatesTheSchemaOnFirstOpen) {
+  EXPECT_EQ(db_->schema_version(), Migrations(dialect()).back().version);
   auto state = db_->Load();
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_EQ(state->version, 0u);
   EXPECT_TRUE(state->rules.empty());
   db_.reset();
   db_ = OpenOrDie();
-  EXPECT_EQ(db_->schema_version(), Migrations(Dialect::kSqlite).back().version);
+  EXPECT_EQ(db_->schema_version(), Migrations(dialect()).back().version);
 }
 
 // Verifies that each change bumps the version by one and records who did what, before and
 // after, and that the objects carry the version that wrote them as their revision.
-TEST_F(SqliteDatabaseTest, EveryChangeIsAVersionWithItsAudit) {
+TEST_P(RulesDatabaseTest, EveryChangeIsAVersionWithItsAudit) {
   auto c1 = db_->Apply(std::vector<Write>{Create("a", R"({"limit":1})")}, "ops", "create a");
   ASSERT_TRUE(c1.ok()) << c1.status();
   EXPECT_EQ(c1->version, 1u);
@@ -118,7 +150,7 @@ TEST_F(SqliteDatabaseTest, EveryChangeIsAVersionWithItsAudit) {
 
 // Verifies If-Match, create-only and delete-missing errors, and that a change that fails in
 // its second write leaves nothing of its first (one transaction).
-TEST_F(SqliteDatabaseTest, AFailedChangeChangesNothing) {
+TEST_P(RulesDatabaseTest, AFailedChangeChangesNothing) {
   ASSERT_TRUE(db_->Apply(std::vector<Write>{Create("a", "{}")}, "ops", "").ok());
   Write stale = Put(TargetKind::kRule, "a", R"({"x":1})");
   stale.if_revision = 7;
@@ -126,12 +158,11 @@ TEST_F(SqliteDatabaseTest, AFailedChangeChangesNothing) {
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(db_->Apply(std::vector<Write>{Create("a", "{}")}, "ops", "").status().code(),
             absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(db_->Apply(std::vector<Write>{Delete(TargetKind::kRule, "nope")}, "ops", "")
-                .status()
-                .code(),
-            absl::StatusCode::kNotFound);
-  auto mixed = db_->Apply(
-      std::vector<Write>{Put(TargetKind::kRule, "b", "{}"), Create("a", "{}")}, "ops", "");
+  EXPECT_EQ(
+      db_->Apply(std::vector<Write>{Delete(TargetKind::kRule, "nope")}, "ops", "").status().code(),
+      absl::StatusCode::kNotFound);
+  auto mixed = db_->Apply(std::vector<Write>{Put(TargetKind::kRule, "b", "{}"), Create("a", "{}")},
+                          "ops", "");
   EXPECT_EQ(mixed.status().code(), absl::StatusCode::kAlreadyExists);
   auto state = db_->Load();
   EXPECT_EQ(state->version, 1u);
@@ -143,28 +174,23 @@ TEST_F(SqliteDatabaseTest, AFailedChangeChangesNothing) {
 }
 
 // Verifies that the audit log cannot be rewritten, even by SQL run against the file.
-TEST_F(SqliteDatabaseTest, TheAuditLogIsAppendOnly) {
+TEST_P(RulesDatabaseTest, TheAuditLogIsAppendOnly) {
   ASSERT_TRUE(db_->Apply(std::vector<Write>{Create("a", "{}")}, "ops", "").ok());
-  db_.reset();
-  sqlite3* raw = nullptr;
-  ASSERT_EQ(sqlite3_open((dir_ / "rules.db").c_str(), &raw), SQLITE_OK);
-  EXPECT_NE(sqlite3_exec(raw, "UPDATE sluice_audit SET actor = 'someone else'", nullptr, nullptr,
-                         nullptr),
-            SQLITE_OK);
-  EXPECT_NE(sqlite3_exec(raw, "DELETE FROM sluice_audit", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(raw);
+  auto raw = RawConnection();
+  EXPECT_FALSE(raw->Exec("UPDATE sluice_audit SET actor = 'someone else'").ok());
+  EXPECT_FALSE(raw->Exec("DELETE FROM sluice_audit").ok());
   db_ = OpenOrDie();
   EXPECT_EQ((*db_->Audit(0, 10))[0].actor, "ops");
 }
 
 // Verifies CONTRACT §8's restore: 10 changes, restore version 3, and the rules, lists and
 // tiers equal version 3's exactly, as a new version; the audit log keeps every entry.
-TEST_F(SqliteDatabaseTest, RestoreBringsBackAVersionExactly) {
+TEST_P(RulesDatabaseTest, RestoreBringsBackAVersionExactly) {
   std::map<std::string, std::string> at3;
   std::vector<Record> tiers_at3;
   for (int v = 1; v <= 10; ++v) {
-    std::vector<Write> writes = {
-        Put(TargetKind::kRule, "r" + std::to_string(v % 4), R"({"limit":)" + std::to_string(v) + "}")};
+    std::vector<Write> writes = {Put(TargetKind::kRule, "r" + std::to_string(v % 4),
+                                     R"({"limit":)" + std::to_string(v) + "}")};
     if (v == 2) writes.push_back(Put(TargetKind::kTier, "u1", "premium"));
     if (v == 5) writes.push_back(Delete(TargetKind::kTier, "u1"));
     if (v == 6) writes.push_back(Put(TargetKind::kDenyList, "d1", R"({"ip_address":"10.0.0.1"})"));
@@ -200,7 +226,7 @@ TEST_F(SqliteDatabaseTest, RestoreBringsBackAVersionExactly) {
 
 // Verifies the catch-up read: a server holding version V applies ChangesSince(V) in order and
 // ends with what Load() gives; counter resets are audited and versioned, never stored.
-TEST_F(SqliteDatabaseTest, ChangesSinceReplaysToTheCurrentState) {
+TEST_P(RulesDatabaseTest, ChangesSinceReplaysToTheCurrentState) {
   ASSERT_TRUE(db_->Apply(std::vector<Write>{Put(TargetKind::kRule, "a", "1")}, "ops", "").ok());
   auto held = db_->Load();
   ASSERT_TRUE(db_->Apply(std::vector<Write>{Put(TargetKind::kRule, "b", "2")}, "ops", "").ok());
@@ -208,7 +234,7 @@ TEST_F(SqliteDatabaseTest, ChangesSinceReplaysToTheCurrentState) {
                                             Delete(TargetKind::kRule, "b")},
                          "ops", "")
                   .ok());
-  Write reset{.op = Write::Op::kReset, .kind = TargetKind::kCounter, .target = "free|u1"};
+  const Write reset = Make(Write::Op::kReset, TargetKind::kCounter, "free|u1");
   ASSERT_TRUE(db_->Apply(std::vector<Write>{reset}, "ops", "reset u1").ok());
   auto changes = db_->ChangesSince(held->version);
   ASSERT_TRUE(changes.ok());
@@ -230,7 +256,7 @@ TEST_F(SqliteDatabaseTest, ChangesSinceReplaysToTheCurrentState) {
 // Verifies that writers on separate connections (as several servers on one file) serialize:
 // every change gets its own version, none is lost, and If-Match lets exactly one of two racing
 // writers of the same revision win.
-TEST_F(SqliteDatabaseTest, ConcurrentWritersGetDistinctVersions) {
+TEST_P(RulesDatabaseTest, ConcurrentWritersGetDistinctVersions) {
   constexpr int kWriters = 4;
   constexpr int kEach = 25;
   std::vector<std::thread> threads;
@@ -274,14 +300,47 @@ TEST_F(SqliteDatabaseTest, ConcurrentWritersGetDistinctVersions) {
   EXPECT_EQ(lost.load(), 1);
 }
 
-// Verifies that a file that cannot be a database is an error, not a crash.
-TEST_F(SqliteDatabaseTest, AnUnopenablePathIsUnavailable) {
-  auto db = SqliteDatabase::Open({.path = (dir_ / "missing-folder" / "rules.db").string()});
-  EXPECT_EQ(db.status().code(), absl::StatusCode::kUnavailable);
-  std::ofstream(dir_ / "junk.db") << "this is not an sqlite database, not at all, not even close";
-  auto junk = SqliteDatabase::Open({.path = (dir_ / "junk.db").string()});
-  EXPECT_FALSE(junk.ok());
+// Verifies that a database that cannot be reached or is not a database is an error (kUnavailable,
+// which the server reports as the database being down), not a crash.
+TEST_P(RulesDatabaseTest, AnUnreachableDatabaseIsUnavailable) {
+  if (GetParam() == Backend::kSqlite) {
+    auto db = OpenSqlite({.path = (dir_ / "missing-folder" / "rules.db").string()});
+    EXPECT_EQ(db.status().code(), absl::StatusCode::kUnavailable) << db.status();
+    std::ofstream(dir_ / "junk.db") << "this is not an sqlite database, not at all, not even close";
+    auto junk = OpenSqlite({.path = (dir_ / "junk.db").string()});
+    EXPECT_EQ(junk.status().code(), absl::StatusCode::kUnavailable) << junk.status();
+  } else {
+    const int closed = testing::FreePort();
+    auto db = OpenPostgres(
+        {.url = "postgresql://sluice:secret@127.0.0.1:" + std::to_string(closed) + "/x",
+         .connect_timeout = std::chrono::seconds(2)});
+    EXPECT_EQ(db.status().code(), absl::StatusCode::kUnavailable) << db.status();
+    EXPECT_EQ(db.status().message().find("secret"), std::string_view::npos) << db.status();
+  }
 }
+
+// Verifies that PostgreSQL going down fails statements as kUnavailable, and that the same
+// connection works again once it is back, with nothing lost.
+TEST_P(RulesDatabaseTest, ReconnectsWhenPostgresComesBack) {
+  if (GetParam() != Backend::kPostgres) GTEST_SKIP() << "PostgreSQL only";
+  ASSERT_TRUE(db_->Apply(std::vector<Write>{Put(TargetKind::kRule, "a", "1")}, "ops", "").ok());
+  Postgres().Stop();
+  EXPECT_EQ(db_->Load().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(
+      db_->Apply(std::vector<Write>{Put(TargetKind::kRule, "b", "2")}, "ops", "").status().code(),
+      absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(Postgres().Start());
+  auto state = db_->Load();
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->version, 1u);
+  EXPECT_TRUE(db_->Apply(std::vector<Write>{Put(TargetKind::kRule, "b", "2")}, "ops", "").ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RulesDatabaseTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         [](const auto& info) {
+                           return info.param == Backend::kSqlite ? "sqlite" : "postgresql";
+                         });
 
 }  // namespace
 }  // namespace sluice::db
