@@ -20,7 +20,8 @@ bool IsTransient(std::string_view sqlstate) {
 class PostgresConnection final : public SqlConnection {
  public:
   explicit PostgresConnection(PGconn* conn) : conn_(conn) {
-    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);  // "already exists, skipping"
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);  // "already exists, skipping"
   }
   ~PostgresConnection() override { PQfinish(conn_); }
 
@@ -86,8 +87,8 @@ class PostgresConnection final : public SqlConnection {
     const ExecStatusType status = PQresultStatus(r);
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return absl::OkStatus();
     const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    std::string message = Cat("postgresql: ", r != nullptr ? PQresultErrorMessage(r)
-                                                           : PQerrorMessage(conn_));
+    std::string message =
+        Cat("postgresql: ", r != nullptr ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
     while (!message.empty() && message.back() == '\n') message.pop_back();
     if (PQstatus(conn_) != CONNECTION_OK || state == nullptr || IsTransient(state)) {
       return absl::UnavailableError(std::move(message));
@@ -119,8 +120,8 @@ absl::StatusOr<std::unique_ptr<SqlConnection>> ConnectPostgres(const PostgresOpt
   PGconn* conn = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
   if (conn == nullptr) return absl::ResourceExhaustedError("postgresql: out of memory");
   if (PQstatus(conn) != CONNECTION_OK) {
-    std::string message = Cat("postgresql: cannot connect to ", RedactUrl(options.url), ": ",
-                              PQerrorMessage(conn));
+    std::string message =
+        Cat("postgresql: cannot connect to ", RedactUrl(options.url), ": ", PQerrorMessage(conn));
     while (!message.empty() && message.back() == '\n') message.pop_back();
     PQfinish(conn);
     return absl::UnavailableError(std::move(message));

@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/strings.h"
+#include "db/change_feed.h"
 
 namespace sluice::db {
 
@@ -357,6 +358,13 @@ absl::StatusOr<Commit> SqlDatabase::CommitLocked(std::span<const Write> writes,
         audit);
     if (!appended.ok()) return appended.status();
     commit.entries.push_back(std::move(e));
+  }
+  if (sql_->dialect() == Dialect::kPostgres) {
+    // Delivered to every listener when the transaction commits, and only then (change_feed.h).
+    const std::string payload = Cat(commit.version);
+    const SqlParam notify[] = {kChangeChannel, std::string_view(payload)};
+    auto sent = sql_->Query("SELECT pg_notify(?1, ?2)", notify);
+    if (!sent.ok()) return sent.status();
   }
   return commit;
 }

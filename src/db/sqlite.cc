@@ -82,13 +82,13 @@ class SqliteConnection final : public SqlConnection {
 
 absl::StatusOr<std::unique_ptr<SqlConnection>> ConnectSqlite(const SqliteOptions& options) {
   sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(options.path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc =
+      sqlite3_open_v2(options.path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
-    absl::Status s = absl::UnavailableError(
-        Cat("sqlite: cannot open ", options.path, ": ",
-            raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+    absl::Status s =
+        absl::UnavailableError(Cat("sqlite: cannot open ", options.path, ": ",
+                                   raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
     sqlite3_close(raw);
     return s;
   }

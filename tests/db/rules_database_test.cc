@@ -6,12 +6,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "db/change_feed.h"
 #include "db/postgres.h"
 #include "db/schema.h"
 #include "db/sqlite.h"
@@ -334,6 +337,98 @@ TEST_P(RulesDatabaseTest, ReconnectsWhenPostgresComesBack) {
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_EQ(state->version, 1u);
   EXPECT_TRUE(db_->Apply(std::vector<Write>{Put(TargetKind::kRule, "b", "2")}, "ops", "").ok());
+}
+
+// Counts ChangeFeed callbacks and waits for the next one.
+class FeedCounter {
+ public:
+  std::function<void()> callback() {
+    return [this] {
+      std::lock_guard lock(mu_);
+      ++count_;
+      cv_.notify_all();
+    };
+  }
+  int count() {
+    std::lock_guard lock(mu_);
+    return count_;
+  }
+  // Whether the count passes `seen` within `timeout` (generous: this is about the push
+  // arriving at all, not about its latency, which bench/ measures).
+  bool WaitPast(int seen, std::chrono::seconds timeout = std::chrono::seconds(10)) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return count_ > seen; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int count_ = 0;
+};
+
+// Verifies that a change committed through another connection (another server) reaches the
+// feed by push, with the poll far away: NOTIFY on PostgreSQL, the file on SQLite.
+TEST_P(RulesDatabaseTest, ChangeFeedFiresOnAnotherServersChange) {
+  FeedCounter counter;
+  const std::string url = GetParam() == Backend::kSqlite
+                              ? "sqlite://" + (dir_ / "rules.db").string()
+                              : Postgres().url(database_);
+  auto feed =
+      ChangeFeed::Start({.url = url, .poll = std::chrono::hours(1), .changed = counter.callback()});
+  ASSERT_TRUE(feed.ok()) << feed.status();
+  // PostgreSQL fires once when it first connects (catch-up); let that pass.
+  if (GetParam() == Backend::kPostgres) {
+    ASSERT_TRUE(counter.WaitPast(0));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const int before = counter.count();
+  auto other = OpenOrDie();
+  ASSERT_TRUE(
+      other->Apply(std::vector<Write>{Put(TargetKind::kRule, "pushed", "{}")}, "ops", "").ok());
+  EXPECT_TRUE(counter.WaitPast(before));
+  feed->reset();  // stops; no callback after this
+  const int after = counter.count();
+  ASSERT_TRUE(
+      other->Apply(std::vector<Write>{Put(TargetKind::kRule, "later", "{}")}, "ops", "").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(counter.count(), after);
+}
+
+// Verifies that the feed survives PostgreSQL going away and fires when it is back (so the
+// server catches up on what it missed), and that the poll fires on its own.
+TEST_P(RulesDatabaseTest, ChangeFeedCatchesUpAfterPostgresReturns) {
+  FeedCounter counter;
+  if (GetParam() == Backend::kSqlite) {
+    auto feed = ChangeFeed::Start({.url = "sqlite://" + (dir_ / "rules.db").string(),
+                                   .poll = std::chrono::milliseconds(50),
+                                   .changed = counter.callback()});
+    ASSERT_TRUE(feed.ok()) << feed.status();
+    EXPECT_TRUE(counter.WaitPast(2)) << "the poll fires by itself";
+    return;
+  }
+  auto feed = ChangeFeed::Start({.url = Postgres().url(database_),
+                                 .poll = std::chrono::hours(1),
+                                 .changed = counter.callback()});
+  ASSERT_TRUE(feed.ok()) << feed.status();
+  ASSERT_TRUE(counter.WaitPast(0));
+  const int before = counter.count();
+  Postgres().Stop();
+  ASSERT_TRUE(Postgres().Start());
+  EXPECT_TRUE(counter.WaitPast(before)) << "fired after reconnecting";
+  const int reconnected = counter.count();
+  auto other = OpenOrDie();
+  ASSERT_TRUE(
+      other->Apply(std::vector<Write>{Put(TargetKind::kRule, "after", "{}")}, "ops", "").ok());
+  EXPECT_TRUE(counter.WaitPast(reconnected)) << "listening again";
+}
+
+TEST(ChangeFeedTest, RefusesAnUnknownUrl) {
+  EXPECT_EQ(ChangeFeed::Start({.url = "mysql://x", .changed = [] {}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ChangeFeed::Start({.url = "sqlite:///no/such/folder/rules.db", .changed = [] {}})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RulesDatabaseTest,

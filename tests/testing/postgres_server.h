@@ -36,8 +36,8 @@ class PostgresServer {
       gid_ = pw->pw_gid;
       if (chown(dir_.c_str(), uid_, gid_) != 0) throw std::runtime_error("chown failed");
     }
-    if (Run({bin_ + "/initdb", "-D", dir_ + "/data", "-U", "sluice", "--auth=trust", "-E",
-             "UTF8", "--no-sync", "--no-instructions"}) != 0) {
+    if (Run({bin_ + "/initdb", "-D", dir_ + "/data", "-U", "sluice", "--auth=trust", "-E", "UTF8",
+             "--no-sync", "--no-instructions"}) != 0) {
       throw std::runtime_error("initdb failed");
     }
     for (int attempt = 0; attempt < 5; ++attempt) {
@@ -75,8 +75,8 @@ class PostgresServer {
 
   // Starts it (again) on the same port and data; false if it did not come up.
   bool Start() {
-    pid_ = Spawn({bin_ + "/postgres", "-D", dir_ + "/data", "-p", std::to_string(port_), "-k",
-                  dir_, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c",
+    pid_ = Spawn({bin_ + "/postgres", "-D", dir_ + "/data", "-p", std::to_string(port_), "-k", dir_,
+                  "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c",
                   "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
                   "max_connections=200"});
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
