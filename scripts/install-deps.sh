@@ -8,7 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libabsl-dev libxxhash-dev libfmt-dev libspdlog-dev libcli11-dev
   libyaml-cpp-dev nlohmann-json3-dev libboost-dev libboost-system-dev
-  libsqlite3-dev libpq-dev postgresql libhiredis-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libsqlite3-dev libpq-dev postgresql libssl-dev libhiredis-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   prometheus-cpp-dev
   redis-server nginx-light wrk nghttp2-client curl procps python3 faketime
 )

@@ -45,7 +45,8 @@ class FeedBase : public ChangeFeed {
   // false when asked to stop.
   bool Wait(int fd, std::chrono::milliseconds timeout, bool* readable) {
     pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {fd, POLLIN, 0}};
-    const int n = ::poll(fds, fd >= 0 ? 2 : 1, static_cast<int>(std::max<int64_t>(0, timeout.count())));
+    const int n =
+        ::poll(fds, fd >= 0 ? 2 : 1, static_cast<int>(std::max<int64_t>(0, timeout.count())));
     if (n > 0 && (fds[0].revents & POLLIN) != 0) return false;
     *readable = n > 0 && fd >= 0 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
     return true;
@@ -130,7 +131,8 @@ class PostgresFeed final : public FeedBase {
     const char* values[] = {options_.url.c_str(), "5", "sluice-feed", nullptr};
     conn_ = PQconnectdbParams(keywords, values, 1);
     if (PQstatus(conn_) != CONNECTION_OK) return false;
-    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);
     PGresult* r = PQexec(conn_, Cat("LISTEN ", kChangeChannel).c_str());
     const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
