@@ -321,11 +321,11 @@ descriptors:
   ASSERT_NE(lb, nullptr);
   EXPECT_TRUE(la->shadow_mode);
   EXPECT_FALSE(lb->shadow_mode);
-  EXPECT_EQ(DescriptorMetricKey("example", a, *la), "example.service.user_user-a");
+  EXPECT_EQ(set->LookupDescriptor("example", a).metric_key, "example.service.user_user-a");
   EXPECT_EQ(la->full_key, "example.service.user_user-a");
   EXPECT_TRUE(lb->detailed_metric);
   EXPECT_EQ(lb->full_key, "example.service.user");
-  EXPECT_EQ(DescriptorMetricKey("example", b, *lb), "example.service_auth.user_user-b");
+  EXPECT_EQ(set->LookupDescriptor("example", b).metric_key, "example.service_auth.user_user-b");
 }
 
 // Verifies counter keys: per request values (a key-only node counts each value apart), with
