@@ -68,7 +68,8 @@ struct Limiter::DescriptorsJob final : Job {
   }
 
   void Count(Limiter& limiter, size_t i, DescriptorResult r) const {
-    if (!metric_keys[i].empty()) limiter.DescriptorCounter(*snapshot, metric_keys[i], r).Increment();
+    if (!metric_keys[i].empty())
+      limiter.DescriptorCounter(*snapshot, metric_keys[i], r).Increment();
   }
 
   void Finish(Limiter& limiter, DecidedBy decided_by) override {
@@ -184,8 +185,8 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
       if (o.requests_per_unit == 0) {
         block_unit = o.unit;
       } else {
-        const Algorithm algorithm = limit != nullptr && limit->limit ? limit->limit->algorithm()
-                                                                     : Algorithm::kFixedWindow;
+        const Algorithm algorithm =
+            limit != nullptr && limit->limit ? limit->limit->algorithm() : Algorithm::kFixedWindow;
         auto created = Limit::Create({.algorithm = algorithm,
                                       .limit = o.requests_per_unit,
                                       .window = rules::RateLimitUnitMicros(o.unit)});
@@ -240,9 +241,10 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
       status.over_limit = !status.shadow;
       status.limit_remaining = 0;
       status.duration_until_reset = UntilUnitEnds(*block_unit, p->now);
-      p->override_limits.push_back(*Limit::Create({.algorithm = Algorithm::kFixedWindow,
-                                                   .limit = 1,
-                                                   .window = rules::RateLimitUnitMicros(*block_unit)}));
+      p->override_limits.push_back(
+          *Limit::Create({.algorithm = Algorithm::kFixedWindow,
+                          .limit = 1,
+                          .window = rules::RateLimitUnitMicros(*block_unit)}));
       effective = &p->override_limits.back();
       is_override = true;
       key_limit.limit = *effective;

@@ -64,8 +64,9 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   envoy_global_shadow_mode_ =
       &prometheus::BuildCounter()
            .Name("sluice_envoy_global_shadow_mode_total")
-           .Help("Envoy requests answered OK only because of the global shadow mode (envoy: "
-                 "shadow_mode)")
+           .Help(
+               "Envoy requests answered OK only because of the global shadow mode (envoy: "
+               "shadow_mode)")
            .Register(*registry_)
            .Add({});
   memory_keys_ = &prometheus::BuildGauge()

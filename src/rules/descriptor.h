@@ -91,8 +91,8 @@ struct DescriptorLevel {
 
 struct DescriptorNode {
   std::string key;
-  std::string value;                          // "" = key-only
-  std::optional<Glob> value_glob;             // set when `value` has a `*`
+  std::string value;               // "" = key-only
+  std::optional<Glob> value_glob;  // set when `value` has a `*`
   // `share_threshold` (only with a wildcard value): every request value matching it shares one
   // counter, for the limit of this node or of any node below it.
   bool share_threshold = false;

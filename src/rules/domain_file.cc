@@ -325,7 +325,8 @@ std::optional<DescriptorLimit> DomainFileReader::LoadRateLimit(const yaml::Field
     }
   } else {
     if (!unit_key.has_value()) {
-      Problem(yaml::At(node), "invalid rate limit unit '' (rate_limit is missing required key 'unit')");
+      Problem(yaml::At(node),
+              "invalid rate limit unit '' (rate_limit is missing required key 'unit')");
     }
     if (!requests_per_unit_seen) {
       // envoyproxy/ratelimit would read a missing value as 0 and refuse every request; a

@@ -187,8 +187,9 @@ TEST(ConfigTest, EnvoySection) {
   const std::string bad = Write("bad_envoy.yaml", "envoy:\n  headers: true\n  shadow_mode: 1\n");
   LoadServerConfig(bad, &problems);
   ASSERT_EQ(problems.size(), 2u);
-  EXPECT_EQ(problems[0], bad + ":2:3: unknown key 'headers' in 'envoy' (known: response_headers, "
-                               "shadow_mode, quota_mode, dynamic_metadata)");
+  EXPECT_EQ(problems[0], bad +
+                             ":2:3: unknown key 'headers' in 'envoy' (known: response_headers, "
+                             "shadow_mode, quota_mode, dynamic_metadata)");
   EXPECT_EQ(problems[1].rfind(bad + ":3:16: ", 0), 0u) << problems[1];
 }
 

@@ -1050,12 +1050,14 @@ TEST_F(RateLimitServiceTest, ValueToMetricAndDetailedMetricKeys) {
   Check(Req("features", {D({{"vtm", v}})}));
   Check(Req("features", {D({{"detailed", "d" + v}})}));
   const std::string metrics = HttpGet(server_->http_port(), "/metrics");
-  EXPECT_EQ(MetricValue(metrics, R"(sluice_requests_total{result="allowed",rule_id="features.vtm_)" +
-                                     v + R"("})"),
-            1)
+  EXPECT_EQ(
+      MetricValue(metrics,
+                  R"(sluice_requests_total{result="allowed",rule_id="features.vtm_)" + v + R"("})"),
+      1)
       << metrics;
   EXPECT_GE(
-      MetricValue(metrics, R"(sluice_requests_total{result="allowed",rule_id="features.detailed_d*"})"),
+      MetricValue(metrics,
+                  R"(sluice_requests_total{result="allowed",rule_id="features.detailed_d*"})"),
       1)
       << metrics;
 }
@@ -1149,9 +1151,9 @@ TEST(EnvoyGlobalModesTest, ShadowModeAnswersOkAndCounts) {
     EXPECT_EQ(over.response_headers_to_add_size(), 0);
     EXPECT_FALSE(over.has_dynamic_metadata());
   }
-  EXPECT_EQ(MetricValue(HttpGet(server.http_port(), "/metrics"),
-                        "sluice_envoy_global_shadow_mode_total"),
-            2);
+  EXPECT_EQ(
+      MetricValue(HttpGet(server.http_port(), "/metrics"), "sluice_envoy_global_shadow_mode_total"),
+      2);
 }
 
 // Verifies the global quota mode (envoy: {quota_mode: true}): every descriptor is a quota one,

@@ -413,10 +413,10 @@ TEST(EnvoyMatchTest, ShareThreshold) {
   EXPECT_EQ(a.metric_key, "test-domain.files_files/*");
   EXPECT_EQ(b.metric_key, a.metric_key);
   std::string ka, kb;
-  ASSERT_TRUE(DescriptorCounterKey("test-domain", Entries{{"files", "files/a.txt"}}, *a.limit,
-                                   &ka, a.shared));
-  ASSERT_TRUE(DescriptorCounterKey("test-domain", Entries{{"files", "files/b.txt"}}, *b.limit,
-                                   &kb, b.shared));
+  ASSERT_TRUE(DescriptorCounterKey("test-domain", Entries{{"files", "files/a.txt"}}, *a.limit, &ka,
+                                   a.shared));
+  ASSERT_TRUE(DescriptorCounterKey("test-domain", Entries{{"files", "files/b.txt"}}, *b.limit, &kb,
+                                   b.shared));
   EXPECT_EQ(ka, kb);
   EXPECT_EQ(ka, "envoy|test-domain|fixed_window|60000000|files~files/*");
   // A request whose value is the pattern itself matches it too: same counter.

@@ -157,7 +157,8 @@ void DynamicMetadata(const RateLimitRequest& request, const DescriptorsResult& r
   for (const auto& d : request.descriptors()) {
     auto& f = *descriptors->add_values()->mutable_struct_value()->mutable_fields();
     auto* entries = f["entries"].mutable_list_value();
-    for (const auto& e : d.entries()) entries->add_values()->set_string_value(e.key() + "=" + e.value());
+    for (const auto& e : d.entries())
+      entries->add_values()->set_string_value(e.key() + "=" + e.value());
     if (d.has_limit()) f["limit"].set_string_value(d.limit().ShortDebugString());
     if (d.has_hits_addend()) {
       f["hitsAddend"].set_number_value(static_cast<double>(d.hits_addend().value()));
@@ -190,9 +191,8 @@ void ToProto(const RateLimitRequest& request, const DescriptorsResult& result,
     if (s.duration_until_reset) {
       // Whole seconds, rounded up, at least 1: what envoyproxy/ratelimit sends (its windows
       // are aligned to whole seconds), and what Envoy's RateLimit-Reset is made from.
-      status->mutable_duration_until_reset()->set_seconds(
-          std::max<int64_t>(
-              1, static_cast<int64_t>(int_math::CeilDiv(*s.duration_until_reset, kMicrosPerSecond))));
+      status->mutable_duration_until_reset()->set_seconds(std::max<int64_t>(
+          1, static_cast<int64_t>(int_math::CeilDiv(*s.duration_until_reset, kMicrosPerSecond))));
     }
   }
   if (options.response_headers) {
@@ -202,7 +202,8 @@ void ToProto(const RateLimitRequest& request, const DescriptorsResult& result,
       h->set_value(value);
     }
   }
-  if (options.dynamic_metadata) DynamicMetadata(request, result, response->mutable_dynamic_metadata());
+  if (options.dynamic_metadata)
+    DynamicMetadata(request, result, response->mutable_dynamic_metadata());
 }
 
 }  // namespace sluice::envoy_api

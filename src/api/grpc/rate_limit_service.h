@@ -30,8 +30,7 @@ inline constexpr char kShouldRateLimitMethod[] =
 class RateLimitService final : public ::grpc::CallbackGenericService {
  public:
   // `limiter` must outlive the service. Thread-safe.
-  RateLimitService(Limiter& limiter, EnvoyOptions options)
-      : limiter_(limiter), options_(options) {}
+  RateLimitService(Limiter& limiter, EnvoyOptions options) : limiter_(limiter), options_(options) {}
 
   // ShouldRateLimit: INVALID_ARGUMENT for an empty domain, no descriptors, a descriptor without
   // entries or an override with an unknown unit; INTERNAL for bytes that are no
