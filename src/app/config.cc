@@ -264,6 +264,16 @@ void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml:
                         }
                       }}});
            }},
+          {"envoy",
+           [&](const yaml::Field& f) {
+             auto flag = [&](bool* out) {
+               return [&r, out](const yaml::Field& v) { *out = r.Bool(v).value_or(false); };
+             };
+             r.Section(f, {{"response_headers", flag(&config.envoy.response_headers)},
+                           {"shadow_mode", flag(&config.envoy.shadow_mode)},
+                           {"quota_mode", flag(&config.envoy.quota_mode)},
+                           {"dynamic_metadata", flag(&config.envoy.dynamic_metadata)}});
+           }},
           {"log",
            [&](const yaml::Field& f) {
              static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn",
@@ -308,7 +318,9 @@ bool LooksLikeServerConfig(const std::string& path) {
   try {
     YAML::Node root = YAML::LoadFile(path);
     if (!root.IsMap()) return false;
-    if (root["listen"] || root["store"] || root["log"] || root["limits"]) return true;
+    if (root["listen"] || root["store"] || root["log"] || root["limits"] || root["envoy"]) {
+      return true;
+    }
     return root["rules"] && root["rules"].IsMap();
   } catch (const YAML::Exception&) {
     return false;

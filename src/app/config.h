@@ -58,6 +58,9 @@ struct ServerConfig {
   std::vector<std::string> rule_paths;  // resolved against the config file's folder
   std::string log_level = "info";       // trace | debug | info | warn | error
   std::string log_format = "json";      // json | text
+  // `envoy:` (response_headers, shadow_mode, quota_mode, dynamic_metadata): envoyproxy/
+  // ratelimit's global settings for the Envoy face, all off by default.
+  EnvoyOptions envoy = {};
 };
 
 // Loads `path`. Every problem is appended to `problems` as "FILE:LINE:COL: message" (unknown

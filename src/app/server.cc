@@ -85,8 +85,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
                                              .on_failure = s.config_.store.on_failure,
                                              .fallback = s.fallback_.get(),
                                              .fallback_share = s.config_.store.fallback_share,
+                                             .envoy = s.config_.envoy,
                                          });
-  s.envoy_json_ = std::make_unique<http::EnvoyJsonHandler>(*s.limiter_, s.metrics_);
+  s.envoy_json_ =
+      std::make_unique<http::EnvoyJsonHandler>(*s.limiter_, s.metrics_, s.config_.envoy);
   s.routes_ = std::make_unique<http::Routes>(
       *s.limiter_, s.metrics_,
       http::Routes::Info{.version = kVersion,
@@ -155,6 +157,7 @@ absl::Status Server::Start() {
                 std::chrono::milliseconds(limits.grpc_max_connection_idle / kMicrosPerMilli),
             .max_connection_age =
                 std::chrono::milliseconds(limits.grpc_max_connection_age / kMicrosPerMilli),
+            .envoy = config_.envoy,
         },
         *limiter_);
     if (absl::Status s = grpc_->Start(); !s.ok()) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -13,6 +14,25 @@
 #include "rules/descriptor.h"
 
 namespace sluice {
+
+// The server config's `envoy:` section (CONTRACT §2, §6): envoyproxy/ratelimit's global
+// settings. The limiter applies shadow_mode and quota_mode; the faces (gRPC, POST /json) apply
+// response_headers and dynamic_metadata when they render.
+struct EnvoyOptions {
+  // RateLimit-Limit/-Remaining/-Reset in response_headers_to_add and on /json answers
+  // (upstream's LIMIT_RESPONSE_HEADERS_ENABLED). Off by default, as upstream.
+  bool response_headers = false;
+  // Global shadow mode (upstream's SHADOW_MODE): the overall code is always OK; each answer it
+  // turned from OVER_LIMIT is counted (sluice_envoy_global_shadow_mode_total). Statuses still
+  // say which descriptors are over. A store failure under fail_closed is not a limit: it stays
+  // OVER_LIMIT.
+  bool shadow_mode = false;
+  // Global quota mode (upstream's GLOBAL_QUOTA_MODE): every descriptor is a quota-mode one.
+  bool quota_mode = false;
+  // RateLimitResponse.dynamic_metadata (upstream's RESPONSE_DYNAMIC_METADATA): the domain, the
+  // descriptors' entries and hits, and the merged `metadata` of the descriptors that passed.
+  bool dynamic_metadata = false;
+};
 
 struct DescriptorRequest {
   std::vector<std::pair<std::string, std::string>> entries;  // (key, value), in order
@@ -36,6 +56,12 @@ struct DescriptorStatus {
   // The matched limit is in shadow mode: counted, never over. Not on the wire; the Envoy face
   // leaves shadow descriptors out of the RateLimit-* headers.
   bool shadow = false;
+  // A quota-mode descriptor (its `quota_mode`, or the global one): over, it makes the request
+  // OVER_LIMIT only when every quota-mode descriptor of the request is over.
+  bool quota = false;
+  bool unlimited = false;  // matched an `unlimited` limit
+  // The matched limit's `metadata` (for dynamic_metadata); null when none.
+  std::shared_ptr<const rules::MetadataValue::Map> metadata;
   struct CurrentLimit {
     std::string name;
     uint32_t requests_per_unit = 0;

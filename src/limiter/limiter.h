@@ -85,6 +85,8 @@ class Limiter {
     // them any more.
     size_t max_rule_series = 1000;
     size_t max_descriptor_series = 1000;
+    // The Envoy face's global settings; CheckDescriptors applies shadow_mode and quota_mode.
+    EnvoyOptions envoy = {};
   };
   using Callback = absl::AnyInvocable<void(CheckResult) &&>;
 
@@ -105,8 +107,9 @@ class Limiter {
 
   using DescriptorsCallback = absl::AnyInvocable<void(DescriptorsResult) &&>;
   // Decides an Envoy rate limit request (domain + descriptors) with envoyproxy/ratelimit's
-  // semantics: matching, `replaces`, `unlimited`, shadow mode, limit overrides, both
-  // hits_addends, and nothing consumed when the answer is OVER_LIMIT. The caller validates
+  // semantics: matching, `replaces`, `unlimited`, shadow and quota mode, share_threshold, limit
+  // overrides, both hits_addends, and its charging (an over-limit descriptor takes its hits
+  // into debt; nothing else is consumed when the answer is OVER_LIMIT). The caller validates
   // that the domain and descriptors are not empty. `done` runs exactly once. Thread-safe.
   void CheckDescriptors(DescriptorsRequest request, DescriptorsCallback done);
 

@@ -61,6 +61,14 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                                 "cannot be counted exactly")
                             .Register(*registry_)
                             .Add({});
+  envoy_global_shadow_mode_ =
+      &prometheus::BuildCounter()
+           .Name("sluice_envoy_global_shadow_mode_total")
+           .Help(
+               "Envoy requests answered OK only because of the global shadow mode (envoy: "
+               "shadow_mode)")
+           .Register(*registry_)
+           .Add({});
   memory_keys_ = &prometheus::BuildGauge()
                       .Name("sluice_memory_store_keys")
                       .Help("Keys held by a memory store, expired ones not yet swept included")

@@ -102,6 +102,9 @@ class Metrics {
   MemoryStoreMetrics MemoryStore(std::string_view role);
   // sluice_envoy_overrides_refused_total: descriptor limit overrides no exact limit can express.
   prometheus::Counter& overrides_refused() { return *overrides_refused_; }
+  // sluice_envoy_global_shadow_mode_total: Envoy requests over the limit that the global shadow
+  // mode (envoy: shadow_mode) answered OK.
+  prometheus::Counter& envoy_global_shadow_mode() { return *envoy_global_shadow_mode_; }
 
   // The Prometheus text exposition format (version 0.0.4).
   std::string Render() const;
@@ -128,6 +131,7 @@ class Metrics {
   prometheus::Counter* reload_ok_;
   prometheus::Counter* reload_failed_;
   prometheus::Counter* overrides_refused_;
+  prometheus::Counter* envoy_global_shadow_mode_;
   prometheus::Family<prometheus::Gauge>* memory_keys_;
   prometheus::Family<prometheus::Counter>* memory_evictions_;
   prometheus::Family<prometheus::Counter>* memory_expirations_;

@@ -1,7 +1,10 @@
 // Envoy-compatible domain files (CONTRACT §3.2): `domain:` and `descriptors:`, in the format of
 // envoyproxy/ratelimit, with its wording for problems where it has one.
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -15,6 +18,43 @@ namespace sluice::rules::internal {
 
 namespace {
 
+bool OneOf(std::string_view text, std::initializer_list<std::string_view> spellings) {
+  return std::find(spellings.begin(), spellings.end(), text) != spellings.end();
+}
+
+// What YAML 1.1 (and so envoyproxy/ratelimit's YAML library) makes of a plain (unquoted)
+// scalar: null, a bool, a number, or else a string.
+MetadataValue PlainScalar(const std::string& text) {
+  if (OneOf(text, {"", "~", "null", "Null", "NULL"})) return {};
+  if (OneOf(text, {"y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE"})) {
+    return {true};
+  }
+  if (OneOf(text, {"n", "N", "no", "No", "NO", "off", "Off", "OFF", "false", "False", "FALSE"})) {
+    return {false};
+  }
+  if (OneOf(text, {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"})) {
+    return {std::numeric_limits<double>::infinity()};
+  }
+  if (OneOf(text, {"-.inf", "-.Inf", "-.INF"})) return {-std::numeric_limits<double>::infinity()};
+  if (OneOf(text, {".nan", ".NaN", ".NAN"})) return {std::numeric_limits<double>::quiet_NaN()};
+  // Decimal integers and floats; other spellings (hex, octal, sexagesimal) stay strings.
+  const bool numeric = text.find_first_not_of("0123456789+-.eE") == std::string::npos &&
+                       text.find_first_of("0123456789") != std::string::npos;
+  if (numeric) {
+    char* end = nullptr;
+    const double d = std::strtod(text.c_str(), &end);
+    if (end == text.c_str() + text.size()) return {d};
+  }
+  return {text};
+}
+
+// Whether a mapping key is one envoyproxy/ratelimit refuses as "not of type string": a plain
+// scalar YAML 1.1 reads as a number, a bool or null.
+bool IsNonStringKey(const YAML::Node& key) {
+  return key.IsScalar() && key.Tag() == "?" &&
+         !std::holds_alternative<std::string>(PlainScalar(key.Scalar()).value);
+}
+
 // Reads one domain file into a LoadState, reporting problems to a Reader.
 class DomainFileReader {
  public:
@@ -26,6 +66,22 @@ class DomainFileReader {
   DescriptorLevel LoadDescriptors(Domain& domain, const YAML::Node& seq,
                                   const std::string& parent_key);
   std::optional<DescriptorLimit> LoadRateLimit(const yaml::Field& field, std::string full_key);
+  std::shared_ptr<const MetadataValue::Map> LoadMetadata(const yaml::Field& field);
+  MetadataValue Value(const YAML::Node& node);
+
+  // ForEachField, in envoyproxy/ratelimit's words for a key it does not know ("config error,
+  // unknown key 'X'") or one that is not a string ("config error, key is not of type string").
+  template <typename Fn>
+  void Fields(const YAML::Node& map, std::string_view what, Fn fn) {
+    r_.ForEachField(map, what, [&](const yaml::Field& f) {
+      if (IsNonStringKey(f.key)) {
+        Problem(yaml::At(f.key), Cat("config error, key is not of type string: ", f.name));
+      } else if (!fn(f)) {
+        Problem(yaml::At(f.key), Cat("config error, unknown key '", f.name, "' in ", what));
+      }
+      return true;
+    });
+  }
 
   void Problem(yaml::Pos pos, std::string_view message) { r_.Problem(pos, message); }
   size_t ProblemCount() { return r_.problems().size(); }
@@ -40,8 +96,10 @@ void DomainFileReader::Load(const YAML::Node& root) {
   Domain domain;
   std::optional<YAML::Node> descriptors;
   yaml::Pos domain_pos = yaml::At(root);
-  r_.ForEachField(root, "domain file", [&](const yaml::Field& f) {
+  bool domain_seen = false;
+  Fields(root, "domain file", [&](const yaml::Field& f) {
     if (f.name == "domain") {
+      domain_seen = true;
       domain_pos = f.value_pos();
       if (f.value.IsNull() || (f.value.IsScalar() && f.value.Scalar().empty())) {
         Problem(domain_pos, "config file cannot have empty domain");
@@ -56,6 +114,8 @@ void DomainFileReader::Load(const YAML::Node& root) {
     }
     return true;
   });
+  // A file with `descriptors` and no `domain` is a domain file too (see loader.cc).
+  if (!domain_seen) Problem(domain_pos, "config file cannot have empty domain");
   if (ProblemCount() != problems_before) return;
   domain.location = Location(domain_pos);
   if (descriptors.has_value()) {
@@ -78,7 +138,9 @@ DescriptorLevel DomainFileReader::LoadDescriptors(Domain& domain, const YAML::No
   for (const YAML::Node& item : seq) {
     if (!CountRule(state_, r_, yaml::At(item))) continue;
     if (!item.IsMap()) {
-      Problem(yaml::At(item), "a descriptor must be a mapping");
+      // envoyproxy/ratelimit's words; it prints the item (a scalar, here, where there is one).
+      Problem(yaml::At(item), Cat("config error, yaml file contains list of type other than map: ",
+                                  item.IsScalar() ? item.Scalar() : "a list or null"));
       continue;
     }
     const size_t problems_before = ProblemCount();
@@ -87,8 +149,11 @@ DescriptorLevel DomainFileReader::LoadDescriptors(Domain& domain, const YAML::No
     std::optional<std::pair<YAML::Node, YAML::Node>> rate_limit;  // key, value
     std::optional<YAML::Node> children;
     bool shadow_mode = false;
+    bool quota_mode = false;
     bool detailed_metric = false;
-    r_.ForEachField(item, "descriptor", [&](const yaml::Field& f) {
+    std::optional<YAML::Node> share_key;
+    std::shared_ptr<const MetadataValue::Map> metadata;
+    Fields(item, "descriptor", [&](const yaml::Field& f) {
       // Keys and values make up metric keys (DescriptorLimit::full_key).
       if (f.name == "key") {
         key_node = f.key;
@@ -106,6 +171,15 @@ DescriptorLevel DomainFileReader::LoadDescriptors(Domain& domain, const YAML::No
         shadow_mode = r_.Bool(f).value_or(false);
       } else if (f.name == "detailed_metric") {
         detailed_metric = r_.Bool(f).value_or(false);
+      } else if (f.name == "quota_mode") {
+        quota_mode = r_.Bool(f).value_or(false);
+      } else if (f.name == "value_to_metric") {
+        node.value_to_metric = r_.Bool(f).value_or(false);
+      } else if (f.name == "share_threshold") {
+        share_key = f.key;
+        node.share_threshold = r_.Bool(f).value_or(false);
+      } else if (f.name == "metadata") {
+        metadata = LoadMetadata(f);
       } else {
         return false;
       }
@@ -118,13 +192,21 @@ DescriptorLevel DomainFileReader::LoadDescriptors(Domain& domain, const YAML::No
     }
     const std::string full_key =
         parent_key + node.key + (node.value.empty() ? "" : "_" + node.value);
+    if (node.share_threshold && node.value.find('*') == std::string::npos) {
+      Problem(yaml::At(*share_key),
+              Cat("share_threshold can only be used with wildcard values (containing '*'), but "
+                  "found key '",
+                  node.key, node.value.empty() ? "" : "_" + node.value, "'"));
+    }
     if (children.has_value()) node.children = LoadDescriptors(domain, *children, full_key + ".");
     if (rate_limit.has_value()) {
       node.rate_limit =
           LoadRateLimit(yaml::Field{"rate_limit", rate_limit->first, rate_limit->second}, full_key);
       if (node.rate_limit.has_value()) {
         node.rate_limit->shadow_mode = shadow_mode;
+        node.rate_limit->quota_mode = quota_mode;
         node.rate_limit->detailed_metric = detailed_metric;
+        node.rate_limit->metadata = metadata;
         node.rate_limit->location = Location(yaml::At(item));
       }
     }
@@ -181,7 +263,7 @@ std::optional<DescriptorLimit> DomainFileReader::LoadRateLimit(const yaml::Field
   int64_t burst = 0;
   yaml::Pos requests_pos = yaml::At(node);
   yaml::Pos multiplier_pos = yaml::At(node);
-  r_.ForEachField(node, "rate_limit", [&](const yaml::Field& f) {
+  Fields(node, "rate_limit", [&](const yaml::Field& f) {
     if (f.name == "unit") {
       unit_key = f.key;
       std::optional<std::string> s = r_.String(f);
@@ -208,9 +290,10 @@ std::optional<DescriptorLimit> DomainFileReader::LoadRateLimit(const yaml::Field
           continue;
         }
         std::string replaced;
-        r_.ForEachField(item, "replaces entry", [&](const yaml::Field& rf) {
+        Fields(item, "replaces entry", [&](const yaml::Field& rf) {
           if (rf.name != "name") return false;
-          replaced = r_.String(rf).value_or("");
+          // `- name:` (null) is upstream's empty replaces entry, reported below.
+          if (!rf.value.IsNull()) replaced = r_.String(rf).value_or("");
           return true;
         });
         if (replaced.empty()) {
@@ -241,7 +324,10 @@ std::optional<DescriptorLimit> DomainFileReader::LoadRateLimit(const yaml::Field
       Problem(yaml::At(*unit_key), "should not specify rate limit unit when unlimited");
     }
   } else {
-    if (!unit_key.has_value()) Problem(yaml::At(node), "rate_limit is missing required key 'unit'");
+    if (!unit_key.has_value()) {
+      Problem(yaml::At(node),
+              "invalid rate limit unit '' (rate_limit is missing required key 'unit')");
+    }
     if (!requests_per_unit_seen) {
       // envoyproxy/ratelimit would read a missing value as 0 and refuse every request; a
       // silent block is too easy to ship by mistake, so it must be written out.
@@ -270,6 +356,47 @@ std::optional<DescriptorLimit> DomainFileReader::LoadRateLimit(const yaml::Field
   }
   dl.limit = *limit;
   return dl;
+}
+
+std::shared_ptr<const MetadataValue::Map> DomainFileReader::LoadMetadata(const yaml::Field& field) {
+  // Not key-checked, as envoyproxy/ratelimit: its keys and values are the user's.
+  if (field.value.IsNull()) return nullptr;
+  if (!r_.ExpectMapping(field)) return nullptr;
+  MetadataValue value = Value(field.value);
+  auto* map = std::get_if<MetadataValue::Map>(&value.value);
+  if (map == nullptr || map->empty()) return nullptr;
+  return std::make_shared<const MetadataValue::Map>(std::move(*map));
+}
+
+MetadataValue DomainFileReader::Value(const YAML::Node& node) {
+  // The parser has bounded the nodes (aliases expanded) and the depth already.
+  if (node.IsScalar()) {
+    if (node.Tag() == "?") return PlainScalar(node.Scalar());
+    return {node.Scalar()};  // quoted, or tagged: the text
+  }
+  if (node.IsSequence()) {
+    MetadataValue::List list;
+    for (const YAML::Node& item : node) list.push_back(Value(item));
+    return {std::move(list)};
+  }
+  if (node.IsMap()) {
+    MetadataValue::Map map;
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) {
+        Problem(yaml::At(kv.first), "error parsing metadata: keys must be scalars");
+        continue;
+      }
+      const std::string& key = kv.first.Scalar();
+      auto same = [&](const auto& entry) { return entry.first == key; };
+      if (std::find_if(map.begin(), map.end(), same) != map.end()) {
+        Problem(yaml::At(kv.first), Cat("error parsing metadata: duplicate key '", key, "'"));
+        continue;
+      }
+      map.emplace_back(key, Value(kv.second));
+    }
+    return {std::move(map)};
+  }
+  return {};  // null
 }
 
 }  // namespace

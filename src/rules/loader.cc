@@ -145,11 +145,13 @@ void Loader::LoadContents(const std::vector<YAML::Node>& docs, yaml::Reader& rea
   }
   std::optional<YAML::Node> domain_key;
   bool has_sluice = false;
+  bool has_descriptors = false;
   for (const auto& kv : root) {
     if (!kv.first.IsScalar()) continue;
     const std::string& name = kv.first.Scalar();
     if (name == "domain" && !domain_key.has_value()) domain_key = kv.first;
     if (name == "rules" || name == "lists") has_sluice = true;
+    if (name == "descriptors") has_descriptors = true;
   }
   const bool has_domain = domain_key.has_value();
   if (has_domain && has_sluice) {
@@ -158,7 +160,9 @@ void Loader::LoadContents(const std::vector<YAML::Node>& docs, yaml::Reader& rea
                    "descriptors), not both");
     return;
   }
-  if (has_domain) {
+  // `descriptors` alone is a domain file that lacks its domain: the domain reader says so in
+  // envoyproxy/ratelimit's words, rather than calling `descriptors` unknown.
+  if (has_domain || (has_descriptors && !has_sluice)) {
     internal::LoadDomainFile(root, reader, state_);
   } else if (has_sluice) {
     internal::LoadRulesFile(root, reader, state_);

@@ -138,10 +138,10 @@ ListVerdict RuleSet::CheckLists(const RequestAttributes& request, Micros now) co
   return {};
 }
 
-const DescriptorLimit* RuleSet::MatchDescriptor(std::string_view domain,
-                                                std::span<const DescriptorEntry> entries) const {
+DescriptorMatch RuleSet::LookupDescriptor(std::string_view domain,
+                                          std::span<const DescriptorEntry> entries) const {
   const auto it = domains_.find(domain);
-  return it == domains_.end() ? nullptr : it->second->Match(entries);
+  return it == domains_.end() ? DescriptorMatch{} : it->second->Lookup(entries);
 }
 
 const Rule* RuleSet::FindRule(std::string_view id) const {

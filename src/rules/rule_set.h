@@ -76,7 +76,12 @@ class RuleSet {
   // The limit of `entries` in `domain` (see Domain::Match); nullptr when the domain is unknown,
   // nothing matches, or the matched node is whitelisted. Points into the RuleSet.
   const DescriptorLimit* MatchDescriptor(std::string_view domain,
-                                         std::span<const DescriptorEntry> entries) const;
+                                         std::span<const DescriptorEntry> entries) const {
+    return LookupDescriptor(domain, entries).limit;
+  }
+  // The same, with what the counter and metric keys need (see Domain::Lookup).
+  DescriptorMatch LookupDescriptor(std::string_view domain,
+                                   std::span<const DescriptorEntry> entries) const;
   bool HasDomain(std::string_view domain) const { return domains_.contains(domain); }
 
   // Every loaded rule, disabled ones included, in file order.

@@ -158,6 +158,41 @@ TEST(ConfigTest, UnknownKeysListTheKnownOnes) {
   EXPECT_EQ(problems[0], path + ":2:3: unknown key 'colour' in 'log' (known: level, format)");
 }
 
+// Verifies the `envoy:` section: off by default, each key read, unknown keys and non-booleans
+// reported with file, line and column; and that such a file is told as a server config.
+TEST(ConfigTest, EnvoySection) {
+  std::vector<std::string> problems;
+  const std::string defaults = Write("no_envoy.yaml", "log: {level: info}\n");
+  ServerConfig d = LoadServerConfig(defaults, &problems);
+  ASSERT_TRUE(problems.empty()) << problems[0];
+  EXPECT_FALSE(d.envoy.response_headers);
+  EXPECT_FALSE(d.envoy.shadow_mode);
+  EXPECT_FALSE(d.envoy.quota_mode);
+  EXPECT_FALSE(d.envoy.dynamic_metadata);
+
+  const std::string path = Write("envoy.yaml", R"(envoy:
+  response_headers: true
+  shadow_mode: true
+  quota_mode: true
+  dynamic_metadata: true
+)");
+  ServerConfig c = LoadServerConfig(path, &problems);
+  ASSERT_TRUE(problems.empty()) << problems[0];
+  EXPECT_TRUE(c.envoy.response_headers);
+  EXPECT_TRUE(c.envoy.shadow_mode);
+  EXPECT_TRUE(c.envoy.quota_mode);
+  EXPECT_TRUE(c.envoy.dynamic_metadata);
+  EXPECT_TRUE(LooksLikeServerConfig(path));
+
+  const std::string bad = Write("bad_envoy.yaml", "envoy:\n  headers: true\n  shadow_mode: 1\n");
+  LoadServerConfig(bad, &problems);
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_EQ(problems[0], bad +
+                             ":2:3: unknown key 'headers' in 'envoy' (known: response_headers, "
+                             "shadow_mode, quota_mode, dynamic_metadata)");
+  EXPECT_EQ(problems[1].rfind(bad + ":3:16: ", 0), 0u) << problems[1];
+}
+
 TEST(ConfigTest, SyntaxErrorsAndMissingFiles) {
   std::vector<std::string> problems;
   LoadServerConfig(Write("syntax.yaml", "listen: [\n"), &problems);

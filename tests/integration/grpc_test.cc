@@ -487,12 +487,65 @@ descriptors:
       requests_per_unit: 2
 )";
 
+// The keys of envoyproxy/ratelimit's domain files beyond the README examples: share_threshold,
+// quota_mode, value_to_metric, detailed_metric, metadata; and requests_per_unit 0 next to
+// another descriptor.
+constexpr char kFeatures[] = R"(
+domain: features
+descriptors:
+  # share_threshold: every value matching files/* shares one counter, also for a limit on a
+  # node below the wildcard
+  - key: path
+    value: files/*
+    share_threshold: true
+    descriptors:
+      - key: method
+        rate_limit: {unit: hour, requests_per_unit: 3}
+  # without it: a counter per value
+  - key: path
+    value: pages/*
+    rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: quota_a
+    quota_mode: true
+    rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: quota_b
+    quota_mode: true
+    rate_limit: {unit: hour, requests_per_unit: 2}
+  - key: plain
+    rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: vtm
+    value_to_metric: true
+    rate_limit: {unit: hour, requests_per_unit: 10}
+  - key: detailed
+    value: d*
+    share_threshold: true
+    detailed_metric: true
+    rate_limit: {unit: hour, requests_per_unit: 10}
+  - key: meta
+    rate_limit: {unit: hour, requests_per_unit: 1}
+    metadata:
+      service: {name: svc, tier: 2}
+  - key: meta2
+    rate_limit: {unit: hour, requests_per_unit: 5}
+    metadata:
+      service: {zone: eu}
+      flag: true
+  - key: blocked
+    rate_limit: {unit: minute, requests_per_unit: 0}
+  - key: counted
+    rate_limit: {unit: hour, requests_per_unit: 5}
+)";
+
 class RateLimitServiceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new SluiceProcess(Files{{"rules/10-messaging.yaml", kMessaging},
-                                      {"rules/20-wildcard.yaml", kWildcard},
-                                      {"rules/30-api.yaml", kApi}});
+    // Headers and dynamic metadata are off unless the server config asks (as upstream).
+    server_ = new SluiceProcess(
+        Files{{"rules/10-messaging.yaml", kMessaging},
+              {"rules/20-wildcard.yaml", kWildcard},
+              {"rules/30-api.yaml", kApi},
+              {"rules/40-features.yaml", kFeatures},
+              {"sluice.yaml", "envoy: {response_headers: true, dynamic_metadata: true}\n"}});
     if (!server_->Start()) return;
     channel_ = ::grpc::CreateChannel(server_->grpc_target(), ::grpc::InsecureChannelCredentials());
     stub_ = rls::RateLimitService::NewStub(channel_).release();
@@ -853,11 +906,10 @@ TEST_F(RateLimitServiceTest, StatusesInRequestOrderAndHeaders) {
   EXPECT_FALSE(r.statuses(4).has_current_limit());
   EXPECT_EQ(r.statuses(5).current_limit().requests_per_unit(), 10u);
   for (int i : {0, 2, 5}) {
+    // Whole seconds, rounded up, at least 1 (as upstream).
     ASSERT_TRUE(r.statuses(i).has_duration_until_reset()) << i;
-    EXPECT_GT(r.statuses(i).duration_until_reset().seconds() +
-                  r.statuses(i).duration_until_reset().nanos(),
-              0)
-        << i;
+    EXPECT_GE(r.statuses(i).duration_until_reset().seconds(), 1) << i;
+    EXPECT_EQ(r.statuses(i).duration_until_reset().nanos(), 0) << i;
     EXPECT_LE(r.statuses(i).duration_until_reset().seconds(), 3600) << i;
   }
 
@@ -923,6 +975,129 @@ TEST_F(RateLimitServiceTest, UnitMultiplier) {
   EXPECT_EQ(Check(Req("api", {day})).overall_code(), Response::OVER_LIMIT);
 }
 
+// Verifies that a requests_per_unit 0 descriptor acts as any over-limit descriptor: the request
+// is OVER_LIMIT and the other descriptor is not charged; its reset is the end of the unit, in
+// whole seconds (upstream's CalculateReset), and nothing remains.
+TEST_F(RateLimitServiceTest, ZeroRequestsPerUnitChargesNothingElse) {
+  const auto counted = D({{"counted", Unique("c")}});  // 5 an hour
+  for (int i = 0; i < 2; ++i) {
+    Response r = Check(Req("features", {D({{"blocked", "x"}}), counted}));
+    EXPECT_EQ(r.overall_code(), Response::OVER_LIMIT);
+    EXPECT_EQ(r.statuses(0).code(), Response::OVER_LIMIT);
+    EXPECT_EQ(r.statuses(0).limit_remaining(), 0u);
+    EXPECT_GE(r.statuses(0).duration_until_reset().seconds(), 1);
+    EXPECT_LE(r.statuses(0).duration_until_reset().seconds(), 60);
+    EXPECT_EQ(r.statuses(0).duration_until_reset().nanos(), 0);
+    EXPECT_EQ(r.statuses(1).code(), Response::OK);
+    EXPECT_EQ(Headers(r)["RateLimit-Limit"], "0");
+  }
+  EXPECT_EQ(Check(Req("features", {WithHits(counted, 0)})).statuses(0).limit_remaining(), 5u);
+}
+
+// Verifies share_threshold: every value matching files/* shares one counter (the limit is on a
+// node below the wildcard), named by the pattern in the metric key; without it, pages/* counts
+// each value apart.
+TEST_F(RateLimitServiceTest, ShareThresholdSharesOneCounter) {
+  const std::string sample =
+      R"(sluice_requests_total{result="allowed",rule_id="features.path_files/*.method"})";
+  const double before = MetricValue(HttpGet(server_->http_port(), "/metrics"), sample);
+  const std::string method = Unique("m");
+  for (uint32_t i = 1; i <= 3; ++i) {
+    Response r =
+        Check(Req("features", {D({{"path", "files/" + Unique("f")}, {"method", method}})}));
+    EXPECT_EQ(r.overall_code(), Response::OK) << i;
+    EXPECT_EQ(r.statuses(0).limit_remaining(), 3 - i);
+  }
+  Response over = Check(Req("features", {D({{"path", "files/other"}, {"method", method}})}));
+  EXPECT_EQ(over.overall_code(), Response::OVER_LIMIT);
+  EXPECT_EQ(MetricValue(HttpGet(server_->http_port(), "/metrics"), sample) - before, 3);
+
+  for (int i = 0; i < 2; ++i) {
+    Response r = Check(Req("features", {D({{"path", "pages/" + Unique("p")}})}));
+    EXPECT_EQ(r.overall_code(), Response::OK) << i;
+  }
+}
+
+// Verifies quota_mode (upstream's finalCode): quota descriptors over make the request
+// OVER_LIMIT only when all of them are; their statuses say OVER_LIMIT; a descriptor not in
+// quota mode that is over makes it OVER_LIMIT whatever the quotas say.
+TEST_F(RateLimitServiceTest, QuotaModeIsOverOnlyWhenEveryQuotaIs) {
+  const std::string id = Unique("q");
+  const auto a = D({{"quota_a", id}});  // 1 an hour
+  const auto b = D({{"quota_b", id}});  // 2 an hour
+  EXPECT_EQ(Check(Req("features", {a, b})).overall_code(), Response::OK);
+  Response second = Check(Req("features", {a, b}));
+  EXPECT_EQ(second.overall_code(), Response::OK);
+  EXPECT_EQ(second.statuses(0).code(), Response::OVER_LIMIT);
+  EXPECT_EQ(second.statuses(0).limit_remaining(), 0u);
+  EXPECT_EQ(second.statuses(1).code(), Response::OK);
+  Response third = Check(Req("features", {a, b}));
+  EXPECT_EQ(third.overall_code(), Response::OVER_LIMIT);
+  EXPECT_EQ(third.statuses(1).code(), Response::OVER_LIMIT);
+
+  const auto plain = D({{"plain", id}});  // 1 an hour, not quota
+  const auto fresh = D({{"quota_b", Unique("q")}});
+  EXPECT_EQ(Check(Req("features", {plain, fresh})).overall_code(), Response::OK);
+  Response plain_over = Check(Req("features", {plain, fresh}));
+  EXPECT_EQ(plain_over.overall_code(), Response::OVER_LIMIT);
+  EXPECT_EQ(plain_over.statuses(1).code(), Response::OK);
+}
+
+// Verifies the metric keys of value_to_metric (the request's value where a key-only node names
+// none) and of detailed_metric with share_threshold (the pattern, not the value).
+TEST_F(RateLimitServiceTest, ValueToMetricAndDetailedMetricKeys) {
+  const std::string v = Unique("v");
+  Check(Req("features", {D({{"vtm", v}})}));
+  Check(Req("features", {D({{"detailed", "d" + v}})}));
+  const std::string metrics = HttpGet(server_->http_port(), "/metrics");
+  EXPECT_EQ(
+      MetricValue(metrics,
+                  R"(sluice_requests_total{result="allowed",rule_id="features.vtm_)" + v + R"("})"),
+      1)
+      << metrics;
+  EXPECT_GE(
+      MetricValue(metrics,
+                  R"(sluice_requests_total{result="allowed",rule_id="features.detailed_d*"})"),
+      1)
+      << metrics;
+}
+
+// Verifies dynamic_metadata (envoy: {dynamic_metadata: true}): the domain, each descriptor's
+// entries, the request's hits, and the merged metadata of the descriptors that passed.
+TEST_F(RateLimitServiceTest, DynamicMetadata) {
+  const std::string id = Unique("md");
+  const auto meta = D({{"meta", id}});    // 1 an hour
+  const auto meta2 = D({{"meta2", id}});  // 5 an hour
+  Response first = Check(Req("features", {meta, meta2}, 1));
+  const auto& f = first.dynamic_metadata().fields();
+  EXPECT_EQ(f.at("domain").string_value(), "features");
+  EXPECT_EQ(f.at("hitsAddend").number_value(), 1);
+  ASSERT_EQ(f.at("descriptors").list_value().values_size(), 2);
+  EXPECT_EQ(f.at("descriptors")
+                .list_value()
+                .values(0)
+                .struct_value()
+                .fields()
+                .at("entries")
+                .list_value()
+                .values(0)
+                .string_value(),
+            "meta=" + id);
+  const auto& md = f.at("metadata").struct_value().fields();
+  EXPECT_TRUE(md.at("flag").bool_value());
+  const auto& service = md.at("service").struct_value().fields();
+  EXPECT_EQ(service.at("name").string_value(), "svc");
+  EXPECT_EQ(service.at("tier").number_value(), 2);
+  EXPECT_EQ(service.at("zone").string_value(), "eu");
+
+  // meta is over now: only meta2's metadata passes.
+  Response second = Check(Req("features", {meta, meta2}));
+  EXPECT_EQ(second.overall_code(), Response::OVER_LIMIT);
+  const auto& md2 = second.dynamic_metadata().fields().at("metadata").struct_value().fields();
+  EXPECT_FALSE(md2.at("service").struct_value().fields().contains("name"));
+  EXPECT_FALSE(second.dynamic_metadata().fields().contains("hitsAddend"));
+}
+
 // Verifies grpc.health.v1 Check: SERVING for the server ("") and for the rate limit service by
 // name; an unknown service name is NOT_FOUND.
 TEST_F(RateLimitServiceTest, HealthCheckServing) {
@@ -943,6 +1118,60 @@ TEST_F(RateLimitServiceTest, HealthCheckServing) {
   HealthCheckResponse response;
   EXPECT_EQ(health->Check(&context, request, &response).error_code(),
             ::grpc::StatusCode::NOT_FOUND);
+}
+
+// One ShouldRateLimit call on `server`.
+Response CallOn(const SluiceProcess& server, const rls::RateLimitRequest& request) {
+  auto stub = rls::RateLimitService::NewStub(
+      ::grpc::CreateChannel(server.grpc_target(), ::grpc::InsecureChannelCredentials()));
+  ::grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  Response response;
+  const ::grpc::Status status = stub->ShouldRateLimit(&context, request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return response;
+}
+
+// Verifies the global shadow mode (envoy: {shadow_mode: true}): an over-limit request is
+// answered OK, its status still says OVER_LIMIT, and each such answer is counted; with no
+// `response_headers`, no RateLimit-* headers are added (upstream's default).
+TEST(EnvoyGlobalModesTest, ShadowModeAnswersOkAndCounts) {
+  SluiceProcess server(
+      Files{{"rules/api.yaml", kApi}, {"sluice.yaml", "envoy: {shadow_mode: true}\n"}});
+  ASSERT_TRUE(server.Start());
+  const auto d = D({{"two_a", "x"}});  // 1 an hour
+  Response first = CallOn(server, Req("api", {d}));
+  EXPECT_EQ(first.overall_code(), Response::OK);
+  EXPECT_EQ(first.response_headers_to_add_size(), 0);
+  for (int i = 0; i < 2; ++i) {
+    Response over = CallOn(server, Req("api", {d}));
+    EXPECT_EQ(over.overall_code(), Response::OK);
+    EXPECT_EQ(over.statuses(0).code(), Response::OVER_LIMIT);
+    EXPECT_EQ(over.statuses(0).limit_remaining(), 0u);
+    EXPECT_EQ(over.response_headers_to_add_size(), 0);
+    EXPECT_FALSE(over.has_dynamic_metadata());
+  }
+  EXPECT_EQ(
+      MetricValue(HttpGet(server.http_port(), "/metrics"), "sluice_envoy_global_shadow_mode_total"),
+      2);
+}
+
+// Verifies the global quota mode (envoy: {quota_mode: true}): every descriptor is a quota one,
+// so one over is not enough while another passes; all over is OVER_LIMIT.
+TEST(EnvoyGlobalModesTest, QuotaModeMakesEveryDescriptorAQuota) {
+  SluiceProcess server(
+      Files{{"rules/api.yaml", kApi}, {"sluice.yaml", "envoy: {quota_mode: true}\n"}});
+  ASSERT_TRUE(server.Start());
+  const auto a = D({{"two_a", "x"}});  // 1 an hour
+  const auto b = D({{"two_b", "x"}});  // 5 an hour
+  EXPECT_EQ(CallOn(server, Req("api", {a, b})).overall_code(), Response::OK);
+  Response one_over = CallOn(server, Req("api", {a, b}));
+  EXPECT_EQ(one_over.overall_code(), Response::OK);
+  EXPECT_EQ(one_over.statuses(0).code(), Response::OVER_LIMIT);
+  EXPECT_EQ(CallOn(server, Req("api", {a})).overall_code(), Response::OVER_LIMIT);
+  // A descriptor with no limit counts as a quota that passes.
+  EXPECT_EQ(CallOn(server, Req("api", {a, D({{"unknown_key", "x"}})})).overall_code(),
+            Response::OK);
 }
 
 // Verifies the life cycle on its own server: `--grpc 127.0.0.1:0` binds a free port that the

@@ -42,8 +42,11 @@ def body(domain, *descriptors, hits_addend=None):
 
 
 class EnvoyJsonTest(ServerTestCase):
-    SERVER_FILES = {"edge.yaml": DOMAIN}
+    # The RateLimit-* headers and dynamic metadata are sent only when the server config asks.
+    SERVER_FILES = {"edge.yaml": DOMAIN,
+                    "sluice.yaml": "envoy: {response_headers: true, dynamic_metadata: true}\n"}
     SERVER_RULES = ["edge.yaml"]
+    SERVER_CONFIG = "sluice.yaml"
 
     def post(self, payload):
         return self.server.request("POST", "/json", body=payload,
@@ -59,7 +62,11 @@ class EnvoyJsonTest(ServerTestCase):
         self.assertEqual(status["code"], "OK")
         self.assertEqual(status["currentLimit"], {"requestsPerUnit": 2, "unit": "HOUR"})
         self.assertEqual(status["limitRemaining"], 1)
-        self.assertTrue(status["durationUntilReset"].endswith("s"))
+        # Whole seconds, as upstream sends them: "1234s", never "1233.443432s".
+        self.assertRegex(status["durationUntilReset"], r"^[1-9][0-9]*s$")
+        self.assertEqual(doc["dynamicMetadata"]["domain"], "edge")
+        self.assertEqual(doc["dynamicMetadata"]["descriptors"],
+                         [{"entries": ["remote_address=" + ip]}])
         headers = {h["key"]: h["value"] for h in doc["responseHeadersToAdd"]}
         self.assertEqual(headers["RateLimit-Limit"], "2")
         self.assertEqual(headers["RateLimit-Remaining"], "1")
@@ -128,6 +135,28 @@ class EnvoyJsonTest(ServerTestCase):
         res = self.server.request("GET", "/json")
         self.assertError(res, 405, "METHOD_NOT_ALLOWED")
         self.assertEqual(res.header("Allow"), "POST")
+
+
+
+class EnvoyJsonDefaultsTest(ServerTestCase):
+    """Without an `envoy:` section: no RateLimit-* headers and no dynamic metadata (upstream's
+    defaults); `envoy: {shadow_mode: true}` is tested over gRPC (grpc_test.cc)."""
+    SERVER_FILES = {"edge.yaml": DOMAIN}
+    SERVER_RULES = ["edge.yaml"]
+
+    def test_no_headers_unless_asked(self):
+        ip = unique("10.9.0.")
+        payload = body("edge", [("remote_address", ip)], hits_addend=3)
+        over = self.server.request("POST", "/json", body=payload,
+                                   headers={"Content-Type": "application/json"})
+        self.assertEqual(over.status, 429)
+        doc = over.json()
+        self.assertNotIn("responseHeadersToAdd", doc)
+        self.assertNotIn("dynamicMetadata", doc)
+        self.assertIsNone(over.header("RateLimit-Remaining"))
+        # OVER_LIMIT reports nothing remaining, with the reset in whole seconds.
+        self.assertEqual(doc["statuses"][0].get("limitRemaining", 0), 0)
+        self.assertRegex(doc["statuses"][0]["durationUntilReset"], r"^[1-9][0-9]*s$")
 
 
 if __name__ == "__main__":

@@ -321,11 +321,11 @@ descriptors:
   ASSERT_NE(lb, nullptr);
   EXPECT_TRUE(la->shadow_mode);
   EXPECT_FALSE(lb->shadow_mode);
-  EXPECT_EQ(DescriptorMetricKey("example", a, *la), "example.service.user_user-a");
+  EXPECT_EQ(set->LookupDescriptor("example", a).metric_key, "example.service.user_user-a");
   EXPECT_EQ(la->full_key, "example.service.user_user-a");
   EXPECT_TRUE(lb->detailed_metric);
   EXPECT_EQ(lb->full_key, "example.service.user");
-  EXPECT_EQ(DescriptorMetricKey("example", b, *lb), "example.service_auth.user_user-b");
+  EXPECT_EQ(set->LookupDescriptor("example", b).metric_key, "example.service_auth.user_user-b");
 }
 
 // Verifies counter keys: per request values (a key-only node counts each value apart), with
@@ -344,6 +344,161 @@ TEST(EnvoyMatchTest, CounterKeys) {
   EXPECT_EQ(k1, "envoy|messaging|fixed_window|86400000000|to_number=1");
   ASSERT_TRUE(DescriptorCounterKey("messaging", Entries{{"to_number", "1|x=2"}}, *l, &k3));
   EXPECT_EQ(k3, "envoy|messaging|fixed_window|86400000000|to_number=1%7Cx%3D2");
+}
+
+// upstream's test/config/share_threshold.yaml (its first cases), plus value_to_metric alone.
+constexpr std::string_view kShareThreshold = R"(
+domain: test-domain
+descriptors:
+  - key: files
+    value: files/*
+    share_threshold: true
+    rate_limit: {unit: minute, requests_per_unit: 100}
+  - key: nested
+    value: parent
+    descriptors:
+      - key: files
+        value: nested/*
+        share_threshold: true
+        rate_limit: {unit: minute, requests_per_unit: 200}
+  - key: files
+    value: top/*
+    share_threshold: true
+    descriptors:
+      - key: files
+        value: nested/*
+        share_threshold: true
+        rate_limit: {unit: minute, requests_per_unit: 300}
+  - key: route
+    value: api/*
+    share_threshold: true
+    value_to_metric: true
+    descriptors:
+      - key: method
+        rate_limit: {unit: minute, requests_per_unit: 60}
+  - key: service
+    value: svc/*
+    share_threshold: true
+    descriptors:
+      - key: endpoint
+        detailed_metric: true
+        rate_limit: {unit: minute, requests_per_unit: 80}
+  - key: host
+    value_to_metric: true
+    descriptors:
+      - key: kind
+        value: k*
+        value_to_metric: true
+        rate_limit: {unit: minute, requests_per_unit: 5}
+  - key: plain
+    value: p*
+    rate_limit: {unit: minute, requests_per_unit: 5}
+  - key: detailed
+    detailed_metric: true
+    rate_limit: {unit: minute, requests_per_unit: 5}
+)";
+
+// Verifies share_threshold as upstream's TestShareThreshold: the pattern per entry index (also
+// when the limit is below the wildcard, and for the same key at two levels), the metric keys it
+// gives (priority over value_to_metric and detailed_metric), and one counter for every value.
+TEST(EnvoyMatchTest, ShareThreshold) {
+  auto set = LoadYaml(kShareThreshold);
+  ASSERT_NE(set, nullptr);
+  auto lookup = [&](const Entries& e) { return set->LookupDescriptor("test-domain", e); };
+
+  DescriptorMatch a = lookup({{"files", "files/a.txt"}});
+  DescriptorMatch b = lookup({{"files", "files/b.txt"}});
+  ASSERT_NE(a.limit, nullptr);
+  ASSERT_THAT(a.shared, ElementsAre("files/*"));
+  EXPECT_EQ(a.metric_key, "test-domain.files_files/*");
+  EXPECT_EQ(b.metric_key, a.metric_key);
+  std::string ka, kb;
+  ASSERT_TRUE(DescriptorCounterKey("test-domain", Entries{{"files", "files/a.txt"}}, *a.limit, &ka,
+                                   a.shared));
+  ASSERT_TRUE(DescriptorCounterKey("test-domain", Entries{{"files", "files/b.txt"}}, *b.limit, &kb,
+                                   b.shared));
+  EXPECT_EQ(ka, kb);
+  EXPECT_EQ(ka, "envoy|test-domain|fixed_window|60000000|files~files/*");
+  // A request whose value is the pattern itself matches it too: same counter.
+  std::string kp;
+  ASSERT_TRUE(DescriptorCounterKey("test-domain", Entries{{"files", "files/*"}}, *a.limit, &kp,
+                                   lookup({{"files", "files/*"}}).shared));
+  EXPECT_EQ(kp, ka);
+
+  DescriptorMatch route = lookup({{"route", "api/v1"}, {"method", "GET"}});
+  ASSERT_NE(route.limit, nullptr);
+  EXPECT_THAT(route.shared, ElementsAre("api/*", ""));
+  EXPECT_EQ(route.metric_key, "test-domain.route_api/*.method");
+
+  DescriptorMatch svc = lookup({{"service", "svc/user"}, {"endpoint", "get"}});
+  EXPECT_EQ(svc.metric_key, "test-domain.service_svc/*.endpoint_get");
+
+  DescriptorMatch nested = lookup({{"nested", "parent"}, {"files", "nested/file1.txt"}});
+  EXPECT_EQ(nested.limit->requests_per_unit, 200u);
+  EXPECT_THAT(nested.shared, ElementsAre("", "nested/*"));
+  EXPECT_EQ(nested.metric_key, "test-domain.nested_parent.files_nested/*");
+
+  DescriptorMatch two = lookup({{"files", "top/file1.txt"}, {"files", "nested/file2.txt"}});
+  EXPECT_EQ(two.limit->requests_per_unit, 300u);
+  EXPECT_THAT(two.shared, ElementsAre("top/*", "nested/*"));
+  EXPECT_EQ(two.metric_key, "test-domain.files_top/*.files_nested/*");
+}
+
+// Verifies the other metric keys as upstream's GetLimit names them: value_to_metric puts the
+// request's value where a key-only or wildcard node names none or its pattern; without it a
+// wildcard names its pattern; detailed_metric names every entry "key_value".
+TEST(EnvoyMatchTest, MetricKeys) {
+  auto set = LoadYaml(kShareThreshold);
+  ASSERT_NE(set, nullptr);
+  auto key = [&](const Entries& e) { return set->LookupDescriptor("test-domain", e).metric_key; };
+  EXPECT_EQ(key({{"host", "h1"}, {"kind", "k9"}}), "test-domain.host_h1.kind_k9");
+  EXPECT_EQ(key({{"plain", "p9"}}), "test-domain.plain_p*");
+  EXPECT_EQ(key({{"detailed", "x"}}), "test-domain.detailed_x");
+  EXPECT_EQ(key({{"detailed", ""}}), "test-domain.detailed_");
+  EXPECT_EQ(key({{"nothing", "x"}}), "");
+  EXPECT_EQ(DescriptorOverrideMetricKey("d", Entries{{"a", "1"}, {"b", ""}}), "d.a_1.b");
+}
+
+// Verifies quota_mode and metadata are kept on the limit (metadata typed as YAML 1.1 types plain
+// scalars; quoted ones stay strings).
+TEST(EnvoyMatchTest, QuotaModeAndMetadata) {
+  auto set = LoadYaml(R"(
+domain: d
+descriptors:
+  - key: q
+    quota_mode: true
+    metadata:
+      name: svc
+      n: 2
+      on: yes
+      quoted: "yes"
+      list: [1.5, ~]
+      nested: {a: b}
+    rate_limit: {unit: minute, requests_per_unit: 5}
+  - key: plain
+    rate_limit: {unit: minute, requests_per_unit: 5}
+)");
+  ASSERT_NE(set, nullptr);
+  const DescriptorLimit* q = Match(*set, "d", Entries{{"q", "x"}});
+  ASSERT_NE(q, nullptr);
+  EXPECT_TRUE(q->quota_mode);
+  ASSERT_NE(q->metadata, nullptr);
+  const MetadataValue::Map& m = *q->metadata;
+  ASSERT_EQ(m.size(), 6u);
+  EXPECT_EQ(m[0].first, "name");
+  EXPECT_EQ(std::get<std::string>(m[0].second.value), "svc");
+  EXPECT_EQ(std::get<double>(m[1].second.value), 2);
+  EXPECT_EQ(m[2].first, "on");
+  EXPECT_TRUE(std::get<bool>(m[2].second.value));
+  EXPECT_EQ(std::get<std::string>(m[3].second.value), "yes");
+  const auto& list = std::get<MetadataValue::List>(m[4].second.value);
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(std::get<double>(list[0].value), 1.5);
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(list[1].value));
+  EXPECT_TRUE(std::holds_alternative<MetadataValue::Map>(m[5].second.value));
+  const DescriptorLimit* plain = Match(*set, "d", Entries{{"plain", "x"}});
+  EXPECT_FALSE(plain->quota_mode);
+  EXPECT_EQ(plain->metadata, nullptr);
 }
 
 // Verifies that domain files and rules files load side by side from one folder.

@@ -18,6 +18,7 @@ namespace {
 
 using ::sluice::rules::testing::TempDir;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::SizeIs;
@@ -366,13 +367,109 @@ descriptors:
                   "f.yaml:10:35: should not specify rate limit unit when unlimited",
                   "f.yaml:12:17: replaces should not contain name of same descriptor",
                   "f.yaml:14:65: should not have an empty replaces entry",
-                  "f.yaml:14:78: unknown key 'colour' in rate_limit",
+                  "f.yaml:14:78: config error, unknown key 'colour' in rate_limit",
                   "f.yaml:16:51: 'requests_per_unit' must be between 0 and 4294967295, got -1",
                   "f.yaml:18:71: 'unit_multiplier' must be at least 1, got 0",
                   "f.yaml:20:69: 'unit_multiplier' makes the window longer than 10 years",
                   "f.yaml:23:30: rate_limit is missing required key 'requests_per_unit' (0 "
                   "refuses every request)",
-                  "f.yaml:24:5: unknown key 'shadowmode' in descriptor"));
+                  "f.yaml:24:5: config error, unknown key 'shadowmode' in descriptor"));
+}
+
+// Verifies that the files envoyproxy/ratelimit's own config tests refuse are refused here with
+// its words (after Sluice's FILE:LINE:COL), and the keys it accepts are accepted.
+TEST(LoaderTest, DomainFileProblemsInUpstreamWords) {
+  // empty_domain.yaml: `descriptors` and no `domain` is a domain file without its domain.
+  EXPECT_THAT(ProblemsOf("descriptors:\n"),
+              ElementsAre("f.yaml:1:1: config file cannot have empty domain"));
+  // misspelled_key.yaml, misspelled_key2.yaml
+  EXPECT_THAT(ProblemsOf(R"(domain: test-domain
+descriptors:
+  - key: key1
+    value: value1
+    ratelimit:
+      unit: day
+      requests_per_unit: 5
+)"),
+              ElementsAre("f.yaml:5:5: config error, unknown key 'ratelimit' in descriptor"));
+  EXPECT_THAT(ProblemsOf(R"(domain: test-domain
+descriptors:
+  - key: key1
+    value: value1
+    rate_limit:
+      unit: day
+      requestsperunit: 5
+)"),
+              ElementsAre("f.yaml:6:7: rate_limit is missing required key 'requests_per_unit' "
+                          "(0 refuses every request)",
+                          "f.yaml:7:7: config error, unknown key 'requestsperunit' in rate_limit"));
+  // non_string_key.yaml
+  EXPECT_THAT(ProblemsOf(R"(0.25: test-domain
+descriptors:
+  - key: key1
+    value: value1
+    rate_limit:
+      unit: day
+      requests_per_unit: 5
+)"),
+              ElementsAre("f.yaml:1:1: config error, key is not of type string: 0.25",
+                          "f.yaml:1:1: config file cannot have empty domain"));
+  // non_map_list.yaml
+  EXPECT_THAT(ProblemsOf("domain: test-domain\ndescriptors:\n  - a\n  - b\n"),
+              ElementsAre("f.yaml:3:5: config error, yaml file contains list of type other than "
+                          "map: a",
+                          "f.yaml:4:5: config error, yaml file contains list of type other than "
+                          "map: b"));
+  // bad_limit_unit.yaml, replaces_empty.yaml, and a missing unit (upstream: unit '').
+  EXPECT_THAT(ProblemsOf(R"(domain: test-domain
+descriptors:
+  - key: key1
+    rate_limit: {unit: foo, requests_per_unit: 5}
+  - key: key2
+    rate_limit: {requests_per_unit: 5}
+  - key: key3
+    rate_limit:
+      name: self
+      replaces:
+        - name:
+      unit: second
+      requests_per_unit: 5
+)"),
+              ElementsAre(HasSubstr("f.yaml:4:24: invalid rate limit unit 'foo'"),
+                          "f.yaml:6:17: invalid rate limit unit '' (rate_limit is missing "
+                          "required key 'unit')",
+                          "f.yaml:11:11: should not have an empty replaces entry"));
+  // share_threshold without a wildcard: upstream's error, naming the descriptor's final key.
+  EXPECT_THAT(ProblemsOf(R"(domain: d
+descriptors:
+  - key: path
+    value: files
+    share_threshold: true
+    rate_limit: {unit: second, requests_per_unit: 5}
+  - key: user
+    share_threshold: true
+    rate_limit: {unit: second, requests_per_unit: 5}
+)"),
+              ElementsAre("f.yaml:5:5: share_threshold can only be used with wildcard values "
+                          "(containing '*'), but found key 'path_files'",
+                          "f.yaml:8:5: share_threshold can only be used with wildcard values "
+                          "(containing '*'), but found key 'user'"));
+  // Every key upstream accepts loads, metadata of any shape included (not key-checked).
+  EXPECT_THAT(ProblemsOf(R"(domain: d
+descriptors:
+  - key: path
+    value: files*
+    share_threshold: true
+    quota_mode: true
+    value_to_metric: true
+    detailed_metric: true
+    shadow_mode: false
+    metadata:
+      anything: {nested: [1, "two", true, null]}
+      ratelimit: {unknown_key: 1}
+    rate_limit: {unit: second, requests_per_unit: 5, unlimited: false, name: n}
+)"),
+              IsEmpty());
 }
 
 // Verifies that two domain files with the same domain are an error, as in envoyproxy/ratelimit

@@ -1,7 +1,9 @@
 #include "api/envoy/convert.h"
 
+#include <algorithm>
 #include <limits>
 #include <optional>
+#include <variant>
 
 #include "core/int_math.h"
 
@@ -54,6 +56,51 @@ ProtoUnit ToProtoUnit(RateLimitUnit unit) {
   return RateLimitResponse::RateLimit::UNKNOWN;
 }
 
+void ToValue(const rules::MetadataValue& in, ::google::protobuf::Value* out);
+
+void ToStruct(const rules::MetadataValue::Map& in, ::google::protobuf::Struct* out) {
+  auto& fields = *out->mutable_fields();
+  for (const auto& [key, value] : in) ToValue(value, &fields[key]);
+}
+
+void ToValue(const rules::MetadataValue& in, ::google::protobuf::Value* out) {
+  std::visit(
+      [out](const auto& v) {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, std::monostate>) {
+          out->set_null_value(::google::protobuf::NULL_VALUE);
+        } else if constexpr (std::is_same_v<T, bool>) {
+          out->set_bool_value(v);
+        } else if constexpr (std::is_same_v<T, double>) {
+          out->set_number_value(v);
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          out->set_string_value(v);
+        } else if constexpr (std::is_same_v<T, rules::MetadataValue::List>) {
+          auto* list = out->mutable_list_value();
+          for (const rules::MetadataValue& item : v) ToValue(item, list->add_values());
+        } else {
+          ToStruct(v, out->mutable_struct_value());
+        }
+      },
+      in.value);
+}
+
+// upstream's mergeMetadata: keys `dest` lacks are added; two mappings under one key merge;
+// otherwise what `dest` has stays.
+void Merge(const rules::MetadataValue::Map& src, ::google::protobuf::Struct* dest) {
+  auto& fields = *dest->mutable_fields();
+  for (const auto& [key, value] : src) {
+    auto it = fields.find(key);
+    if (it == fields.end()) {
+      ToValue(value, &fields[key]);
+    } else if (it->second.has_struct_value()) {
+      if (const auto* map = std::get_if<rules::MetadataValue::Map>(&value.value)) {
+        Merge(*map, it->second.mutable_struct_value());
+      }
+    }
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<DescriptorsRequest> FromProto(const RateLimitRequest& request) {
@@ -102,7 +149,33 @@ std::vector<std::pair<std::string, std::string>> ResponseHeaders(const Descripto
   };
 }
 
-void ToProto(const DescriptorsResult& result, RateLimitResponse* response) {
+void DynamicMetadata(const RateLimitRequest& request, const DescriptorsResult& result,
+                     ::google::protobuf::Struct* out) {
+  auto& fields = *out->mutable_fields();
+  fields["domain"].set_string_value(request.domain());
+  auto* descriptors = fields["descriptors"].mutable_list_value();
+  for (const auto& d : request.descriptors()) {
+    auto& f = *descriptors->add_values()->mutable_struct_value()->mutable_fields();
+    auto* entries = f["entries"].mutable_list_value();
+    for (const auto& e : d.entries())
+      entries->add_values()->set_string_value(e.key() + "=" + e.value());
+    if (d.has_limit()) f["limit"].set_string_value(d.limit().ShortDebugString());
+    if (d.has_hits_addend()) {
+      f["hitsAddend"].set_number_value(static_cast<double>(d.hits_addend().value()));
+    }
+  }
+  if (request.hits_addend() != 0) {
+    fields["hitsAddend"].set_number_value(static_cast<double>(request.hits_addend()));
+  }
+  ::google::protobuf::Struct passed;
+  for (const DescriptorStatus& s : result.statuses) {
+    if (!s.over_limit && !s.unlimited && s.metadata != nullptr) Merge(*s.metadata, &passed);
+  }
+  if (passed.fields_size() > 0) *fields["metadata"].mutable_struct_value() = std::move(passed);
+}
+
+void ToProto(const RateLimitRequest& request, const DescriptorsResult& result,
+             const EnvoyOptions& options, RateLimitResponse* response) {
   response->set_overall_code(result.over_limit ? RateLimitResponse::OVER_LIMIT
                                                : RateLimitResponse::OK);
   for (const DescriptorStatus& s : result.statuses) {
@@ -116,16 +189,21 @@ void ToProto(const DescriptorsResult& result, RateLimitResponse* response) {
       limit->set_unit(ToProtoUnit(s.current_limit->unit));
     }
     if (s.duration_until_reset) {
-      auto* d = status->mutable_duration_until_reset();
-      d->set_seconds(*s.duration_until_reset / kMicrosPerSecond);
-      d->set_nanos(static_cast<int32_t>(*s.duration_until_reset % kMicrosPerSecond) * 1000);
+      // Whole seconds, rounded up, at least 1: what envoyproxy/ratelimit sends (its windows
+      // are aligned to whole seconds), and what Envoy's RateLimit-Reset is made from.
+      status->mutable_duration_until_reset()->set_seconds(std::max<int64_t>(
+          1, static_cast<int64_t>(int_math::CeilDiv(*s.duration_until_reset, kMicrosPerSecond))));
     }
   }
-  for (const auto& [key, value] : ResponseHeaders(result)) {
-    auto* h = response->add_response_headers_to_add();
-    h->set_key(key);
-    h->set_value(value);
+  if (options.response_headers) {
+    for (const auto& [key, value] : ResponseHeaders(result)) {
+      auto* h = response->add_response_headers_to_add();
+      h->set_key(key);
+      h->set_value(value);
+    }
   }
+  if (options.dynamic_metadata)
+    DynamicMetadata(request, result, response->mutable_dynamic_metadata());
 }
 
 }  // namespace sluice::envoy_api

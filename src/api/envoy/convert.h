@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "envoy/service/ratelimit/v3/rls.pb.h"
+#include "google/protobuf/struct.pb.h"
 #include "limiter/descriptors.h"
 
 namespace sluice::envoy_api {
@@ -25,9 +26,20 @@ absl::StatusOr<DescriptorsRequest> FromProto(const RateLimitRequest& request);
 // response_headers_to_add, POST /json as headers.
 std::vector<std::pair<std::string, std::string>> ResponseHeaders(const DescriptorsResult& result);
 
-// Statuses in request order; overall_code OVER_LIMIT if any non-shadow descriptor is over;
-// current_limit, limit_remaining and duration_until_reset whenever a limit matched;
-// response_headers_to_add carries ResponseHeaders(result). `result.status` must be OK.
-void ToProto(const DescriptorsResult& result, RateLimitResponse* response);
+// The answer to `request`: statuses in request order; overall_code as the limiter decided it
+// (result.over_limit); current_limit, limit_remaining and duration_until_reset whenever a
+// limit matched, the duration in whole seconds, rounded up, at least 1 (as envoyproxy/ratelimit
+// sends it); response_headers_to_add carries ResponseHeaders(result) when
+// `options.response_headers`; dynamic_metadata is DynamicMetadata(...) when
+// `options.dynamic_metadata`. `result.status` must be OK.
+void ToProto(const RateLimitRequest& request, const DescriptorsResult& result,
+             const EnvoyOptions& options, RateLimitResponse* response);
+
+// envoyproxy/ratelimit's response dynamic metadata: {"domain": ..., "descriptors": [{"entries":
+// ["key=value", ...], "limit": <the override, as text>, "hitsAddend": n}, ...], "hitsAddend": n
+// (when the request sets one), "metadata": <the `metadata` of every descriptor that passed,
+// merged: nested mappings merge, otherwise the first descriptor's value stays>}.
+void DynamicMetadata(const RateLimitRequest& request, const DescriptorsResult& result,
+                     ::google::protobuf::Struct* out);
 
 }  // namespace sluice::envoy_api

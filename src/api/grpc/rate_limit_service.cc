@@ -32,8 +32,9 @@ class Unimplemented final : public ::grpc::ServerGenericBidiReactor {
 // answer. Deletes itself when gRPC is done with the call.
 class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
  public:
-  ShouldRateLimitCall(Limiter& limiter, std::shared_ptr<std::atomic<int64_t>> in_flight)
-      : limiter_(limiter), in_flight_(std::move(in_flight)) {
+  ShouldRateLimitCall(Limiter& limiter, const EnvoyOptions& options,
+                      std::shared_ptr<std::atomic<int64_t>> in_flight)
+      : limiter_(limiter), options_(options), in_flight_(std::move(in_flight)) {
     StartRead(&buffer_);
   }
 
@@ -81,7 +82,7 @@ class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
       if (!result.status.ok()) {
         Finish(Error(::grpc::StatusCode::INVALID_ARGUMENT, result.status.message()));
       } else {
-        envoy_api::ToProto(result, &response_);
+        envoy_api::ToProto(request_, result, options_, &response_);
         bool own_buffer = false;
         ::grpc::Status serialized =
             ::grpc::GenericSerialize<::grpc::ProtoBufferWriter, rls::RateLimitResponse>(
@@ -99,6 +100,7 @@ class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
   }
 
   Limiter& limiter_;
+  const EnvoyOptions options_;
   const std::shared_ptr<std::atomic<int64_t>> in_flight_;
   ::grpc::ByteBuffer buffer_;  // the request as read, then the response as written
   bool have_request_ = false;
@@ -111,7 +113,7 @@ class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
 ::grpc::ServerGenericBidiReactor* RateLimitService::CreateReactor(
     ::grpc::GenericCallbackServerContext* context) {
   if (context->method() != kShouldRateLimitMethod) return new Unimplemented(context->method());
-  return new ShouldRateLimitCall(limiter_, in_flight_);
+  return new ShouldRateLimitCall(limiter_, options_, in_flight_);
 }
 
 }  // namespace sluice::grpc_api

@@ -30,7 +30,7 @@ inline constexpr char kShouldRateLimitMethod[] =
 class RateLimitService final : public ::grpc::CallbackGenericService {
  public:
   // `limiter` must outlive the service. Thread-safe.
-  explicit RateLimitService(Limiter& limiter) : limiter_(limiter) {}
+  RateLimitService(Limiter& limiter, EnvoyOptions options) : limiter_(limiter), options_(options) {}
 
   // ShouldRateLimit: INVALID_ARGUMENT for an empty domain, no descriptors, a descriptor without
   // entries or an override with an unknown unit; INTERNAL for bytes that are no
@@ -47,6 +47,7 @@ class RateLimitService final : public ::grpc::CallbackGenericService {
 
  private:
   Limiter& limiter_;
+  const EnvoyOptions options_;  // response_headers and dynamic_metadata
   // Release on finish / acquire in in_flight(): whoever sees 0 also sees every Finish done.
   // Shared with the calls' callbacks: a callback decrements it after Finish, when the server (and
   // this service) may already be gone.

@@ -60,7 +60,7 @@ int Millis(std::chrono::milliseconds d) {
 }  // namespace
 
 GrpcServer::GrpcServer(ServerOptions options, Limiter& limiter)
-    : options_(std::move(options)), limiter_(limiter), service_(limiter) {}
+    : options_(std::move(options)), limiter_(limiter), service_(limiter, options_.envoy) {}
 
 // Waits for the drain however long it takes: the server must not be destroyed under it.
 GrpcServer::~GrpcServer() { Stop(std::chrono::milliseconds(0), std::chrono::hours(24)); }

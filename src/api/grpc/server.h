@@ -57,6 +57,8 @@ struct ServerOptions {
   // The memory gRPC may use for its buffers (its ResourceQuota); under pressure it shrinks read
   // buffers and then closes connections.
   size_t memory_bytes = size_t{1} << 30;
+  // What ShouldRateLimit answers carry besides the decision (response headers, dynamic metadata).
+  EnvoyOptions envoy = {};
 };
 
 class GrpcServer {

@@ -29,7 +29,8 @@ void EnvoyJsonHandler::Handle(Request& request, Respond respond) {
   absl::StatusOr<DescriptorsRequest> parsed = envoy_api::FromProto(proto);
   if (!parsed.ok()) return bad(Text(parsed.status().message()));
 
-  limiter_.CheckDescriptors(std::move(*parsed), [this, respond = std::move(respond),
+  limiter_.CheckDescriptors(std::move(*parsed), [this, proto = std::move(proto),
+                                                 respond = std::move(respond),
                                                  version](DescriptorsResult result) mutable {
     if (!result.status.ok()) {
       metrics_.http_errors("INVALID_REQUEST").Increment();
@@ -49,11 +50,13 @@ void EnvoyJsonHandler::Handle(Request& request, Respond respond) {
       return;
     }
     envoy_api::RateLimitResponse response;
-    envoy_api::ToProto(result, &response);
+    envoy_api::ToProto(proto, result, options_, &response);
     std::string body;
     (void)google::protobuf::util::MessageToJsonString(response, &body);
     Response res = JsonResponse(result.over_limit ? 429 : 200, std::move(body), version);
-    for (const auto& [k, v] : envoy_api::ResponseHeaders(result)) res.set(k, v);
+    if (options_.response_headers) {
+      for (const auto& [k, v] : envoy_api::ResponseHeaders(result)) res.set(k, v);
+    }
     std::move(respond)(std::move(res));
   });
 }

@@ -11,13 +11,15 @@ namespace sluice::http {
 
 class EnvoyJsonHandler {
  public:
-  EnvoyJsonHandler(Limiter& limiter, obs::Metrics& metrics)
-      : limiter_(limiter), metrics_(metrics) {}
+  // `options`: response_headers and dynamic_metadata (the limiter applies the others).
+  EnvoyJsonHandler(Limiter& limiter, obs::Metrics& metrics, EnvoyOptions options)
+      : limiter_(limiter), metrics_(metrics), options_(options) {}
   void Handle(Request& request, Respond respond);
 
  private:
   Limiter& limiter_;
   obs::Metrics& metrics_;
+  const EnvoyOptions options_;
 };
 
 }  // namespace sluice::http
