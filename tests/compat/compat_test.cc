@@ -116,7 +116,7 @@ Files RulesFolder(const YAML::Node& files) {
   int n = 0;
   for (const YAML::Node& f : files) {
     const std::string rel = f.as<std::string>();
-    char prefix[8];
+    char prefix[16];
     std::snprintf(prefix, sizeof prefix, "%02d-", ++n);
     out["rules/" + std::string(prefix) + fs::path(rel).filename().string()] = CaseDataFile(rel);
   }
@@ -254,8 +254,7 @@ TEST_P(ConfigCaseTest, LoadsAsUpstream) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Upstream, ConfigCaseTest,
-                         ::testing::ValuesIn(CaseNames(ConfigCases())),
+INSTANTIATE_TEST_SUITE_P(Upstream, ConfigCaseTest, ::testing::ValuesIn(CaseNames(ConfigCases())),
                          [](const auto& info) { return info.param; });
 
 // ---------------------------------------------------------------------------------------------
@@ -315,9 +314,9 @@ rls::RateLimitRequest BuildRequest(const YAML::Node& step) {
     }
     if (d["limit"]) {
       desc->mutable_limit()->set_requests_per_unit(d["limit"]["requests_per_unit"].as<uint32_t>());
-      ::envoy::type::v3::RateLimitUnit unit;
-      EXPECT_TRUE(::envoy::type::v3::RateLimitUnit_Parse(d["limit"]["unit"].as<std::string>(),
-                                                          &unit));
+      ::envoy::type::v3::RateLimitUnit unit = ::envoy::type::v3::SECOND;
+      EXPECT_TRUE(
+          ::envoy::type::v3::RateLimitUnit_Parse(d["limit"]["unit"].as<std::string>(), &unit));
       desc->mutable_limit()->set_unit(unit);
     }
     if (d["hits_addend"]) desc->mutable_hits_addend()->set_value(d["hits_addend"].as<uint64_t>());
@@ -411,8 +410,12 @@ void ExpectDuration(const YAML::Node& want, const Response::DescriptorStatus& s,
     EXPECT_EQ(seconds, want.as<int64_t>());
     return;
   }
-  if (want["min"]) EXPECT_GE(seconds, want["min"].as<int64_t>());
-  if (want["max"]) EXPECT_LE(seconds, want["max"].as<int64_t>());
+  if (want["min"]) {
+    EXPECT_GE(seconds, want["min"].as<int64_t>());
+  }
+  if (want["max"]) {
+    EXPECT_LE(seconds, want["max"].as<int64_t>());
+  }
   if (want["below_previous"].as<bool>(false)) {
     ASSERT_TRUE(previous.has_value()) << "no previous call";
     EXPECT_LT(seconds, *previous);
@@ -422,7 +425,8 @@ void ExpectDuration(const YAML::Node& want, const Response::DescriptorStatus& s,
 void ExpectStatus(const YAML::Node& want, const Response::DescriptorStatus& s, int iteration,
                   std::optional<int64_t> previous_duration) {
   if (want["code"]) {
-    EXPECT_EQ(Response::Code_Name(s.code()), PerIteration(want["code"], iteration).as<std::string>());
+    EXPECT_EQ(Response::Code_Name(s.code()),
+              PerIteration(want["code"], iteration).as<std::string>());
   }
   if (const YAML::Node limit = want["current_limit"]) {
     if (limit.IsScalar() && limit.as<std::string>() == "none") {
@@ -430,14 +434,15 @@ void ExpectStatus(const YAML::Node& want, const Response::DescriptorStatus& s, i
     } else {
       ASSERT_TRUE(s.has_current_limit());
       if (limit["requests_per_unit"]) {
-        EXPECT_EQ(s.current_limit().requests_per_unit(),
-                  limit["requests_per_unit"].as<uint32_t>());
+        EXPECT_EQ(s.current_limit().requests_per_unit(), limit["requests_per_unit"].as<uint32_t>());
       }
       if (limit["unit"]) {
         EXPECT_EQ(Response::RateLimit::Unit_Name(s.current_limit().unit()),
                   limit["unit"].as<std::string>());
       }
-      if (limit["name"]) EXPECT_EQ(s.current_limit().name(), limit["name"].as<std::string>());
+      if (limit["name"]) {
+        EXPECT_EQ(s.current_limit().name(), limit["name"].as<std::string>());
+      }
     }
   }
   if (want["limit_remaining"]) {
@@ -462,8 +467,7 @@ void ExpectResponse(const YAML::Node& want, const rls::RateLimitRequest& request
     ASSERT_NE(code, kCodes.end()) << "unknown gRPC code in the case file";
     EXPECT_EQ(status.error_code(), code->second) << status.error_message();
     if (error["message"]) {
-      EXPECT_NE(status.error_message().find(error["message"].as<std::string>()),
-                std::string::npos)
+      EXPECT_NE(status.error_message().find(error["message"].as<std::string>()), std::string::npos)
           << status.error_message();
     }
     return;
@@ -612,8 +616,7 @@ TEST_P(RequestCaseTest, Redis) {
   RunRequestCase(GetParam(), Backend::kRedis, redis->url());
 }
 
-INSTANTIATE_TEST_SUITE_P(Upstream, RequestCaseTest,
-                         ::testing::ValuesIn(CaseNames(RequestCases())),
+INSTANTIATE_TEST_SUITE_P(Upstream, RequestCaseTest, ::testing::ValuesIn(CaseNames(RequestCases())),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
