@@ -38,10 +38,15 @@ Micros RateLimitUnitMicros(RateLimitUnit unit);
 // A descriptor's `metadata` (CONTRACT §6): any YAML, kept as the JSON-like value Envoy receives
 // it as (google.protobuf.Struct): plain scalars are typed as YAML 1.1 types them (null, bool,
 // number), quoted ones are strings, mapping keys are their text.
+struct MetadataEntry;
 struct MetadataValue {
   using List = std::vector<MetadataValue>;
-  using Map = std::vector<std::pair<std::string, MetadataValue>>;  // file order, unique keys
+  using Map = std::vector<MetadataEntry>;  // file order, unique keys
   std::variant<std::monostate, bool, double, std::string, List, Map> value;
+};
+struct MetadataEntry {
+  std::string key;
+  MetadataValue value;
 };
 
 // The `rate_limit` of one descriptor node.

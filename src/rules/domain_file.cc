@@ -387,12 +387,12 @@ MetadataValue DomainFileReader::Value(const YAML::Node& node) {
         continue;
       }
       const std::string& key = kv.first.Scalar();
-      auto same = [&](const auto& entry) { return entry.first == key; };
+      auto same = [&](const MetadataEntry& entry) { return entry.key == key; };
       if (std::find_if(map.begin(), map.end(), same) != map.end()) {
         Problem(yaml::At(kv.first), Cat("error parsing metadata: duplicate key '", key, "'"));
         continue;
       }
-      map.emplace_back(key, Value(kv.second));
+      map.push_back(MetadataEntry{key, Value(kv.second)});
     }
     return {std::move(map)};
   }

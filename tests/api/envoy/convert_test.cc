@@ -90,7 +90,7 @@ TEST(ToProtoTest, DurationInWholeSecondsRoundedUp) {
 
 rules::MetadataValue::Map Meta(std::string key, rules::MetadataValue value) {
   rules::MetadataValue::Map map;
-  map.emplace_back(std::move(key), std::move(value));
+  map.push_back(rules::MetadataEntry{std::move(key), std::move(value)});
   return map;
 }
 
@@ -119,7 +119,7 @@ TEST(ToProtoTest, DynamicMetadata) {
   r.statuses[0].metadata = std::make_shared<const rules::MetadataValue::Map>(
       Meta("svc", {rules::MetadataValue::Map(nested)}));
   rules::MetadataValue::Map second = Meta("svc", {Meta("b", {std::string("x")})});
-  second.emplace_back("flag", rules::MetadataValue{true});
+  second.push_back(rules::MetadataEntry{"flag", rules::MetadataValue{true}});
   r.statuses[1].metadata = std::make_shared<const rules::MetadataValue::Map>(second);
   r.statuses[2].over_limit = true;  // did not pass: its metadata stays out
   r.statuses[2].metadata =
