@@ -95,7 +95,12 @@ struct Limiter::DescriptorsJob final : Job {
     for (size_t i = 0; i < n; ++i) {
       DescriptorStatus& s = result.statuses[i];
       const int item = item_of[i];
-      if (item < 0) continue;
+      if (item < 0) {
+        // An unlimited descriptor is an allowed request through a limit of its own: counted
+        // under its metric key, as upstream's stats for it (test-domain.key6 in its tests).
+        if (s.unlimited) Count(limiter, i, DescriptorResult::kAllowed);
+        continue;
+      }
       const Decision& d = decisions[item];
       const Limit& limit = *items[item].limit;
       // The status says OVER_LIMIT for an enforced or quota descriptor that is over; a shadow

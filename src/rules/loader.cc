@@ -116,12 +116,15 @@ void Loader::LoadFile(const std::string& file) {
   // Kept only as many as may still be listed: a hostile file can hold millions.
   yaml::Problems problems(file, Room());
   yaml::Reader reader(problems);
+  // A file that is not YAML says so as envoyproxy/ratelimit does, whatever its kind.
+  problems.set_prefix("error loading config file: ");
   const std::optional<std::vector<YAML::Node>> docs =
       yaml::Parse(*contents,
                   {.max_bytes = limits_.max_file_bytes,
                    .max_nodes = limits_.max_nodes_per_file,
                    .max_depth = limits_.max_depth},
                   problems);
+  problems.set_prefix("");
   // yaml-cpp reports errors by throwing; nothing may escape the loader, and an error ends that
   // file only.
   if (docs.has_value()) yaml::Guard(problems, [&] { LoadContents(*docs, reader); });
@@ -140,7 +143,8 @@ void Loader::LoadContents(const std::vector<YAML::Node>& docs, yaml::Reader& rea
   const YAML::Node& root = docs.front();
   if (!root.IsMap()) {
     reader.Problem(yaml::At(root),
-                   "expected a mapping with top-level 'rules', 'lists' or 'domain'");
+                   "error loading config file: expected a mapping with top-level 'rules', "
+                   "'lists' or 'domain'");
     return;
   }
   std::optional<YAML::Node> domain_key;

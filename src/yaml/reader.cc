@@ -51,8 +51,8 @@ std::string Truncate(std::string_view text, size_t max_bytes) {
 void Problems::Add(Pos pos, std::string_view message) {
   ++added_;
   if (problems_.size() >= max_kept_) return;
-  problems_.push_back(
-      {pos, Cat(file_, ":", pos.line, ":", pos.column, ": ", Truncate(message, kMaxMessageBytes))});
+  problems_.push_back({pos, Cat(file_, ":", pos.line, ":", pos.column, ": ", prefix_,
+                                Truncate(message, kMaxMessageBytes))});
 }
 
 void Problems::MoveTo(std::vector<std::string>* out) {

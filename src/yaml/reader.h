@@ -59,6 +59,9 @@ class Problems {
   // FILE as given: it starts every problem.
   const std::string& file() const { return file_; }
   void Add(Pos pos, std::string_view message);
+  // Starts every message added from now on (until set again), e.g. the wording another tool
+  // uses for a kind of problem.
+  void set_prefix(std::string prefix) { prefix_ = std::move(prefix); }
   // The number added since the last MoveTo, dropped ones included: compare before and after a
   // check to tell whether it found anything.
   size_t size() const { return added_; }
@@ -77,6 +80,7 @@ class Problems {
     std::string text;
   };
   std::string file_;
+  std::string prefix_;
   size_t max_kept_;
   size_t added_ = 0;
   std::vector<Entry> problems_;

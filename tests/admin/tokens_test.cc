@@ -53,9 +53,10 @@ TEST(TokensTest, EnvironmentTokenIsAWriteTokenNamedEnv) {
   EXPECT_EQ(auth.verdict, Tokens::Verdict::kOk);
   EXPECT_EQ(auth.actor, "env");
   EXPECT_FALSE(Tokens::Create({{"env", HashToken("x"), Role::kRead}}, "y").ok());
-  EXPECT_FALSE(Tokens::Create({{"a", HashToken("x"), Role::kRead}, {"a", HashToken("y"), Role::kRead}},
-                              std::nullopt)
-                   .ok());
+  EXPECT_FALSE(
+      Tokens::Create({{"a", HashToken("x"), Role::kRead}, {"a", HashToken("y"), Role::kRead}},
+                     std::nullopt)
+          .ok());
 }
 
 }  // namespace

@@ -218,9 +218,9 @@ TEST(LoaderTest, DuplicateRuleIdAcrossFiles) {
 // Verifies YAML syntax errors: one problem at yaml-cpp's mark, and the file stops there.
 TEST(LoaderTest, YamlSyntaxErrors) {
   EXPECT_THAT(ProblemsOf("rules:\n  - id: [a\n"),
-              ElementsAre("f.yaml:3:1: end of sequence flow not found"));
+              ElementsAre("f.yaml:3:1: error loading config file: end of sequence flow not found"));
   EXPECT_THAT(ProblemsOf("rules:\n  - id: a\n   limit: 1\n"),
-              ElementsAre("f.yaml:3:4: end of sequence not found"));
+              ElementsAre("f.yaml:3:4: error loading config file: end of sequence not found"));
   EXPECT_THAT(ProblemsOf("rules: [\n"), SizeIs(1));
 }
 
@@ -234,7 +234,8 @@ TEST(LoaderTest, FileKinds) {
               ElementsAre("f.yaml:1:1: empty file: expected top-level 'rules', 'lists' or "
                           "'domain'"));
   EXPECT_THAT(ProblemsOf("- a\n- b\n"),
-              ElementsAre("f.yaml:1:1: expected a mapping with top-level 'rules', 'lists' or "
+              ElementsAre("f.yaml:1:1: error loading config file: expected a mapping with "
+                          "top-level 'rules', 'lists' or "
                           "'domain'"));
   EXPECT_THAT(ProblemsOf("rules: []\ndomain: x\n"),
               ElementsAre("f.yaml:2:1: a file holds either 'rules'/'lists' (Sluice rules) or "
@@ -532,15 +533,19 @@ std::string AliasBomb() {
 // and print 10^7 problems). How long it takes is not asserted: timings are noise here.
 TEST(LoaderHostileTest, AliasBombIsOneProblem) {
   const std::vector<std::string> problems = ProblemsOf(AliasBomb());
-  EXPECT_THAT(problems, ElementsAre("f.yaml:7:29: more than 1000000 nodes once aliases are "
-                                    "expanded (the limit per file)"));
+  EXPECT_THAT(
+      problems,
+      ElementsAre(
+          "f.yaml:7:29: error loading config file: more than 1000000 nodes once aliases are "
+          "expanded (the limit per file)"));
 }
 
 // Verifies that a descriptor tree used inside itself, which yaml-cpp builds as a cycle (and
 // walking it overflowed the stack), is a problem at the alias.
 TEST(LoaderHostileTest, SelfReferencingDescriptorsAreRefused) {
   EXPECT_THAT(ProblemsOf("domain: d\ndescriptors: &d\n  - key: k\n    descriptors: *d\n"),
-              ElementsAre("f.yaml:4:18: alias '*d' is used inside its own anchor's node: it "
+              ElementsAre("f.yaml:4:18: error loading config file: alias '*d' is used inside its "
+                          "own anchor's node: it "
                           "would expand for ever"));
 }
 
@@ -558,8 +563,9 @@ std::string NestedDescriptors(int levels) {
 TEST(LoaderHostileTest, DeepNestingSaysWhereAndWhy) {
   // The root mapping is level 1, the k-th '[' level 2k and its '{' level 2k+1: level 65 is the
   // 32nd '{', at column 14 + 31 * 23 + 1.
-  EXPECT_THAT(ProblemsOf(NestedDescriptors(300)),
-              ElementsAre("f.yaml:2:728: nesting deeper than 64 levels"));
+  EXPECT_THAT(
+      ProblemsOf(NestedDescriptors(300)),
+      ElementsAre("f.yaml:2:728: error loading config file: nesting deeper than 64 levels"));
   EXPECT_THAT(ProblemsOf(NestedDescriptors(31)), IsEmpty());
 }
 
@@ -647,7 +653,8 @@ TEST(LoaderHostileTest, NamesMustBePrintableUtf8) {
                           "f.yaml:4:10: rule id '_other' is reserved (the metric series of rules "
                           "without their own)"));
   EXPECT_THAT(ProblemsOf("rules:\n  - {id: caf\xc3\xa9-\xff, limit: 1, window: 1s}\n"),
-              ElementsAre("f.yaml:2:10: invalid UTF-8 in a string (a YAML file must be UTF-8)"));
+              ElementsAre("f.yaml:2:10: error loading config file: invalid UTF-8 in a string (a "
+                          "YAML file must be UTF-8)"));
   EXPECT_THAT(ProblemsOf(R"(domain: "d\n"
 descriptors:
   - key: "k\0"
