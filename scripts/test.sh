@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test:
 #   1. formatting: every C++ file matches .clang-format (scripts/check-format.sh);
-#   2. AddressSanitizer + UndefinedBehaviorSanitizer build (optimized, RelWithDebInfo, with the
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer build (-O1, line tables, with the
 #      benchmarks compiled so that they cannot rot): every test, unit and integration;
 #   3. thread-safety analysis: Clang parses every source file of src/ with
 #      -Werror=thread-safety, so ABSL_GUARDED_BY and co. are checked (scripts/check-thread-safety.sh);

@@ -179,29 +179,30 @@ absl::Status SqlDatabase::Migrate() {
       if (!sqlite) sql_->Exec("ROLLBACK").IgnoreError();
       return begun;
     }
-    auto fail = [&](absl::Status s) {
-      sql_->Exec("ROLLBACK").IgnoreError();
-      return s;
-    };
     auto rows = sql_->Query("SELECT COALESCE(MAX(version), 0) FROM sluice_schema", {});
-    if (!rows.ok()) return fail(rows.status());
+    if (!rows.ok()) return RollBack(rows.status());
     const int at = static_cast<int>(Int((*rows)[0][0]));
     schema_version_ = at;
     if (at > migrations.back().version) {
-      return fail(absl::FailedPreconditionError(
+      return RollBack(absl::FailedPreconditionError(
           Cat("the rules database has schema version ", at, ", newer than this build's ",
               migrations.back().version, ": upgrade sluice")));
     }
     if (at == migrations.back().version) return sql_->Exec("COMMIT");
     const Migration& next = migrations[static_cast<size_t>(at)];  // versions are 1, 2, ...
-    if (absl::Status s = sql_->Exec(next.sql); !s.ok()) return fail(s);
+    if (absl::Status s = sql_->Exec(next.sql); !s.ok()) return RollBack(s);
     const std::string now = NowRfc3339();
     const SqlParam record[] = {int64_t{next.version}, next.description, std::string_view(now)};
     auto recorded = sql_->Query(
         "INSERT INTO sluice_schema (version, description, applied_at) VALUES (?1, ?2, ?3)", record);
-    if (!recorded.ok()) return fail(recorded.status());
-    if (absl::Status s = sql_->Exec("COMMIT"); !s.ok()) return fail(s);
+    if (!recorded.ok()) return RollBack(recorded.status());
+    if (absl::Status s = sql_->Exec("COMMIT"); !s.ok()) return RollBack(s);
   }
+}
+
+absl::Status SqlDatabase::RollBack(absl::Status cause) {
+  sql_->Exec("ROLLBACK").IgnoreError();
+  return cause;
 }
 
 absl::StatusOr<uint64_t> SqlDatabase::VersionLocked() {

@@ -38,6 +38,8 @@ class SqlDatabase final : public RulesDatabase {
 
   absl::Status Migrate();
   absl::StatusOr<uint64_t> VersionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rolls back the open transaction and returns `cause`.
+  absl::Status RollBack(absl::Status cause) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts version `version` (its sluice_versions row) and applies `writes` as it, inside an
   // open write transaction; `action` overrides each audit entry's action when not empty.
   absl::StatusOr<Commit> CommitLocked(std::span<const Write> writes, std::string_view actor,

@@ -52,6 +52,17 @@ std::optional<Algorithm> ReadAlgorithm(yaml::Reader& reader, const yaml::Field& 
 
 // A Sluice rules file (CONTRACT §3.1): `root` is a mapping with `rules` and/or `lists`.
 void LoadRulesFile(const YAML::Node& root, yaml::Reader& reader, LoadState& state);
+// A YAML node as canonical JSON (keys sorted, no spaces), typed as Sluice's readers type it: a
+// plain integer is a number, plain true/false a boolean, plain null/~/empty null, anything else
+// a string. How a rule read from a file is shown by the admin API (Rule::json).
+std::string YamlToJson(const YAML::Node& node);
+
+// One rule of a rules file (`node` is its mapping), appended to state.rules when valid: how a
+// rule given as JSON is read (rule_json.h).
+void LoadRuleNode(const YAML::Node& node, yaml::Reader& reader, LoadState& state);
+// One list entry (`node` is its mapping), appended to `list` when valid.
+void LoadListEntryNode(const YAML::Node& node, yaml::Reader& reader, LoadState& state,
+                       std::vector<ListEntry>& list);
 
 // An Envoy domain file (CONTRACT §3.2): `root` is a mapping with `domain`.
 void LoadDomainFile(const YAML::Node& root, yaml::Reader& reader, LoadState& state);

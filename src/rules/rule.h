@@ -47,7 +47,11 @@ struct Rule {
   std::vector<AttributeRef> key;
   Limit limit;
   RuleMode mode = RuleMode::kEnforce;
-  bool enabled = true;  // disabled rules are loaded (and counted) but never apply
+  bool enabled = true;      // disabled rules are loaded (and counted) but never apply
+  std::string description;  // free text for the admin API and the dashboard
+  // The rule as canonical JSON (rule_json.h): as the admin API shows it and the rules database
+  // stores it.
+  std::string json;
   // Position in load order across all files: files in the order given, a folder's files in name
   // order, rules in file order. Breaks priority ties. Set by RuleSet::Create.
   uint32_t file_order = 0;

@@ -22,13 +22,13 @@ class RulesFileReader {
   RulesFileReader(yaml::Reader& reader, LoadState& state) : r_(reader), state_(state) {}
 
   void Load(const YAML::Node& root);
+  void LoadRule(const YAML::Node& node);
+  void LoadListEntry(const YAML::Node& node, std::vector<ListEntry>& list);
 
  private:
-  void LoadRule(const YAML::Node& node);
   std::optional<Match> LoadMatch(const yaml::Field& field);
   std::optional<AttributePattern> LoadPattern(const AttributeRef& ref, const yaml::Field& field);
   void LoadLists(const yaml::Field& field);
-  void LoadListEntry(const YAML::Node& node, std::vector<ListEntry>& list);
 
   void Problem(yaml::Pos pos, std::string_view message) { r_.Problem(pos, message); }
   size_t ProblemCount() { return r_.problems().size(); }
@@ -75,6 +75,7 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
   int64_t burst = 0;  // 0: Limit::Create defaults it to `limit`
   RuleMode mode = RuleMode::kEnforce;
   bool enabled = true;
+  std::string description;
   yaml::Pos limit_pos;
 
   r_.ForEachField(node, "rule", [&](const yaml::Field& f) {
@@ -143,6 +144,8 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
               .value_or(mode);
     } else if (f.name == "enabled") {
       enabled = r_.Bool(f).value_or(enabled);
+    } else if (f.name == "description") {
+      description = r_.String(f).value_or("");
     } else {
       return false;
     }
@@ -170,6 +173,8 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
                               .limit = *created,
                               .mode = mode,
                               .enabled = enabled,
+                              .description = std::move(description),
+                              .json = YamlToJson(node),
                               .file_order = 0,
                               .location = Location(rule_pos)});
 }
@@ -271,6 +276,17 @@ void RulesFileReader::LoadListEntry(const YAML::Node& node, std::vector<ListEntr
 
 void LoadRulesFile(const YAML::Node& root, yaml::Reader& reader, LoadState& state) {
   RulesFileReader(reader, state).Load(root);
+}
+
+void LoadRuleNode(const YAML::Node& node, yaml::Reader& reader, LoadState& state) {
+  if (CountRule(state, reader, yaml::At(node))) RulesFileReader(reader, state).LoadRule(node);
+}
+
+void LoadListEntryNode(const YAML::Node& node, yaml::Reader& reader, LoadState& state,
+                       std::vector<ListEntry>& list) {
+  if (CountListEntry(state, reader, yaml::At(node))) {
+    RulesFileReader(reader, state).LoadListEntry(node, list);
+  }
 }
 
 }  // namespace sluice::rules::internal
