@@ -20,8 +20,8 @@ namespace {
 
 // The fields a rule or list entry must give as JSON strings: the reader takes any YAML
 // scalar as a string, but in JSON `"id": 5` is a wrong type, not the id "5".
-constexpr std::string_view kRuleStringFields[] = {"id",        "group", "window", "algorithm",
-                                                  "mode",      "description"};
+constexpr std::string_view kRuleStringFields[] = {"id",        "group", "window",
+                                                  "algorithm", "mode",  "description"};
 
 // Positions of every key and value of a YAML tree, as field paths.
 class PathIndex {
@@ -83,8 +83,7 @@ std::vector<FieldProblem> ToFieldProblems(const std::vector<std::string>& proble
     int column = 0;
     int consumed = 0;
     // The source is "json" (no colon): "json:L:C: message".
-    if (std::sscanf(p.c_str(), "json:%d:%d: %n", &line, &column, &consumed) != 2 ||
-        consumed == 0) {
+    if (std::sscanf(p.c_str(), "json:%d:%d: %n", &line, &column, &consumed) != 2 || consumed == 0) {
       out.push_back({"", p});
       continue;
     }

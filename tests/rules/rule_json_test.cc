@@ -46,8 +46,10 @@ TEST(RuleJsonTest, ProblemsNameTheirField) {
               Contains(Field(&FieldProblem::field, "limit")));
   EXPECT_THAT(problems(R"({"id": "a", "limit": 5, "window": "1 sec"})"),
               Contains(Field(&FieldProblem::field, "window")));
-  EXPECT_THAT(problems(R"({"id": "a", "limit": 5, "window": "1s", "match": {"ip_address": "300.1.1.1/8"}})"),
-              Contains(Field(&FieldProblem::field, "match.ip_address")));
+  EXPECT_THAT(
+      problems(
+          R"({"id": "a", "limit": 5, "window": "1s", "match": {"ip_address": "300.1.1.1/8"}})"),
+      Contains(Field(&FieldProblem::field, "match.ip_address")));
   EXPECT_THAT(problems(R"({"id": "a", "limit": 5, "window": "1s", "key": ["user_id", "nope"]})"),
               Contains(Field(&FieldProblem::field, "key[1]")));
   EXPECT_THAT(problems(R"({"id": "a", "limit": 5, "window": "1s", "colour": "red"})"),
@@ -75,8 +77,9 @@ TEST(RuleJsonTest, ListEntries) {
   ASSERT_TRUE(e.entry.has_value());
   EXPECT_EQ(e.entry->reason, "abuse");
   EXPECT_TRUE(e.entry->expires_at.has_value());
-  EXPECT_EQ(e.canonical,
-            R"({"expires_at":"2030-01-01T00:00:00Z","ip_address":"203.0.113.0/24","reason":"abuse"})");
+  EXPECT_EQ(
+      e.canonical,
+      R"({"expires_at":"2030-01-01T00:00:00Z","ip_address":"203.0.113.0/24","reason":"abuse"})");
   EXPECT_THAT(ParseListEntryJson(R"({"ip_address": "nope"})", "api").problems,
               Contains(Field(&FieldProblem::field, "ip_address")));
   EXPECT_THAT(ParseListEntryJson(R"({"reason": "no attribute"})", "api").problems,
