@@ -22,6 +22,32 @@ std::shared_ptr<const RuleSet> RuleSet::Create(std::vector<Rule> rules,
                                                std::vector<ListEntry> allow,
                                                std::vector<ListEntry> deny,
                                                std::vector<Domain> domains) {
+  internal::StringMap<std::shared_ptr<const Domain>> by_name;
+  for (Domain& domain : domains) {
+    std::string name = domain.name;
+    by_name.try_emplace(std::move(name), std::make_shared<const Domain>(std::move(domain)));
+  }
+  return Build(std::move(rules), std::move(allow), std::move(deny), std::move(by_name));
+}
+
+std::shared_ptr<const RuleSet> RuleSet::Extend(const RuleSet& base, std::vector<Rule> rules,
+                                               std::vector<ListEntry> allow,
+                                               std::vector<ListEntry> deny) {
+  std::vector<Rule> all(base.rules_.begin(), base.rules_.end());
+  all.insert(all.end(), std::make_move_iterator(rules.begin()),
+             std::make_move_iterator(rules.end()));
+  std::vector<ListEntry> all_allow(base.allow_.begin(), base.allow_.end());
+  all_allow.insert(all_allow.end(), std::make_move_iterator(allow.begin()),
+                   std::make_move_iterator(allow.end()));
+  std::vector<ListEntry> all_deny(base.deny_.begin(), base.deny_.end());
+  all_deny.insert(all_deny.end(), std::make_move_iterator(deny.begin()),
+                  std::make_move_iterator(deny.end()));
+  return Build(std::move(all), std::move(all_allow), std::move(all_deny), base.domains_);
+}
+
+std::shared_ptr<const RuleSet> RuleSet::Build(
+    std::vector<Rule> rules, std::vector<ListEntry> allow, std::vector<ListEntry> deny,
+    internal::StringMap<std::shared_ptr<const Domain>> domains) {
   // Not make_shared: the constructor is private.
   std::shared_ptr<RuleSet> set(new RuleSet());
   set->rules_ = std::move(rules);
@@ -42,10 +68,7 @@ std::shared_ptr<const RuleSet> RuleSet::Create(std::vector<Rule> rules,
   set->deny_ = std::move(deny);
   for (uint32_t i = 0; i < set->allow_.size(); ++i) set->allow_index_.Add(set->allow_[i].match, i);
   for (uint32_t i = 0; i < set->deny_.size(); ++i) set->deny_index_.Add(set->deny_[i].match, i);
-  for (Domain& domain : domains) {
-    std::string name = domain.name;
-    set->domains_.try_emplace(std::move(name), std::make_unique<const Domain>(std::move(domain)));
-  }
+  set->domains_ = std::move(domains);
   return set;
 }
 

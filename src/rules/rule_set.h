@@ -46,6 +46,12 @@ class RuleSet {
                                                std::vector<Domain> domains);
   // No rules, lists or domains: everything is allowed.
   static std::shared_ptr<const RuleSet> Empty();
+  // `base`'s rules, lists and domains (the domains shared, not copied) followed by `rules`,
+  // `allow` and `deny`: the files' rule set with the rules database's (CONTRACT §8). Ids are
+  // the caller's to keep unique across both.
+  static std::shared_ptr<const RuleSet> Extend(const RuleSet& base, std::vector<Rule> rules,
+                                               std::vector<ListEntry> allow,
+                                               std::vector<ListEntry> deny);
 
   RuleSet(const RuleSet&) = delete;
   RuleSet& operator=(const RuleSet&) = delete;
@@ -97,6 +103,9 @@ class RuleSet {
 
  private:
   RuleSet() = default;
+  static std::shared_ptr<const RuleSet> Build(
+      std::vector<Rule> rules, std::vector<ListEntry> allow, std::vector<ListEntry> deny,
+      internal::StringMap<std::shared_ptr<const Domain>> domains);
 
   // The first active entry of `list` matching `request`, or nullptr.
   static const ListEntry* FindEntry(const std::vector<ListEntry>& list,
@@ -113,8 +122,9 @@ class RuleSet {
   internal::MatchIndex allow_index_;
   internal::MatchIndex deny_index_;
 
-  // unique_ptr: DescriptorLimit pointers handed out stay valid whatever the map does.
-  internal::StringMap<std::unique_ptr<const Domain>> domains_;
+  // Pointers: DescriptorLimit pointers handed out stay valid whatever the map does; shared with
+  // the sets Extend makes.
+  internal::StringMap<std::shared_ptr<const Domain>> domains_;
 };
 
 }  // namespace sluice::rules

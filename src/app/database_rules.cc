@@ -1,0 +1,132 @@
+#include "app/database_rules.h"
+
+#include "base/strings.h"
+#include "rules/rule_json.h"
+
+namespace sluice {
+
+namespace {
+
+std::string Describe(db::TargetKind kind, const std::string& id,
+                     const std::vector<rules::FieldProblem>& problems) {
+  std::string out = Cat("database ", db::TargetKindName(kind), " '", id, "':");
+  for (const rules::FieldProblem& p : problems) {
+    out += Cat(" ", p.field.empty() ? std::string() : p.field + ": ", p.message, ";");
+  }
+  out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+void DatabaseRules::Put(db::TargetKind kind, const std::string& id,
+                        const std::optional<std::string>& body,
+                        std::vector<std::string>& problems) {
+  switch (kind) {
+    case db::TargetKind::kRule: {
+      if (!body.has_value()) {
+        rules_.erase(id);
+        return;
+      }
+      rules::JsonRule parsed = rules::ParseRuleJson(*body, "database");
+      if (!parsed.problems.empty()) {
+        rules_.erase(id);  // the old version is gone from the database: never keep it
+        problems.push_back(Describe(kind, id, parsed.problems));
+        return;
+      }
+      if (parsed.rule->id != id) {
+        rules_.erase(id);
+        problems.push_back(
+            Cat("database rule '", id, "': its body names id '", parsed.rule->id, "'"));
+        return;
+      }
+      rules_.insert_or_assign(id, std::move(*parsed.rule));
+      return;
+    }
+    case db::TargetKind::kAllowList:
+    case db::TargetKind::kDenyList: {
+      auto& list = kind == db::TargetKind::kAllowList ? allow_ : deny_;
+      if (!body.has_value()) {
+        list.erase(id);
+        return;
+      }
+      rules::JsonListEntry parsed = rules::ParseListEntryJson(*body, "database");
+      if (!parsed.problems.empty()) {
+        list.erase(id);
+        problems.push_back(Describe(kind, id, parsed.problems));
+        return;
+      }
+      list.insert_or_assign(id, std::move(*parsed.entry));
+      return;
+    }
+    case db::TargetKind::kTier:
+      if (body.has_value()) {
+        tiers_.insert_or_assign(id, *body);
+      } else {
+        tiers_.erase(id);
+      }
+      return;
+    case db::TargetKind::kCounter:
+      return;  // a counter reset changes no rule
+  }
+}
+
+std::vector<std::string> DatabaseRules::Reset(const db::State& state) {
+  std::vector<std::string> problems;
+  if (state.version < version_) return problems;
+  rules_.clear();
+  allow_.clear();
+  deny_.clear();
+  tiers_.clear();
+  const std::pair<db::TargetKind, const std::vector<db::Record>*> kinds[] = {
+      {db::TargetKind::kRule, &state.rules},
+      {db::TargetKind::kAllowList, &state.allow},
+      {db::TargetKind::kDenyList, &state.deny},
+      {db::TargetKind::kTier, &state.tiers}};
+  for (const auto& [kind, records] : kinds) {
+    for (const db::Record& r : *records) Put(kind, r.id, r.body, problems);
+  }
+  version_ = state.version;
+  return problems;
+}
+
+std::vector<std::string> DatabaseRules::Apply(const std::vector<db::AuditEntry>& changes) {
+  std::vector<std::string> problems;
+  for (const db::AuditEntry& e : changes) {
+    if (e.version <= version_) continue;
+    Put(e.kind, e.target, e.after, problems);
+  }
+  for (const db::AuditEntry& e : changes) version_ = std::max(version_, e.version);
+  return problems;
+}
+
+absl::StatusOr<std::shared_ptr<const rules::RuleSet>> DatabaseRules::Compose(
+    const rules::RuleSet& files) const {
+  std::vector<std::string> clashes;
+  for (const auto& [id, rule] : rules_) {
+    if (const rules::Rule* file_rule = files.FindRule(id)) {
+      clashes.push_back(Cat("rule id '", id, "' is defined both in the rules database and at ",
+                            file_rule->location.ToString()));
+    }
+  }
+  if (!clashes.empty()) {
+    std::string message;
+    for (const std::string& c : clashes) message += (message.empty() ? "" : "\n") + c;
+    return absl::AlreadyExistsError(message);
+  }
+  std::vector<rules::Rule> rules;
+  rules.reserve(rules_.size());
+  for (const auto& [id, rule] : rules_) rules.push_back(rule);
+  std::vector<rules::ListEntry> allow;
+  for (const auto& [id, entry] : allow_) allow.push_back(entry);
+  std::vector<rules::ListEntry> deny;
+  for (const auto& [id, entry] : deny_) deny.push_back(entry);
+  return rules::RuleSet::Extend(files, std::move(rules), std::move(allow), std::move(deny));
+}
+
+const std::string* DatabaseRules::TierOf(std::string_view user_id) const {
+  auto it = tiers_.find(absl::string_view(user_id.data(), user_id.size()));
+  return it == tiers_.end() ? nullptr : &it->second;
+}
+
+}  // namespace sluice
