@@ -60,6 +60,21 @@ struct Write {
   // If-Match: the revision the caller last read; another one fails the change with
   // kFailedPrecondition and writes nothing.
   std::optional<uint64_t> if_revision;
+
+  static Write Of(Op op, TargetKind kind, std::string target, std::string body = {}) {
+    Write w;
+    w.op = op;
+    w.kind = kind;
+    w.target = std::move(target);
+    w.body = std::move(body);
+    return w;
+  }
+  static Write Put(TargetKind kind, std::string target, std::string body) {
+    return Of(Op::kPut, kind, std::move(target), std::move(body));
+  }
+  static Write Delete(TargetKind kind, std::string target) {
+    return Of(Op::kDelete, kind, std::move(target));
+  }
 };
 
 struct AuditEntry {

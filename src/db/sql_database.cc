@@ -408,16 +408,8 @@ absl::StatusOr<Commit> SqlDatabase::Restore(uint64_t version, std::string_view a
     const std::optional<std::string> current_body =
         now->empty() ? std::nullopt : std::optional<std::string>(Text((*now)[0][0]));
     if (current_body == then.before) continue;  // already as it was
-    Write w;
-    w.kind = then.kind;
-    w.target = then.target;
-    if (then.before.has_value()) {
-      w.op = Write::Op::kPut;
-      w.body = *then.before;
-    } else {
-      w.op = Write::Op::kDelete;
-    }
-    writes.push_back(std::move(w));
+    writes.push_back(then.before.has_value() ? Write::Put(then.kind, then.target, *then.before)
+                                             : Write::Delete(then.kind, then.target));
   }
   auto commit = CommitLocked(writes, actor, Cat("restore version ", version), "restore");
   if (!commit.ok()) return commit.status();

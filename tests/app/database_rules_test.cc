@@ -33,19 +33,10 @@ class DatabaseRulesTest : public ::testing::Test {
   }
 
   static db::Write Put(db::TargetKind kind, std::string id, std::string body) {
-    db::Write w;
-    w.op = db::Write::Op::kPut;
-    w.kind = kind;
-    w.target = std::move(id);
-    w.body = std::move(body);
-    return w;
+    return db::Write::Put(kind, std::move(id), std::move(body));
   }
   static db::Write Delete(db::TargetKind kind, std::string id) {
-    db::Write w;
-    w.op = db::Write::Op::kDelete;
-    w.kind = kind;
-    w.target = std::move(id);
-    return w;
+    return db::Write::Delete(kind, std::move(id));
   }
   void Change(std::vector<db::Write> writes) { ASSERT_TRUE(db_->Apply(writes, "test", "").ok()); }
   static std::string Rule(const std::string& id, int limit) {

@@ -69,22 +69,14 @@ class RulesDatabaseTest : public ::testing::TestWithParam<Backend> {
     return GetParam() == Backend::kSqlite ? Dialect::kSqlite : Dialect::kPostgres;
   }
 
-  static Write Make(Write::Op op, TargetKind kind, std::string id, std::string body = "") {
-    Write w;
-    w.op = op;
-    w.kind = kind;
-    w.target = std::move(id);
-    w.body = std::move(body);
-    return w;
-  }
   static Write Put(TargetKind kind, std::string id, std::string body) {
-    return Make(Write::Op::kPut, kind, std::move(id), std::move(body));
+    return Write::Put(kind, std::move(id), std::move(body));
   }
   static Write Create(std::string id, std::string body) {
-    return Make(Write::Op::kCreate, TargetKind::kRule, std::move(id), std::move(body));
+    return Write::Of(Write::Op::kCreate, TargetKind::kRule, std::move(id), std::move(body));
   }
   static Write Delete(TargetKind kind, std::string id) {
-    return Make(Write::Op::kDelete, kind, std::move(id));
+    return Write::Delete(kind, std::move(id));
   }
 
   // Rules as id -> body, for comparing whole rule sets.
@@ -237,7 +229,7 @@ TEST_P(RulesDatabaseTest, ChangesSinceReplaysToTheCurrentState) {
                                             Delete(TargetKind::kRule, "b")},
                          "ops", "")
                   .ok());
-  const Write reset = Make(Write::Op::kReset, TargetKind::kCounter, "free|u1");
+  const Write reset = Write::Of(Write::Op::kReset, TargetKind::kCounter, "free|u1");
   ASSERT_TRUE(db_->Apply(std::vector<Write>{reset}, "ops", "reset u1").ok());
   auto changes = db_->ChangesSince(held->version);
   ASSERT_TRUE(changes.ok());
