@@ -151,10 +151,12 @@ class SluiceServer:
     host:   the loopback address to listen on and connect to (127.0.0.1 or ::1).
     before_start: called once the files are written, before the process starts.
     preexec_fn: run in the child before exec (e.g. to set resource limits).
+    env:    environment variables to set for the server ({name: value}; a None value removes
+            one the tests inherited), e.g. SLUICE_ADMIN_TOKEN.
     """
 
     def __init__(self, files=None, rules=None, config=None, http=True, extra_args=(),
-                 before_start=None, host="127.0.0.1", preexec_fn=None):
+                 before_start=None, host="127.0.0.1", preexec_fn=None, env=None):
         self.files = dict(files or {})
         self.rules = list(rules or [])
         self.config = config
@@ -163,6 +165,7 @@ class SluiceServer:
         self.before_start = before_start
         self.host = host
         self.preexec_fn = preexec_fn
+        self.env = dict(env or {})
         self.tmp = None
         self.dir = None
         self.proc = None
@@ -225,9 +228,13 @@ class SluiceServer:
                 args += ["--rules", self.path(r)]
             args += self.extra_args
             self.log = open(self.log_path, "ab")
+            env = None
+            if self.env:
+                env = {k: v for k, v in os.environ.items() if k not in self.env}
+                env.update({k: v for k, v in self.env.items() if v is not None})
             self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=self.dir,
-                                         preexec_fn=self.preexec_fn)
+                                         preexec_fn=self.preexec_fn, env=env)
             if self._wait_ready():
                 return self
             rc = self.proc.poll()
