@@ -376,6 +376,9 @@ class HeldStore final : public Store {
       inner_.Charge(items, decisions, std::move(done));
     });
   }
+  void Reset(std::string_view key, const Limit& limit, Done done) override {
+    inner_.Reset(key, limit, std::move(done));
+  }
   std::string_view backend() const override { return "memory"; }
   void Release() {
     auto held = std::move(held_);
