@@ -94,6 +94,11 @@ class Store {
   // reached (as Charge reports it); resetting a key that holds no state is OK. Thread-safe.
   virtual void Reset(std::string_view key, const Limit& limit, Done done) = 0;
 
+  // Drops whatever this process caches about counter `key` (the Redis store's over-limit
+  // cache), so that its next charge asks the store: another server reset the counter.
+  // Thread-safe.
+  virtual void ForgetCached(std::string_view /*key*/) {}
+
   // "memory", "redis", ...: the label of metrics and /health.
   virtual std::string_view backend() const = 0;
 };
