@@ -41,9 +41,10 @@ void DatabaseRules::Put(db::TargetKind kind, const std::string& id,
             Cat("database rule '", id, "': its body names id '", parsed.rule->id, "'"));
         return;
       }
-      rules_.insert_or_assign(id, Held<rules::Rule>{.value = std::move(*parsed.rule),
-                                                    .json = std::move(parsed.canonical),
-                                                    .revision = revision});
+      // The rule carries its canonical JSON already (Rule::json): not kept twice.
+      rules_.insert_or_assign(
+          id,
+          Held<rules::Rule>{.value = std::move(*parsed.rule), .json = {}, .revision = revision});
       return;
     }
     case db::TargetKind::kAllowList:

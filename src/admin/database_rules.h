@@ -23,8 +23,8 @@ using TierMap = absl::flat_hash_map<std::string, std::string>;
 
 class DatabaseRules {
  public:
-  // A database object as held: parsed, with its canonical JSON and revision (the version
-  // that last wrote it: its ETag).
+  // A database object as held: parsed, with its canonical JSON (rules: empty, the rule's own
+  // `json` is it) and revision (the version that last wrote it: its ETag).
   template <typename T>
   struct Held {
     T value;
