@@ -85,6 +85,78 @@ std::optional<std::string> CheckKeyPrefix(const std::string& prefix) {
   return std::nullopt;
 }
 
+// `rules.database`: sqlite://PATH (a relative PATH is the config file's folder's) or a
+// PostgreSQL URL, as given. nullopt for anything else.
+std::optional<std::string> ResolveDatabaseUrl(const std::string& url,
+                                              const std::filesystem::path& base) {
+  constexpr std::string_view kSqlite = "sqlite://";
+  if (url.starts_with("postgresql://") || url.starts_with("postgres://")) return url;
+  if (!url.starts_with(kSqlite) || url.size() == kSqlite.size()) return std::nullopt;
+  const std::filesystem::path path(url.substr(kSqlite.size()));
+  return std::string(kSqlite) +
+         (path.is_absolute() ? path.string() : (base / path).lexically_normal().string());
+}
+
+// One `admin.tokens` entry: {name, sha256, role}.
+// `names`: the names met so far, valid tokens or not.
+void ReadToken(yaml::Reader& r, const YAML::Node& item, std::vector<std::string>& names,
+               ServerConfig& config) {
+  if (!item.IsMap()) {
+    r.Problem(yaml::At(item), "a token must be a mapping {name, sha256, role}");
+    return;
+  }
+  admin::TokenEntry token;
+  bool has_name = false;
+  bool has_hash = false;
+  bool has_role = false;
+  r.Fields(item, "'tokens'",
+           {{"name",
+             [&](const yaml::Field& t) {
+               const std::optional<std::string> name = r.String(t);
+               if (!name.has_value()) return;
+               if (name->empty()) {
+                 r.Problem(t.value_pos(), "'name' must not be empty");
+                 return;
+               }
+               for (const std::string& other : names) {
+                 if (other == *name) {
+                   r.Problem(t.value_pos(), absl::StrCat("token name '", *name, "' is used twice"));
+                   return;
+                 }
+               }
+               names.push_back(*name);
+               token.name = *name;
+               has_name = true;
+             }},
+            {"sha256",
+             [&](const yaml::Field& t) {
+               const std::optional<std::string> hex = r.String(t);
+               if (!hex.has_value()) return;
+               std::optional<admin::Sha256> digest = admin::ParseSha256Hex(*hex);
+               if (!digest.has_value()) {
+                 // Never echo the value: it may be a token pasted where its hash belongs.
+                 r.Problem(t.value_pos(),
+                           "'sha256' must be the 64 hex digits of the token's SHA-256 "
+                           "(e.g. printf %s TOKEN | sha256sum)");
+                 return;
+               }
+               token.sha256 = *digest;
+               has_hash = true;
+             }},
+            {"role", [&](const yaml::Field& t) {
+               static constexpr std::string_view kRoles[] = {"read", "write"};
+               if (auto i = r.OneOf(t, kRoles)) {
+                 token.role = *i == 0 ? admin::Role::kRead : admin::Role::kWrite;
+                 has_role = true;
+               }
+             }}});
+  for (const char* key : {"name", "sha256", "role"}) {
+    if (!item[key]) r.Problem(yaml::At(item), absl::StrCat("a token needs '", key, "'"));
+  }
+  if (!has_name || !has_hash || !has_role) return;
+  config.admin_tokens.push_back(std::move(token));
+}
+
 void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml::Reader& r,
                 ServerConfig& config) {
   if (root.IsNull()) return;  // an empty file: every default
@@ -255,14 +327,45 @@ void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml:
           {"rules",
            [&](const yaml::Field& f) {
              r.Section(
-                 f, {{"paths", [&](const yaml::Field& v) {
+                 f, {{"paths",
+                      [&](const yaml::Field& v) {
                         for (const std::string& p :
                              r.StringList(v).value_or(std::vector<std::string>{})) {
                           config.rule_paths.push_back(std::filesystem::path(p).is_absolute()
                                                           ? p
                                                           : (base / p).lexically_normal().string());
                         }
+                      }},
+                     {"database",
+                      [&](const yaml::Field& v) {
+                        const std::optional<std::string> url = r.String(v);
+                        if (!url.has_value()) return;
+                        if (std::optional<std::string> resolved = ResolveDatabaseUrl(*url, base)) {
+                          config.rules_database = *resolved;
+                        } else {
+                          r.Problem(v.value_pos(),
+                                    "'database' must be sqlite://PATH or postgresql://...");
+                        }
+                      }},
+                     {"poll", [&](const yaml::Field& v) {
+                        const std::optional<Micros> poll = r.Duration(v);
+                        if (!poll.has_value()) return;
+                        if (*poll < 100 * kMicrosPerMilli) {
+                          r.Problem(v.value_pos(), "'poll' must be at least 100ms");
+                          return;
+                        }
+                        config.rules_poll = *poll;
                       }}});
+           }},
+          {"admin",
+           [&](const yaml::Field& f) {
+             r.Section(f, {{"tokens", [&](const yaml::Field& v) {
+                              if (!r.ExpectSequence(v, "mappings")) return;
+                              std::vector<std::string> names;
+                              for (const YAML::Node& item : v.value) {
+                                ReadToken(r, item, names, config);
+                              }
+                            }}});
            }},
           {"envoy",
            [&](const yaml::Field& f) {
@@ -318,7 +421,8 @@ bool LooksLikeServerConfig(const std::string& path) {
   try {
     YAML::Node root = YAML::LoadFile(path);
     if (!root.IsMap()) return false;
-    if (root["listen"] || root["store"] || root["log"] || root["limits"] || root["envoy"]) {
+    if (root["listen"] || root["store"] || root["log"] || root["limits"] || root["envoy"] ||
+        root["admin"]) {
       return true;
     }
     return root["rules"] && root["rules"].IsMap();

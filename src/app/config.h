@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include "admin/tokens.h"
 #include "core/time.h"
 #include "limiter/limiter.h"
 #include "yaml/pos.h"
@@ -56,8 +57,15 @@ struct ServerConfig {
   StoreConfig store;
   LimitsConfig limits;
   std::vector<std::string> rule_paths;  // resolved against the config file's folder
-  std::string log_level = "info";       // trace | debug | info | warn | error
-  std::string log_format = "json";      // json | text
+  // `rules.database` (CONTRACT §8): "" for none, "sqlite://PATH" with PATH resolved against
+  // the config file's folder, or "postgresql://...". `rules.poll`: the catch-up poll.
+  std::string rules_database;
+  Micros rules_poll = 5 * kMicrosPerSecond;
+  // `admin.tokens`: the admin API's bearer tokens, as their SHA-256 (SLUICE_ADMIN_TOKEN is
+  // added at start, not here).
+  std::vector<admin::TokenEntry> admin_tokens;
+  std::string log_level = "info";   // trace | debug | info | warn | error
+  std::string log_format = "json";  // json | text
   // `envoy:` (response_headers, shadow_mode, quota_mode, dynamic_metadata): envoyproxy/
   // ratelimit's global settings for the Envoy face, all off by default.
   EnvoyOptions envoy = {};

@@ -1,4 +1,4 @@
-// sluice: serve | validate | version (CONTRACT §1).
+// sluice: serve | validate | version (CONTRACT §1) | admin (§8, src/cli/).
 #include <signal.h>
 
 #include <cstdio>
@@ -12,6 +12,7 @@
 #include "app/config.h"
 #include "app/server.h"
 #include "app/version.h"
+#include "cli/admin_command.h"
 #include "obs/log.h"
 #include "rules/loader.h"
 
@@ -154,13 +155,19 @@ int main(int argc, char** argv) {
 
   CLI::App* version = app.add_subcommand("version", "Print the version");
 
+  sluice::cli::AdminCommand admin(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "error: " << e.what() << "\n";
-    CLI::App* failed = serve->parsed() ? serve : validate->parsed() ? validate : &app;
+    // help() goes on down to the deepest sub-command parsed (`admin rules apply`).
+    CLI::App* failed = serve->parsed()         ? serve
+                       : validate->parsed()    ? validate
+                       : admin.app()->parsed() ? admin.app()
+                                               : &app;
     std::cerr << failed->help(failed == &app ? "" : "sluice", CLI::AppFormatMode::Normal);
     return 2;
   }
@@ -169,6 +176,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (validate->parsed()) return Validate(validate_paths);
+  if (admin.app()->parsed()) return admin.Run(std::cout, std::cerr);
   serve_flags.http_set = http->count() > 0;
   serve_flags.grpc_set = grpc->count() > 0;
   serve_flags.store_set = store->count() > 0;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "app/store_factory.h"
 #include "app/version.h"
+#include "base/strings.h"
 #include "google/protobuf/stubs/logging.h"
 #include "obs/log_throttle.h"
 #include "rules/loader.h"
@@ -87,14 +88,33 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
                                              .fallback_share = s.config_.store.fallback_share,
                                              .envoy = s.config_.envoy,
                                          });
+  auto managed = admin::ManagedRules::Create(
+      {.database_url = s.config_.rules_database,
+       .poll = std::chrono::milliseconds(s.config_.rules_poll / kMicrosPerMilli)},
+      *s.limiter_);
+  if (!managed.ok()) {
+    return absl::Status(managed.status().code(),
+                        Cat("rules database: ", managed.status().message()));
+  }
+  s.managed_ = std::move(*managed);
+  const char* env_token = std::getenv("SLUICE_ADMIN_TOKEN");
+  auto tokens = admin::Tokens::Create(
+      s.config_.admin_tokens,
+      env_token != nullptr ? std::optional<std::string_view>(env_token) : std::nullopt);
+  if (!tokens.ok()) return tokens.status();
+  if (tokens->enabled()) {
+    s.admin_ = std::make_unique<http::AdminRoutes>(*s.managed_, *s.limiter_, std::move(*tokens),
+                                                   s.metrics_);
+  }
   s.envoy_json_ =
       std::make_unique<http::EnvoyJsonHandler>(*s.limiter_, s.metrics_, s.config_.envoy);
   s.routes_ = std::make_unique<http::Routes>(
       *s.limiter_, s.metrics_,
       http::Routes::Info{.version = kVersion,
                          .started_at = s.clock_.NowMicros(),
-                         .listeners = [&s] { return s.ListenerStates(); }},
-      s.envoy_json_.get());
+                         .listeners = [&s] { return s.ListenerStates(); },
+                         .managed = s.managed_.get()},
+      s.envoy_json_.get(), s.admin_.get());
   return server;
 }
 
@@ -116,10 +136,17 @@ absl::Status Server::Start() {
     return absl::InvalidArgumentError("invalid rules");
   }
   CheckStoreLimits(*initial.rule_set);
-  limiter_->SetRules(initial.rule_set);
+  if (absl::Status s = managed_->SetFiles(initial.rule_set); !s.ok()) {
+    obs::LogEvent(level_enum::err, "rules_invalid", {{"problem", Text(s)}});
+    return absl::InvalidArgumentError("invalid rules");
+  }
   {
     MutexLock lock(reload_mu_);
     loaded_digest_ = initial.digest;
+  }
+  if (absl::Status s = managed_->Start(); !s.ok()) {
+    obs::LogEvent(level_enum::err, "database_watch_failed", {{"error", Text(s)}});
+    return s;
   }
 
   if (!config_.http.empty()) {
@@ -178,8 +205,11 @@ absl::Status Server::Start() {
                  {"grpc", grpc_ ? config_.grpc + " (port " + std::to_string(grpc_->port()) + ")"
                                 : "disabled"},
                  {"store", store_->backend()},
-                 {"rules", initial.rule_set->size()},
-                 {"rule_paths", config_.rule_paths}});
+                 {"rules", limiter_->rules()->size()},
+                 {"rule_paths", config_.rule_paths},
+                 {"rules_database", managed_->has_database() ? std::string(managed_->backend())
+                                                             : std::string("none")},
+                 {"admin_api", admin_ != nullptr}});
   return absl::OkStatus();
 }
 
@@ -198,9 +228,15 @@ void Server::Reload(std::string_view trigger, bool only_if_changed) {
     obs::LogEvent(level_enum::debug, "rules_unchanged", {{"trigger", trigger}});
     return;
   }
-  loaded_digest_ = loaded.digest;
   CheckStoreLimits(*loaded.rule_set);
-  limiter_->SetRules(loaded.rule_set);
+  if (absl::Status s = managed_->SetFiles(loaded.rule_set); !s.ok()) {
+    // An id the rules database holds too: the files do not load (CONTRACT §8).
+    metrics_.reloads(false).Increment();
+    obs::LogEvent(level_enum::err, "rules_reload_failed",
+                  {{"trigger", trigger}, {"error", Text(s)}});
+    return;
+  }
+  loaded_digest_ = loaded.digest;
   metrics_.reloads(true).Increment();
   obs::LogEvent(level_enum::info, "rules_reloaded",
                 {{"trigger", trigger},
@@ -258,8 +294,11 @@ void Server::Stop() {
     spdlog::shutdown();  // flushes
     std::_Exit(0);
   }
-  // 2. The watcher: after it, nothing reloads (a reload reads the store and the limiter).
+  // 2. The admin API, the watcher and the database's follower: after them, nothing reloads
+  //    (a reload reads the store and the limiter).
+  admin_.reset();
   if (watcher_) watcher_->Stop();
+  if (managed_) managed_->Stop();
   // 3. The sweeper.
   {
     MutexLock lock(sweeper_mu_);

@@ -11,7 +11,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "admin/managed_rules.h"
 #include "api/grpc/server.h"
+#include "api/http/admin_routes.h"
 #include "api/http/envoy_json.h"
 #include "api/http/routes.h"
 #include "api/http/server.h"
@@ -51,7 +53,9 @@ class Server {
   //     3 s of grace, then what is left is cancelled). Should cancelling take gRPC past 4 s
   //     (thousands of open streams), the process exits there and then, with status 0 after
   //     logging `stopped`: CONTRACT §1 gives a stop 5 s;
-  //  2. the rules watcher: no reload can start after this, one in progress finishes first;
+  //  2. the admin API's thread (calls queued finish first), the rules watcher and the rules
+  //     database's follower: no reload or catch-up can start after this, one in progress
+  //     finishes first;
   //  3. the sweeper;
   //  4. the shared store: its connections close. Nothing is in flight any more; a gRPC health
   //     probe still waiting on Redis fails, and its callback finds the limiter alive.
@@ -85,6 +89,9 @@ class Server {
   };
   std::vector<SweptStore> memory_stores_;  // used by the sweeper thread only, once started
   std::unique_ptr<Limiter> limiter_;
+  // The files' rules and the rules database's, composed and put in force (CONTRACT §8).
+  std::unique_ptr<admin::ManagedRules> managed_;
+  std::unique_ptr<http::AdminRoutes> admin_;  // null when no admin token is configured
   std::unique_ptr<http::EnvoyJsonHandler> envoy_json_;
   std::unique_ptr<http::Routes> routes_;
   std::unique_ptr<http::HttpServer> http_;

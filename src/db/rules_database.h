@@ -119,7 +119,9 @@ class RulesDatabase {
   virtual absl::StatusOr<Commit> Apply(std::span<const Write> writes, std::string_view actor,
                                        std::string_view summary) = 0;
   // Makes rules, lists and tiers exactly what they were at `version`, as a new version (audit
-  // action "restore" per object that changes). kNotFound for a version that never existed.
+  // action "restore" per object that changes). When nothing differs, no version is made: the
+  // Commit holds the current version and no entries. kNotFound for a version that never
+  // existed.
   virtual absl::StatusOr<Commit> Restore(uint64_t version, std::string_view actor) = 0;
 
   // The audit entries with version > `since`, newest first, at most `limit`.

@@ -411,6 +411,9 @@ absl::StatusOr<Commit> SqlDatabase::Restore(uint64_t version, std::string_view a
     writes.push_back(then.before.has_value() ? Write::Put(then.kind, then.target, *then.before)
                                              : Write::Delete(then.kind, then.target));
   }
+  // Already as it was at `version`: no change, so no new version (nothing for servers to
+  // apply, nothing to audit).
+  if (writes.empty()) return Commit{.version = *current, .entries = {}};
   auto commit = CommitLocked(writes, actor, Cat("restore version ", version), "restore");
   if (!commit.ok()) return commit.status();
   if (absl::Status s = txn.Commit(); !s.ok()) return s;

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <optional>
 
+#include "base/strings.h"
+
 namespace sluice {
 
 using rules::ListVerdict;
@@ -68,6 +70,63 @@ void Limiter::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
 }
 
 std::shared_ptr<const rules::RuleSet> Limiter::rules() const { return snapshot_.load()->rules; }
+
+void Limiter::SetTiers(std::shared_ptr<const TierMap> tiers) {
+  const bool any = tiers != nullptr && !tiers->empty();
+  tiers_.store(std::move(tiers));
+  has_tiers_.store(any, std::memory_order_release);
+}
+
+void Limiter::Counter(std::string_view rule_id, const rules::RequestAttributes& attributes,
+                      bool reset, CounterCallback done) {
+  struct Read {
+    CounterResult result;
+    ChargeItem item;
+    Decision decision;
+  };
+  auto read = std::make_unique<Read>();
+  CounterResult& result = read->result;
+  result.rules = rules();
+  result.now = clock_.NowMicros();
+  result.rule = result.rules->FindRule(rule_id);
+  if (result.rule == nullptr) {
+    result.status = absl::NotFoundError(Cat("no rule '", rule_id, "'"));
+    return std::move(done)(std::move(result));
+  }
+  if (!rules::RuleSet::CounterKey(*result.rule, attributes, &result.key)) {
+    std::string names;
+    for (const rules::AttributeRef& ref : result.rule->key) {
+      names += Cat(names.empty() ? "" : ", ", ref.Name());
+    }
+    result.status = absl::InvalidArgumentError(
+        Cat("rule '", rule_id, "' counts per ", names, ": give each as a parameter"));
+    return std::move(done)(std::move(result));
+  }
+  if (reset) {
+    if (options_.fallback != nullptr) {
+      options_.fallback->Reset(result.key, result.rule->limit, [](absl::Status) {});
+    }
+    Read& r = *read;
+    store_.Reset(r.result.key, r.result.rule->limit,
+                 [read = std::move(read), done = std::move(done)](absl::Status status) mutable {
+                   read->result.status = std::move(status);
+                   std::move(done)(std::move(read->result));
+                 });
+    return;
+  }
+  read->item = ChargeItem{.key = result.key,
+                          .limit = &result.rule->limit,
+                          .cost = 0,
+                          .role = ItemRole::kShadow,
+                          .when = ChargeWhen::kRequestAllowed};
+  Read& r = *read;
+  store_.Charge(std::span<const ChargeItem>(&r.item, 1), std::span<Decision>(&r.decision, 1),
+                [read = std::move(read), done = std::move(done)](absl::Status status) mutable {
+                  read->result.status = std::move(status);
+                  read->result.decision = read->decision;
+                  std::move(done)(std::move(read->result));
+                });
+}
 
 // ---- The charge pipeline ----
 
@@ -244,6 +303,13 @@ struct Limiter::CheckJob final : Job {
 
 void Limiter::Check(CheckRequest request, Callback done) {
   const auto started = std::chrono::steady_clock::now();
+  if (request.attributes.tier.empty() && !request.attributes.user_id.empty() &&
+      has_tiers_.load(std::memory_order_acquire)) {
+    const std::shared_ptr<const TierMap> tiers = tiers_.load();
+    if (auto it = tiers->find(request.attributes.user_id); it != tiers->end()) {
+      request.attributes.tier = it->second;
+    }
+  }
   std::shared_ptr<const Snapshot> snapshot = snapshot_.load();
   const rules::RuleSet& rules = *snapshot->rules;
   CheckResult result;

@@ -16,6 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
 #include "base/mutex.h"
 #include "core/decision.h"
 #include "core/time.h"
@@ -102,8 +103,34 @@ class Limiter {
   // Bumped by every SetRules: /health's rules.version.
   uint64_t rules_version() const { return rules_version_.load(std::memory_order_relaxed); }
 
+  // The stored tiers (CONTRACT §8): a check that carries a `user_id` and no `tier` is matched
+  // as if it carried its user's tier. Swapped in whole; checks read it without a lock.
+  // Thread-safe.
+  using TierMap = absl::flat_hash_map<std::string, std::string>;
+  void SetTiers(std::shared_ptr<const TierMap> tiers);
+
   // Decides `request`. `done` runs exactly once, possibly before Check returns. Thread-safe.
   void Check(CheckRequest request, Callback done);
+
+  // One counter of one rule (CONTRACT §8 "Counters"): the rule with id `rule_id` and the key
+  // attributes in `attributes`.
+  struct CounterResult {
+    absl::Status status;  // kNotFound: no such rule; kInvalidArgument: a key attribute missing
+    const rules::Rule* rule = nullptr;  // valid while `rules` is held
+    std::shared_ptr<const rules::RuleSet> rules;
+    std::string key;    // the counter key
+    Decision decision;  // the state, as a check with cost 0 reports it (ReadCounter)
+    Micros now = 0;
+  };
+  using CounterCallback = absl::AnyInvocable<void(CounterResult) &&>;
+  // Reads the counter without consuming (a cost-0 charge on the store), or with `reset`,
+  // forgets its state (Store::Reset; the on_failure: local fallback's too). `done` runs exactly
+  // once. Thread-safe.
+  void Counter(std::string_view rule_id, const rules::RequestAttributes& attributes, bool reset,
+               CounterCallback done);
+  // Another server reset counter `key` (the rules database's audit says so): drops what this
+  // one caches about it (Store::ForgetCached). Thread-safe.
+  void ForgetCachedCounter(std::string_view key) { store_.ForgetCached(key); }
 
   using DescriptorsCallback = absl::AnyInvocable<void(DescriptorsResult) &&>;
   // Decides an Envoy rate limit request (domain + descriptors) with envoyproxy/ratelimit's
@@ -208,6 +235,8 @@ class Limiter {
   const Options options_;
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
   std::atomic<uint64_t> rules_version_{0};
+  std::atomic<std::shared_ptr<const TierMap>> tiers_;
+  std::atomic<bool> has_tiers_{false};  // tiers_ is not empty: skips its load when there are none
   std::atomic<bool> store_failing_{false};
   prometheus::Histogram& store_latency_;
   prometheus::Counter& store_errors_;

@@ -70,7 +70,7 @@ inline bool RequestRejected(std::span<const ChargeItem> items,
 
 class Store {
  public:
-  // Called exactly once per Charge, possibly on the calling thread before Charge returns.
+  // Called exactly once per Charge (or Reset), possibly on the calling thread before it returns.
   using Done = absl::AnyInvocable<void(absl::Status) &&>;
 
   virtual ~Store() = default;
@@ -85,6 +85,19 @@ class Store {
   // state without this request's charge. Thread-safe.
   virtual void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions,
                       Done done) = 0;
+
+  // Forgets the state of the counter `key` (as a ChargeItem names it, with the limit it is
+  // counted under): the next charge finds it as if it had never been charged. Any local cache
+  // that answers for the key (e.g. the Redis store's over-limit cache) forgets it too. The state
+  // is forgotten whatever algorithm it was kept under. `done` runs exactly once, possibly on the
+  // calling thread before Reset returns, with a non-OK status when the store could not be
+  // reached (as Charge reports it); resetting a key that holds no state is OK. Thread-safe.
+  virtual void Reset(std::string_view key, const Limit& limit, Done done) = 0;
+
+  // Drops whatever this process caches about counter `key` (the Redis store's over-limit
+  // cache), so that its next charge asks the store: another server reset the counter.
+  // Thread-safe.
+  virtual void ForgetCached(std::string_view /*key*/) {}
 
   // "memory", "redis", ...: the label of metrics and /health.
   virtual std::string_view backend() const = 0;

@@ -240,6 +240,65 @@ TEST(ConfigTest, ChecksWhatEachRedisBackendNeeds) {
   EXPECT_EQ(c.store.shards[1].master, "shard-b");
 }
 
+// CONTRACT §8: rules.database (a relative SQLite path is the config file's folder's),
+// rules.poll, admin.tokens as SHA-256 with a role.
+TEST(ConfigTest, RulesDatabaseAndAdminTokens) {
+  const std::string hash = std::string(64, 'a');
+  const std::string path = Write("admin.yaml", R"(rules:
+  database: sqlite://state/rules.db
+  poll: 2s
+admin:
+  tokens:
+    - {name: ops, sha256: ")" + hash + R"(", role: write}
+    - {name: grafana, sha256: ")" + std::string(64, 'B') +
+                                                   R"(", role: read}
+)");
+  std::vector<std::string> problems;
+  ServerConfig c = LoadServerConfig(path, &problems);
+  ASSERT_TRUE(problems.empty()) << problems[0];
+  EXPECT_EQ(c.rules_database,
+            "sqlite://" + (std::filesystem::path(path).parent_path() / "state/rules.db")
+                              .lexically_normal()
+                              .string());
+  EXPECT_EQ(c.rules_poll, 2 * kMicrosPerSecond);
+  ASSERT_EQ(c.admin_tokens.size(), 2u);
+  EXPECT_EQ(c.admin_tokens[0].name, "ops");
+  EXPECT_EQ(c.admin_tokens[0].role, admin::Role::kWrite);
+  EXPECT_EQ(c.admin_tokens[1].role, admin::Role::kRead);
+  EXPECT_EQ(admin::ToHex(c.admin_tokens[1].sha256), std::string(64, 'b'));
+
+  const std::string pg = Write("pg.yaml", "rules:\n  database: postgresql://u:p@db:5432/sluice\n");
+  problems.clear();
+  EXPECT_EQ(LoadServerConfig(pg, &problems).rules_database, "postgresql://u:p@db:5432/sluice");
+  EXPECT_TRUE(problems.empty());
+}
+
+TEST(ConfigTest, BadDatabaseAndTokensAreReportedAtTheirPlace) {
+  const std::string path = Write("bad-admin.yaml", R"(rules:
+  database: mysql://x
+  poll: 1ms
+admin:
+  tokens:
+    - {name: ops, sha256: not-a-hash, role: write}
+    - {name: ops, sha256: ")" + std::string(64, 'a') + R"(", role: admin}
+    - {sha256: ")" + std::string(64, 'a') + R"(", role: read}
+    - just-a-string
+)");
+  std::vector<std::string> problems;
+  LoadServerConfig(path, &problems);
+  std::string all;
+  for (const std::string& p : problems) all += p + "\n";
+  EXPECT_NE(all.find(":2:13: 'database' must be sqlite://PATH or postgresql://"), std::string::npos)
+      << all;
+  EXPECT_NE(all.find(":3:9: 'poll' must be at least 100ms"), std::string::npos) << all;
+  EXPECT_NE(all.find(":6:27: 'sha256' must be the 64 hex digits"), std::string::npos) << all;
+  EXPECT_EQ(all.find("not-a-hash"), std::string::npos) << "a token's value is never echoed";
+  EXPECT_NE(all.find(":7:14: token name 'ops' is used twice"), std::string::npos) << all;
+  EXPECT_NE(all.find("role"), std::string::npos) << all;
+  EXPECT_NE(all.find(":8:7: a token needs 'name'"), std::string::npos) << all;
+  EXPECT_NE(all.find(":9:7: a token must be a mapping"), std::string::npos) << all;
+}
+
 TEST(ConfigTest, ParsesHostPort) {
   std::string host;
   uint16_t port;

@@ -212,6 +212,12 @@ TEST_P(RulesDatabaseTest, RestoreBringsBackAVersionExactly) {
   EXPECT_EQ((*versions)[0].actor, "admin");
   EXPECT_EQ((*versions)[0].summary, "restore version 3");
   EXPECT_EQ(db_->Restore(12, "admin").status().code(), absl::StatusCode::kNotFound);
+  // Restoring what is already in force changes nothing: no new version.
+  auto again = db_->Restore(3, "admin");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->version, 11u);
+  EXPECT_TRUE(again->entries.empty());
+  EXPECT_EQ(*db_->Version(), 11u);
   // Restoring version 0 empties everything.
   ASSERT_TRUE(db_->Restore(0, "admin").ok());
   state = db_->Load();

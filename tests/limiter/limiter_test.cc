@@ -59,6 +59,60 @@ rules:
   EXPECT_EQ(Check(limiter, "u", "", 0).decision.remaining, 8);
 }
 
+// Verifies CONTRACT §8 tiers: a check with a user_id and no tier is matched with the stored
+// tier (lists too); a tier the check carries wins; a user without one stays as asked.
+TEST_F(LimiterTest, StoredTiersApplyToChecksWithoutATier) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {});
+  limiter.SetRules(Rules(R"(
+rules:
+  - {id: free, group: q, priority: 20, match: {tier: free}, key: [user_id], limit: 1, window: 1h}
+  - {id: premium, group: q, priority: 10, match: {tier: premium}, key: [user_id], limit: 50,
+     window: 1h}
+lists:
+  deny:
+    - {tier: banned, reason: tier}
+)"));
+  EXPECT_FALSE(Check(limiter, "carol").limited);
+  limiter.SetTiers(std::make_shared<Limiter::TierMap>(
+      Limiter::TierMap{{"carol", "premium"}, {"mallory", "banned"}}));
+  EXPECT_EQ(Check(limiter, "carol").rule_id, "premium");
+  EXPECT_EQ(Check(limiter, "carol", "free").rule_id, "free");  // the check's own tier wins
+  EXPECT_FALSE(Check(limiter, "dave").limited);
+  EXPECT_EQ(Check(limiter, "mallory").outcome, CheckResult::Outcome::kDenied);
+  limiter.SetTiers(std::make_shared<Limiter::TierMap>());
+  EXPECT_FALSE(Check(limiter, "carol").limited);
+}
+
+// Verifies the admin API's counter read (cost 0: nothing consumed) and reset, and the errors
+// for an unknown rule and a missing key attribute.
+TEST_F(LimiterTest, CounterReadsWithoutConsumingAndResets) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {});
+  limiter.SetRules(Rules(R"(
+rules:
+  - {id: per-user, key: [user_id], limit: 2, window: 1h, algorithm: fixed_window}
+)"));
+  auto counter = [&](const std::string& rule, const std::string& user, bool reset) {
+    rules::RequestAttributes attributes;
+    attributes.user_id = user;
+    Limiter::CounterResult out;
+    limiter.Counter(rule, attributes, reset, [&](Limiter::CounterResult r) { out = std::move(r); });
+    return out;
+  };
+  ASSERT_EQ(Check(limiter, "u").decision.remaining, 1);
+  for (int i = 0; i < 3; ++i) {
+    Limiter::CounterResult r = counter("per-user", "u", false);
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    EXPECT_EQ(r.decision.remaining, 1);
+  }
+  ASSERT_EQ(Check(limiter, "u").decision.remaining, 0);
+  ASSERT_EQ(Check(limiter, "u").outcome, CheckResult::Outcome::kRejected);
+  ASSERT_TRUE(counter("per-user", "u", true).status.ok());
+  EXPECT_EQ(counter("per-user", "u", false).decision.remaining, 2);
+  EXPECT_EQ(Check(limiter, "u").outcome, CheckResult::Outcome::kAllowed);
+  EXPECT_EQ(counter("nope", "u", false).status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(counter("per-user", "", false).status.code(), absl::StatusCode::kInvalidArgument);
+}
+
 // Verifies that the longest retry_after is reported among rejecting rules.
 TEST_F(LimiterTest, ReportsLongestRetryAfter) {
   Limiter limiter(store_, clock_, metrics_, rejections_, {});
@@ -375,6 +429,9 @@ class HeldStore final : public Store {
     held_.push_back([this, items, decisions, done = std::move(done)]() mutable {
       inner_.Charge(items, decisions, std::move(done));
     });
+  }
+  void Reset(std::string_view key, const Limit& limit, Done done) override {
+    inner_.Reset(key, limit, std::move(done));
   }
   std::string_view backend() const override { return "memory"; }
   void Release() {

@@ -136,6 +136,49 @@ MemoryStoreOptions CollidingOptions(bool same_check) {
           }};
 }
 
+// Verifies the memory store's Reset: it answers before returning, frees the key's entry (a
+// log's entries too: AddressSanitizer would report them leaked) and counts it in resets(); a
+// key without an entry, or whose table entry a colliding key holds (other check bits), erases
+// nothing; an entry the key holds under another algorithm is erased.
+TEST(MemoryStoreTest, ResetErasesTheKeysEntryOnly) {
+  ManualClock clock(kNow);
+  auto reset = [](MemoryStore& store, std::string_view key, const Limit& limit) {
+    bool answered = false;
+    store.Reset(key, limit, [&answered](absl::Status s) {
+      EXPECT_TRUE(s.ok()) << s;
+      answered = true;
+    });
+    EXPECT_TRUE(answered) << "before Reset returns";
+  };
+  const Limit log = ContractLimit(Algorithm::kSlidingWindowLog, 5);
+  const Limit bucket = ContractLimit(Algorithm::kTokenBucket, 3);
+  {
+    MemoryStore store(clock);
+    for (int i = 0; i < 3; ++i) ChargeOne(store, "a", log);
+    ChargeOne(store, "b", log);
+    ASSERT_EQ(store.size(), 2u);
+    reset(store, "a", log);
+    EXPECT_EQ(store.size(), 1u);
+    EXPECT_EQ(store.resets(), 1u);
+    EXPECT_EQ(ChargeOne(store, "a", log, 0).remaining, 5);
+    EXPECT_EQ(ChargeOne(store, "b", log, 0).remaining, 4);
+    reset(store, "never", log);
+    EXPECT_EQ(store.size(), 1u);
+    EXPECT_EQ(store.resets(), 1u);
+  }
+  {
+    MemoryStore store(clock, CollidingOptions(/*same_check=*/false));
+    ChargeOne(store, "long-key", bucket);
+    reset(store, "k", bucket);  // the same table entry, other check bits: not its state
+    EXPECT_EQ(store.size(), 1u);
+    EXPECT_EQ(store.resets(), 0u);
+    EXPECT_EQ(ChargeOne(store, "long-key", bucket, 0).remaining, 2);
+    reset(store, "long-key", log);  // held under token_bucket: still the key's state
+    EXPECT_EQ(store.size(), 0u);
+    EXPECT_EQ(store.resets(), 1u);
+  }
+}
+
 // Verifies that a sliding_window_log key and a token_bucket key on one table entry, charged
 // alternately, each start fresh rather than read the other's state, and that the log's entries
 // are freed only while the entry holds a log (AddressSanitizer would catch a bucket freed as a

@@ -303,5 +303,21 @@ TEST(RedisClusterTest, DropsTheClientOfAFailedOverMaster) {
   EXPECT_TRUE(ChargeSync(*store, {{key, &limit, 1}}).ok());
 }
 
+// Verifies that a reset on a Redis Cluster no node of which answers fails fast with an error
+// (no slot map: UNAVAILABLE), never hangs.
+TEST(RedisClusterTest, ResetWithNoNodeAnsweringFails) {
+  auto store =
+      RedisStore::Create({.cluster_nodes = {"127.0.0.1:" + std::to_string(testing::FreePort())},
+                          .timeout = milliseconds(200),
+                          .connect_timeout = milliseconds(200),
+                          .backoff_max = milliseconds(100)});
+  ASSERT_TRUE(store.ok()) << store.status();
+  const Limit limit = testing::ContractLimit(Algorithm::kGcra, 5);
+  const auto start = std::chrono::steady_clock::now();
+  const absl::Status s = testing::ResetSync(**store, "nobody-home", limit);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(2000));
+}
+
 }  // namespace
 }  // namespace sluice

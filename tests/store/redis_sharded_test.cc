@@ -200,5 +200,43 @@ TEST(RedisShardedTest, ADeadShardFailsOnlyItsKeys) {
   EXPECT_EQ((*read)[0].remaining, 9);
 }
 
+// Verifies that a reset goes to the shard that holds the key, deletes it there (both keys of a
+// sliding_window_log), and leaves the other shard's key alone; and that with that shard dead,
+// resetting its key fails fast while a key on a live shard resets.
+TEST(RedisShardedTest, ResetGoesToTheKeysShard) {
+  RedisServer a, b;
+  auto created = RedisStore::Create({.shards = {{.url = a.url()}, {.url = b.url()}},
+                                     .timeout = milliseconds(500),
+                                     .connect_timeout = milliseconds(300),
+                                     .backoff_max = milliseconds(100)});
+  ASSERT_TRUE(created.ok());
+  RedisStore& store = **created;
+  const auto [key_a, key_b] = KeysOnTwoShards(store, "reset");
+  RedisServer* server_of[] = {&a, &b};
+  RedisServer& shard_a = *server_of[store.topology().GroupOf(store.StateKey(key_a))];
+  RedisServer& shard_b = *server_of[store.topology().GroupOf(store.StateKey(key_b))];
+  const Limit limit = testing::ContractLimit(Algorithm::kSlidingWindowLog, 1);
+  ASSERT_TRUE(ChargeSync(store, {{key_a, &limit, 1}, {key_b, &limit, 1}}).ok());
+  auto exists = [](RedisServer& server, const std::string& key) {
+    return server.Command({"EXISTS", key})->integer;
+  };
+  ASSERT_EQ(exists(shard_a, store.LogKey(key_a)), 1);
+  ASSERT_EQ(exists(shard_b, store.StateKey(key_b)), 1);
+
+  ASSERT_TRUE(testing::ResetSync(store, key_a, limit).ok());
+  EXPECT_EQ(exists(shard_a, store.StateKey(key_a)), 0);
+  EXPECT_EQ(exists(shard_a, store.LogKey(key_a)), 0);
+  EXPECT_EQ(exists(shard_b, store.StateKey(key_b)), 1);
+  EXPECT_EQ(exists(shard_b, store.LogKey(key_b)), 1);
+  EXPECT_TRUE((*ChargeSync(store, {{key_a, &limit, 1}}))[0].allowed);
+  EXPECT_FALSE((*ChargeSync(store, {{key_b, &limit, 1}}))[0].allowed);
+
+  shard_b.Stop();
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(testing::ResetSync(store, key_b, limit).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(2000));
+  EXPECT_TRUE(testing::ResetSync(store, key_a, limit).ok());
+}
+
 }  // namespace
 }  // namespace sluice

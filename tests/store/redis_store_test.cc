@@ -280,6 +280,63 @@ TEST(RedisStoreTest, RedisDownAtStartIsUsedOnceUp) {
   EXPECT_EQ(t.decision.remaining, 9);
 }
 
+// Resets `key` and reports the status and how long it took.
+struct TimedReset {
+  absl::Status status;
+  milliseconds took;
+};
+TimedReset ResetTimed(Store& store, const std::string& key, const Limit& limit) {
+  const auto start = SteadyClock::now();
+  absl::Status status = testing::ResetSync(store, key, limit);  // aborts after 10 s
+  return {std::move(status), std::chrono::duration_cast<milliseconds>(SteadyClock::now() - start)};
+}
+
+// Verifies that a reset deletes every Redis key of the counter (a sliding_window_log's sorted
+// set as well as its state) and no other counter's.
+TEST(RedisStoreTest, ResetDeletesEveryKeyOfTheCounter) {
+  auto store = Connect(SharedServer().url(), milliseconds(2000), "reset-prefix:");
+  const Limit log = ContractLimit(Algorithm::kSlidingWindowLog, 3);
+  const Limit fixed = ContractLimit(Algorithm::kFixedWindow, 3);
+  ASSERT_TRUE(ChargeTimed(*store, "r-log", log).status.ok());
+  ASSERT_TRUE(ChargeTimed(*store, "r-fixed", fixed).status.ok());
+  auto exists = [&](const std::string& key) {
+    return SharedServer().Command({"EXISTS", key})->integer;
+  };
+  ASSERT_EQ(exists("reset-prefix:{r-log}"), 1);
+  ASSERT_EQ(exists("reset-prefix:{r-log}:log"), 1);
+  ASSERT_EQ(exists("reset-prefix:{r-fixed}"), 1);
+  const TimedReset r = ResetTimed(*store, "r-log", log);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(exists("reset-prefix:{r-log}"), 0);
+  EXPECT_EQ(exists("reset-prefix:{r-log}:log"), 0);
+  EXPECT_EQ(exists("reset-prefix:{r-fixed}"), 1);
+}
+
+// Verifies that a reset against a Redis that cannot answer reports an error, never hangs:
+// frozen, it times out (DEADLINE_EXCEEDED); killed, it fails (UNAVAILABLE); and once Redis is
+// back, a reset succeeds again.
+TEST(RedisStoreTest, ResetAgainstADeadRedisFailsAndNeverHangs) {
+  RedisServer server;
+  auto store = Connect(server.url(), milliseconds(100));
+  const Limit limit = ContractLimit(Algorithm::kFixedWindow, 10);
+  ASSERT_TRUE(ChargeTimed(*store, "k", limit).status.ok());
+  server.Freeze();
+  const TimedReset frozen = ResetTimed(*store, "k", limit);
+  EXPECT_EQ(frozen.status.code(), absl::StatusCode::kDeadlineExceeded) << frozen.status;
+  EXPECT_LT(frozen.took, milliseconds(2000));
+  server.Thaw();
+  server.Stop();
+  for (int i = 0; i < 5; ++i) {
+    const TimedReset killed = ResetTimed(*store, "k", limit);
+    EXPECT_FALSE(killed.status.ok());
+    EXPECT_LT(killed.took, milliseconds(2000)) << "reset " << i;
+  }
+  ASSERT_TRUE(server.Start());
+  UntilAvailable(*store, limit, milliseconds(5000));
+  const TimedReset back = ResetTimed(*store, "k", limit);
+  EXPECT_TRUE(back.status.ok()) << back.status;
+}
+
 }  // namespace
 }  // namespace sluice
 
@@ -329,6 +386,36 @@ TEST(RedisOverLimitCacheTest, RejectsLocallyUntilRetryAfterOnly) {
     if (!admitted) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_TRUE(admitted);
+}
+
+// Verifies that a reset drops the key from the over-limit cache: a key the cache rejects (an
+// hour-long window, so only the reset can free it) is admitted by the next request, which
+// reaches Redis (the cache never admits). Other keys' entries stay.
+TEST(RedisOverLimitCacheTest, ResetForgetsTheCachedRejection) {
+  testing::RedisServer server;
+  auto created =
+      RedisStore::Create({.url = server.url(), .timeout = std::chrono::milliseconds(2000)});
+  ASSERT_TRUE(created.ok()) << created.status();
+  RedisStore& store = **created;
+  const Limit limit = testing::ContractLimit(Algorithm::kFixedWindow, 2);
+  auto charge = [&](const std::string& key) {
+    return testing::ChargeSync(store, {{key, &limit, 1}});
+  };
+  for (const std::string key : {"hot", "also-hot"}) {
+    for (int i = 0; i < 2; ++i) ASSERT_TRUE((*charge(key))[0].allowed);
+    ASSERT_FALSE((*charge(key))[0].allowed);  // Redis rejects: cached
+  }
+  ASSERT_FALSE((*charge("hot"))[0].allowed);
+  ASSERT_EQ(store.cached_rejections(), 1u) << "the cache answered";
+
+  ASSERT_TRUE(testing::ResetSync(store, "hot", limit).ok());
+  auto d = charge("hot");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE((*d)[0].allowed);
+  EXPECT_EQ((*d)[0].remaining, 1);
+  EXPECT_EQ(store.cached_rejections(), 1u);
+  ASSERT_FALSE((*charge("also-hot"))[0].allowed);
+  EXPECT_EQ(store.cached_rejections(), 2u) << "another key's entry stays";
 }
 
 }  // namespace

@@ -6,10 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <future>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -32,6 +35,19 @@ inline absl::StatusOr<std::vector<Decision>> ChargeSync(Store& store,
   absl::Status status = result.get();
   if (!status.ok()) return status;
   return decisions;
+}
+
+// Resets `key`, failing the test (and aborting: the store would answer into a dead frame) if
+// `done` has not run within 10 s.
+inline absl::Status ResetSync(Store& store, std::string_view key, const Limit& limit) {
+  std::promise<absl::Status> done;
+  auto result = done.get_future();
+  store.Reset(key, limit, [&done](absl::Status s) { done.set_value(std::move(s)); });
+  if (result.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "Reset did not answer within 10 s";
+    std::abort();
+  }
+  return result.get();
 }
 
 inline Limit ContractLimit(Algorithm a, int64_t limit) {
@@ -262,6 +278,73 @@ TEST_P(StoreContractTest, ConcurrentChargesAdmitExactlyTheLimit) {
     EXPECT_EQ(300 - (*l)[0].remaining, pairs_admitted.load());
     EXPECT_EQ((*r)[0].remaining, 0);  // right saw 1600 attempts for 300 places
     EXPECT_LE(pairs_admitted.load(), 300);
+  }
+}
+
+// Verifies Reset for every algorithm: a key charged to its limit (and rejected, twice: the
+// second rejection is answered by the Redis store's over-limit cache) is, once reset, fresh:
+// it admits exactly its limit again; another key's state is untouched.
+TEST_P(StoreContractTest, ResetMakesTheKeyFreshAndLeavesOthersAlone) {
+  for (Algorithm a : kAllAlgorithms) {
+    SCOPED_TRACE(AlgorithmName(a));
+    const Limit limit = ContractLimit(a, 3);
+    const std::string key = Key("reset"), other = Key("reset-other");
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE((*ChargeSync(*store_, {{key, &limit, 1}}))[0].allowed);
+    for (int i = 0; i < 2; ++i) {
+      auto over = ChargeSync(*store_, {{key, &limit, 1}});
+      ASSERT_TRUE(over.ok()) << over.status();
+      ASSERT_FALSE((*over)[0].allowed);
+    }
+    ASSERT_TRUE((*ChargeSync(*store_, {{other, &limit, 2}}))[0].allowed);
+
+    ASSERT_TRUE(ResetSync(*store_, key, limit).ok());
+    auto read = ChargeSync(*store_, {{key, &limit, 0}});
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_TRUE((*read)[0].allowed);
+    EXPECT_EQ((*read)[0].remaining, 3) << "the full limit remains";
+    int admitted = 0;
+    for (int i = 0; i < 5; ++i) {
+      auto d = ChargeSync(*store_, {{key, &limit, 1}});
+      ASSERT_TRUE(d.ok()) << d.status();
+      if (i == 0) {
+        EXPECT_EQ((*d)[0].remaining, 2);
+      }
+      admitted += (*d)[0].allowed ? 1 : 0;
+    }
+    EXPECT_EQ(admitted, 3) << "exactly the limit again";
+    auto untouched = ChargeSync(*store_, {{other, &limit, 0}});
+    ASSERT_TRUE(untouched.ok());
+    EXPECT_EQ((*untouched)[0].remaining, 1) << "another key keeps its state";
+  }
+}
+
+// Verifies that resetting a key never charged is OK and leaves it fresh, and that a reset
+// forgets the key's state whatever algorithm it was kept under (a rule that changed its
+// algorithm since).
+TEST_P(StoreContractTest, ResetOfAFreshKeyIsOkAndAnyAlgorithmsStateIsForgotten) {
+  const Limit fixed = ContractLimit(Algorithm::kFixedWindow, 2);
+  const std::string never = Key("reset-never");
+  ASSERT_TRUE(ResetSync(*store_, never, fixed).ok());
+  ASSERT_TRUE(ResetSync(*store_, never, fixed).ok());
+  auto d = ChargeSync(*store_, {{never, &fixed, 1}});
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE((*d)[0].allowed);
+  EXPECT_EQ((*d)[0].remaining, 1);
+
+  for (Algorithm a : kAllAlgorithms) {
+    SCOPED_TRACE(AlgorithmName(a));
+    const Limit charged = ContractLimit(a, 2);
+    const Limit other = ContractLimit(
+        a == Algorithm::kSlidingWindowLog ? Algorithm::kGcra : Algorithm::kSlidingWindowLog, 2);
+    const std::string key = Key("reset-algo");
+    for (int i = 0; i < 2; ++i)
+      ASSERT_TRUE((*ChargeSync(*store_, {{key, &charged, 1}}))[0].allowed);
+    ASSERT_FALSE((*ChargeSync(*store_, {{key, &charged, 1}}))[0].allowed);
+    ASSERT_TRUE(ResetSync(*store_, key, other).ok());
+    auto after = ChargeSync(*store_, {{key, &charged, 1}});
+    ASSERT_TRUE(after.ok());
+    EXPECT_TRUE((*after)[0].allowed);
+    EXPECT_EQ((*after)[0].remaining, 1);
   }
 }
 

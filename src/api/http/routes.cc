@@ -1,6 +1,7 @@
 #include "api/http/routes.h"
 
 #include "absl/strings/str_cat.h"
+#include "api/http/admin_routes.h"
 #include "api/http/check_codec.h"
 #include "api/http/envoy_json.h"
 #include "api/http/framing.h"
@@ -52,8 +53,9 @@ Response JsonResponse(unsigned status, std::string body, unsigned version) {
   return res;
 }
 
-Routes::Routes(Limiter& limiter, obs::Metrics& metrics, Info info, EnvoyJsonHandler* envoy)
-    : limiter_(limiter), metrics_(metrics), info_(std::move(info)), envoy_(envoy) {}
+Routes::Routes(Limiter& limiter, obs::Metrics& metrics, Info info, EnvoyJsonHandler* envoy,
+               AdminRoutes* admin)
+    : limiter_(limiter), metrics_(metrics), info_(std::move(info)), envoy_(envoy), admin_(admin) {}
 
 Response Routes::RenderError(bhttp::status status, unsigned version) {
   const ErrorKind kind = ErrorFor(status);
@@ -77,6 +79,17 @@ void Routes::Handle(Request& request, Respond respond) {
   };
   if (path == "/v1/ratelimit/check") {
     if (only(bhttp::verb::post)) Check(request, std::move(respond));
+  } else if (path.starts_with(kAdminPrefix)) {
+    if (admin_ != nullptr) {
+      admin_->Handle(request, std::move(respond));
+    } else {
+      metrics_.http_errors("ADMIN_DISABLED").Increment();
+      std::move(respond)(JsonResponse(
+          403,
+          ErrorBody("ADMIN_DISABLED",
+                    "The admin API is off: configure admin.tokens or SLUICE_ADMIN_TOKEN."),
+          request.version()));
+    }
   } else if (path == "/json" && envoy_ != nullptr) {
     if (only(bhttp::verb::post)) envoy_->Handle(request, std::move(respond));
   } else if (path == "/health") {
@@ -139,10 +152,12 @@ void Routes::Health(Request& request, Respond respond, bool envoy_style) {
         exhausted |= listener.exhausted;
       }
     }
+    const admin::ManagedRules* managed = info_.managed;
+    const bool database_down = managed != nullptr && managed->has_database() && !managed->up();
     json body = {
-        {"status", !probe.can_decide              ? "unhealthy"
-                   : probe.store_up && !exhausted ? "healthy"
-                                                  : "degraded"},
+        {"status", !probe.can_decide                                ? "unhealthy"
+                   : probe.store_up && !exhausted && !database_down ? "healthy"
+                                                                    : "degraded"},
         {"version", info_.version},
         {"uptime_seconds", (limiter_.clock().NowMicros() - info_.started_at) / kMicrosPerSecond},
         {"store",
@@ -150,9 +165,17 @@ void Routes::Health(Request& request, Respond respond, bool envoy_style) {
           {"status", probe.store_up ? "connected" : "down"},
           {"latency_ms",
            static_cast<double>(static_cast<int64_t>(probe.latency_ms * 1000)) / 1000}}},
-        {"rules", {{"count", rules->size()}, {"version", limiter_.rules_version()}}},
+        {"rules",
+         {{"count", rules->size()},
+          {"version", managed != nullptr && managed->has_database() ? managed->version()
+                                                                    : limiter_.rules_version()}}},
         {"listeners", std::move(listeners)},
     };
+    if (managed != nullptr && managed->has_database()) {
+      body["database"] = {{"backend", managed->backend()},
+                          {"status", database_down ? "down" : "connected"},
+                          {"version", managed->version()}};
+    }
     std::move(respond)(JsonResponse(probe.can_decide ? 200 : 503, body.dump(), version));
   });
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "admin/managed_rules.h"
 #include "api/http/server.h"
 #include "limiter/limiter.h"
 #include "obs/metrics.h"
@@ -13,6 +14,7 @@
 namespace sluice::http {
 
 class EnvoyJsonHandler;  // POST /json, see envoy_json.h
+class AdminRoutes;       // /v1/admin/*, see admin_routes.h
 
 class Routes {
  public:
@@ -26,9 +28,14 @@ class Routes {
     // The listeners for /health's "listeners", read on each /health (from any thread); none
     // when unset.
     std::function<std::vector<ListenerState>()> listeners;
+    // The rules in force, for /health's "database" and rules.version: with a rules database,
+    // the version is the database's. May be null.
+    const admin::ManagedRules* managed = nullptr;
   };
-  // Everything must outlive the Routes. `envoy` may be null (POST /json answers 404 then).
-  Routes(Limiter& limiter, obs::Metrics& metrics, Info info, EnvoyJsonHandler* envoy = nullptr);
+  // Everything must outlive the Routes. `envoy` may be null (POST /json answers 404 then), and
+  // `admin` too (/v1/admin/* answers 403 ADMIN_DISABLED then).
+  Routes(Limiter& limiter, obs::Metrics& metrics, Info info, EnvoyJsonHandler* envoy = nullptr,
+         AdminRoutes* admin = nullptr);
 
   // The server's Handler.
   void Handle(Request& request, Respond respond);
@@ -43,6 +50,7 @@ class Routes {
   obs::Metrics& metrics_;
   Info info_;
   EnvoyJsonHandler* envoy_;
+  AdminRoutes* admin_;
 };
 
 // A JSON response with `status` and `body`.

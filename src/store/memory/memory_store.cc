@@ -65,6 +65,25 @@ void MemoryStore::Charge(std::span<const ChargeItem> items, std::span<Decision> 
   std::move(done)(absl::OkStatus());
 }
 
+void MemoryStore::Reset(std::string_view key, const Limit& /*limit*/, Done done) {
+  const MemoryKeyHash hash = Hash(key);
+  Shard& shard = ShardFor(hash);
+  {
+    MutexLock lock(shard.mu);
+    auto it = shard.map.find(hash.table);
+    // The algorithm is not compared (unlike Find): a state the key holds under another
+    // algorithm (a rule changed its algorithm) is still the key's, and is forgotten too. A slot
+    // whose check bits differ is a colliding key's: this key has no state to forget.
+    if (it != shard.map.end() && it->second.check == (hash.check & kCheckMask)) {
+      Release(it->second.state, it->second.algorithm);
+      shard.map.erase(it);
+      keys_.fetch_sub(1, std::memory_order_relaxed);
+      resets_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  std::move(done)(absl::OkStatus());
+}
+
 MemoryStore::Slot* MemoryStore::Find(Shard& shard, const MemoryKeyHash& hash, Algorithm algorithm) {
   auto it = shard.map.find(hash.table);
   if (it == shard.map.end() || !it->second.Holds(hash, algorithm)) return nullptr;

@@ -50,6 +50,8 @@ class MemoryStore final : public Store {
 
   // Never fails: runs ChargeNow and calls `done` with OK before returning.
   void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions, Done done) override;
+  // Never fails: erases the key's entry and calls `done` with OK before returning.
+  void Reset(std::string_view key, const Limit& limit, Done done) override;
   std::string_view backend() const override { return "memory"; }
 
   // The synchronous form of Charge. Reads the clock once.
@@ -62,10 +64,11 @@ class MemoryStore final : public Store {
 
   size_t size() const;  // live keys, including expired ones not yet swept
   // Counters since construction, for metrics (thread-safe, monotonic). Every key inserted is
-  // either still live (size()), evicted to make room beyond max_keys, or removed expired
-  // (by Sweep() or by a full store sweeping before it evicts).
+  // either still live (size()), evicted to make room beyond max_keys, removed expired
+  // (by Sweep() or by a full store sweeping before it evicts), or removed by Reset.
   uint64_t evictions() const { return evictions_.load(std::memory_order_relaxed); }
   uint64_t expirations() const { return expirations_.load(std::memory_order_relaxed); }
+  uint64_t resets() const { return resets_.load(std::memory_order_relaxed); }
   // Bytes held: tables (slots + control bytes) and sliding-window-log entries.
   size_t MemoryBytes() const;
 
@@ -123,6 +126,7 @@ class MemoryStore final : public Store {
   // shard's can overshoot max_keys by at most one key per concurrent thread.
   std::atomic<size_t> keys_{0};
   std::atomic<uint64_t> expirations_{0};
+  std::atomic<uint64_t> resets_{0};
 };
 
 }  // namespace sluice

@@ -60,6 +60,7 @@ struct RedisStore::Call {
   size_t quota_items = 0;     // items with ItemRole::kQuota, in all parts
   std::optional<Micros> now;  // tests: the script's time instead of Redis TIME
   bool cache = false;         // remember rejections in the over-limit cache
+  uint64_t reset_epoch = 0;   // RedisStore::reset_epoch_ when the call started
   TimedDone done;
   std::vector<Part> parts;
   std::atomic<size_t> outstanding{0};
@@ -155,6 +156,8 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
   call->decisions = decisions;
   call->now = now;
   call->cache = cache;
+  // Relaxed: a stale (smaller) value only keeps this call's rejections out of the cache.
+  call->reset_epoch = reset_epoch_.load(std::memory_order_relaxed);
   call->done = std::move(done);
   call->items.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
@@ -173,6 +176,29 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
   for (Part& part : call->parts) part.evalsha = Script(*call, part, std::nullopt);
   call->outstanding.store(call->parts.size(), std::memory_order_relaxed);
   for (size_t p = 0; p < call->parts.size(); ++p) Send(call, p);
+}
+
+void RedisStore::Reset(std::string_view key, const Limit& /*limit*/, Done done) {
+  ForgetReset(key);
+  const std::string state_key = StateKey(key);
+  const std::string log_key = LogKey(key);
+  // Both keys whatever the algorithm: DEL ignores a missing key, and a state written under
+  // another algorithm (the rule changed) is forgotten too. One command: they share a slot.
+  const std::string_view del[] = {"DEL", state_key, log_key};
+  std::string payload;
+  redis::AppendCommand(payload, del);
+  const redis::Deadline deadline = std::chrono::steady_clock::now() + options_.timeout;
+  topology_->Execute(topology_->GroupOf(state_key), std::move(payload), 1, deadline,
+                     [this, key = std::string(key), done = std::move(done)](
+                         absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
+                       // Again once Redis answered (or not): a charge decided before the DEL may
+                       // have cached its rejection meanwhile.
+                       ForgetReset(key);
+                       if (!replies.ok()) return std::move(done)(replies.status());
+                       const redisReply& r = *replies->back();
+                       if (r.type == REDIS_REPLY_ERROR) return std::move(done)(ReplyError(r));
+                       std::move(done)(absl::OkStatus());
+                     });
 }
 
 std::string RedisStore::Script(const Call& call, const Part& part,
@@ -414,9 +440,17 @@ void RedisStore::Forget(const Call& call, const Part& part) {
   for (size_t i : part.items) over_limit_.erase(call.items[i].counter_key(options_.key_prefix));
 }
 
+void RedisStore::ForgetReset(std::string_view key) {
+  MutexLock lock(cache_mu_);
+  reset_epoch_.fetch_add(1, std::memory_order_relaxed);  // ordered by cache_mu_
+  over_limit_.erase(absl::string_view(key.data(), key.size()));
+}
+
 void RedisStore::RememberRejections(const Call& call) {
   const auto now = std::chrono::steady_clock::now();
   MutexLock lock(cache_mu_);
+  // A key reset while this call was in flight: its rejection may predate the reset.
+  if (call.reset_epoch != reset_epoch_.load(std::memory_order_relaxed)) return;
   for (size_t i = 0; i < call.items.size(); ++i) {
     const Call::Item& item = call.items[i];
     const Decision& d = call.decisions[i];

@@ -68,6 +68,12 @@ class RedisStore final : public Store {
   static absl::StatusOr<std::unique_ptr<RedisStore>> Create(RedisStoreOptions options);
 
   void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions, Done done) override;
+  // One DEL of every Redis key the counter may hold (StateKey and LogKey, whatever `limit`'s
+  // algorithm: a state left by another algorithm is the key's too), sent to the node that holds
+  // them (they share a hash tag), answered within `timeout`; and drops the key from the
+  // over-limit cache, so that the next request reaches Redis. Failures as Charge reports them.
+  void Reset(std::string_view key, const Limit& limit, Done done) override;
+  void ForgetCached(std::string_view key) override { ForgetReset(key); }
   // "redis", "redis_cluster" or "redis_sharded".
   std::string_view backend() const override { return topology_->backend(); }
   redis::Topology& topology() { return *topology_; }
@@ -117,11 +123,20 @@ class RedisStore final : public Store {
                        std::chrono::steady_clock::time_point now);
   void RememberRejections(const Call& call);
   void Forget(const Call& call, const Part& part);  // a refunded part's keys
+  // A reset key: drops its entry, and keeps charges in flight from caching a rejection that
+  // predates the reset (see reset_epoch_).
+  void ForgetReset(std::string_view key);
 
   const RedisStoreOptions options_;
   Mutex cache_mu_;
   absl::flat_hash_map<std::string, OverLimit> over_limit_ ABSL_GUARDED_BY(cache_mu_);
   std::atomic<uint64_t> cached_rejections_{0};
+  // Bumped (under cache_mu_) as a reset starts and once Redis has answered it. A charge notes it
+  // as it starts and caches its rejections only if it has not moved: a charge in flight across
+  // a reset may have been decided by Redis before the DEL, and caching its rejection would
+  // reject the reset key until retry_after. Rare (resets are admin calls); costs the cache
+  // nothing else.
+  std::atomic<uint64_t> reset_epoch_{0};
   // Last: destroyed first, it fails what is in flight, whose callbacks use the members above.
   std::unique_ptr<redis::Topology> topology_;
 };

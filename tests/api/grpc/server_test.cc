@@ -73,6 +73,9 @@ class SlowStore final : public Store {
       inner_.Charge(items, decisions, std::move(done));
     });
   }
+  void Reset(std::string_view key, const Limit& limit, Done done) override {
+    inner_.Reset(key, limit, std::move(done));
+  }
   std::string_view backend() const override { return "slow"; }
   // Waits until `n` charges have arrived.
   bool WaitReceived(int n) {

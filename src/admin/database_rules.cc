@@ -1,9 +1,9 @@
-#include "app/database_rules.h"
+#include "admin/database_rules.h"
 
 #include "base/strings.h"
 #include "rules/rule_json.h"
 
-namespace sluice {
+namespace sluice::admin {
 
 namespace {
 
@@ -20,10 +20,11 @@ std::string Describe(db::TargetKind kind, const std::string& id,
 }  // namespace
 
 void DatabaseRules::Put(db::TargetKind kind, const std::string& id,
-                        const std::optional<std::string>& body,
+                        const std::optional<std::string>& body, uint64_t revision,
                         std::vector<std::string>& problems) {
   switch (kind) {
     case db::TargetKind::kRule: {
+      rules_changed_ = true;
       if (!body.has_value()) {
         rules_.erase(id);
         return;
@@ -40,11 +41,15 @@ void DatabaseRules::Put(db::TargetKind kind, const std::string& id,
             Cat("database rule '", id, "': its body names id '", parsed.rule->id, "'"));
         return;
       }
-      rules_.insert_or_assign(id, std::move(*parsed.rule));
+      // The rule carries its canonical JSON already (Rule::json): not kept twice.
+      rules_.insert_or_assign(
+          id,
+          Held<rules::Rule>{.value = std::move(*parsed.rule), .json = {}, .revision = revision});
       return;
     }
     case db::TargetKind::kAllowList:
     case db::TargetKind::kDenyList: {
+      rules_changed_ = true;
       auto& list = kind == db::TargetKind::kAllowList ? allow_ : deny_;
       if (!body.has_value()) {
         list.erase(id);
@@ -56,12 +61,16 @@ void DatabaseRules::Put(db::TargetKind kind, const std::string& id,
         problems.push_back(Describe(kind, id, parsed.problems));
         return;
       }
-      list.insert_or_assign(id, std::move(*parsed.entry));
+      list.insert_or_assign(id, Held<rules::ListEntry>{.value = std::move(*parsed.entry),
+                                                       .json = std::move(parsed.canonical),
+                                                       .revision = revision});
       return;
     }
     case db::TargetKind::kTier:
+      tiers_changed_ = true;
       if (body.has_value()) {
-        tiers_.insert_or_assign(id, *body);
+        tiers_.insert_or_assign(
+            id, Held<std::string>{.value = *body, .json = *body, .revision = revision});
       } else {
         tiers_.erase(id);
       }
@@ -73,6 +82,7 @@ void DatabaseRules::Put(db::TargetKind kind, const std::string& id,
 
 std::vector<std::string> DatabaseRules::Reset(const db::State& state) {
   std::vector<std::string> problems;
+  rules_changed_ = tiers_changed_ = false;
   if (state.version < version_) return problems;
   rules_.clear();
   allow_.clear();
@@ -84,17 +94,19 @@ std::vector<std::string> DatabaseRules::Reset(const db::State& state) {
       {db::TargetKind::kDenyList, &state.deny},
       {db::TargetKind::kTier, &state.tiers}};
   for (const auto& [kind, records] : kinds) {
-    for (const db::Record& r : *records) Put(kind, r.id, r.body, problems);
+    for (const db::Record& r : *records) Put(kind, r.id, r.body, r.revision, problems);
   }
+  rules_changed_ = tiers_changed_ = true;
   version_ = state.version;
   return problems;
 }
 
 std::vector<std::string> DatabaseRules::Apply(const std::vector<db::AuditEntry>& changes) {
   std::vector<std::string> problems;
+  rules_changed_ = tiers_changed_ = false;
   for (const db::AuditEntry& e : changes) {
     if (e.version <= version_) continue;
-    Put(e.kind, e.target, e.after, problems);
+    Put(e.kind, e.target, e.after, e.version, problems);
   }
   for (const db::AuditEntry& e : changes) version_ = std::max(version_, e.version);
   return problems;
@@ -103,7 +115,7 @@ std::vector<std::string> DatabaseRules::Apply(const std::vector<db::AuditEntry>&
 absl::StatusOr<std::shared_ptr<const rules::RuleSet>> DatabaseRules::Compose(
     const rules::RuleSet& files) const {
   std::vector<std::string> clashes;
-  for (const auto& [id, rule] : rules_) {
+  for (const auto& [id, held] : rules_) {
     if (const rules::Rule* file_rule = files.FindRule(id)) {
       clashes.push_back(Cat("rule id '", id, "' is defined both in the rules database and at ",
                             file_rule->location.ToString()));
@@ -116,17 +128,26 @@ absl::StatusOr<std::shared_ptr<const rules::RuleSet>> DatabaseRules::Compose(
   }
   std::vector<rules::Rule> rules;
   rules.reserve(rules_.size());
-  for (const auto& [id, rule] : rules_) rules.push_back(rule);
+  for (const auto& [id, held] : rules_) rules.push_back(held.value);
   std::vector<rules::ListEntry> allow;
-  for (const auto& [id, entry] : allow_) allow.push_back(entry);
+  allow.reserve(allow_.size());
+  for (const auto& [id, held] : allow_) allow.push_back(held.value);
   std::vector<rules::ListEntry> deny;
-  for (const auto& [id, entry] : deny_) deny.push_back(entry);
+  deny.reserve(deny_.size());
+  for (const auto& [id, held] : deny_) deny.push_back(held.value);
   return rules::RuleSet::Extend(files, std::move(rules), std::move(allow), std::move(deny));
 }
 
-const std::string* DatabaseRules::TierOf(std::string_view user_id) const {
-  auto it = tiers_.find(absl::string_view(user_id.data(), user_id.size()));
-  return it == tiers_.end() ? nullptr : &it->second;
+std::shared_ptr<const TierMap> DatabaseRules::Tiers() const {
+  auto tiers = std::make_shared<TierMap>();
+  tiers->reserve(tiers_.size());
+  for (const auto& [user, held] : tiers_) tiers->emplace(user, held.value);
+  return tiers;
 }
 
-}  // namespace sluice
+const std::string* DatabaseRules::TierOf(std::string_view user_id) const {
+  auto it = tiers_.find(user_id);
+  return it == tiers_.end() ? nullptr : &it->second.value;
+}
+
+}  // namespace sluice::admin

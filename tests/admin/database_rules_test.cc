@@ -1,7 +1,7 @@
 // The database's rules as the server holds them: a full load, incremental changes (only newer
 // versions), composition with the files' rule set (ids unique across both), lists and tiers,
 // on a real SQLite database.
-#include "app/database_rules.h"
+#include "admin/database_rules.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -12,7 +12,7 @@
 #include "db/sqlite.h"
 #include "rules/loader.h"
 
-namespace sluice {
+namespace sluice::admin {
 namespace {
 
 class DatabaseRulesTest : public ::testing::Test {
@@ -153,4 +153,4 @@ TEST_F(DatabaseRulesTest, OneChangeAmongManyRulesRereadsOnlyIt) {
 }
 
 }  // namespace
-}  // namespace sluice
+}  // namespace sluice::admin
