@@ -41,7 +41,7 @@ def sluice_bin():
         # Named explicitly (CTest does): a missing binary is a failure, not a skip.
         if not os.access(path, os.X_OK):
             raise AssertionError(f"SLUICE_BIN={path} is not an executable")
-        return path
+        return os.path.abspath(path)  # servers run in their own folders
     path = os.path.join(REPO, "build", "src", "app", "sluice")
     if not os.access(path, os.X_OK):
         raise unittest.SkipTest(f"sluice binary not found at {path}; set SLUICE_BIN")
