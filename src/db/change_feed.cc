@@ -151,7 +151,7 @@ class PostgresFeed final : public FeedBase {
         } else {
           bool ignored = false;
           if (!Wait(-1, std::min(backoff, Tick()), &ignored)) return;
-          backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+          backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
           continue;
         }
       }
@@ -160,6 +160,9 @@ class PostgresFeed final : public FeedBase {
       if (!readable) continue;
       if (PQconsumeInput(conn_) == 0 || PQstatus(conn_) != CONNECTION_OK) {
         connected = false;
+        // The database went away: a catch-up now finds it down at once (/health degraded, the
+        // admin API's 503) instead of at the next poll.
+        Fire();
         continue;
       }
       bool notified = false;

@@ -1,11 +1,12 @@
 // Tells a server that the rules database may have changed, so that it catches up
 // (RulesDatabase::ChangesSince) within CONTRACT §8's second instead of at its next poll:
 //   - PostgreSQL: LISTEN on the channel every committed change NOTIFYs (sql_database.cc), on a
-//     connection of its own, re-established with backoff when lost;
+//     connection of its own, re-established when lost (backoff from 100 ms, doubling to 1 s);
 //   - SQLite: inotify on the database file's folder (the file and its -wal journal), since
 //     another process's commit is a write to those files.
 // Either way it also fires every `poll` (the catch-up for anything missed, e.g. while
-// PostgreSQL was down) and once after a lost PostgreSQL connection comes back.
+// PostgreSQL was down), when the PostgreSQL connection is lost (so that the server sees the
+// database down at once) and once after it comes back.
 #pragma once
 
 #include <chrono>
