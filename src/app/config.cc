@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "db/open.h"
 #include "net/host_port.h"
 #include "store/redis/cluster.h"
 #include "yaml-cpp/yaml.h"
@@ -89,11 +90,11 @@ std::optional<std::string> CheckKeyPrefix(const std::string& prefix) {
 // PostgreSQL URL, as given. nullopt for anything else.
 std::optional<std::string> ResolveDatabaseUrl(const std::string& url,
                                               const std::filesystem::path& base) {
-  constexpr std::string_view kSqlite = "sqlite://";
-  if (url.starts_with("postgresql://") || url.starts_with("postgres://")) return url;
-  if (!url.starts_with(kSqlite) || url.size() == kSqlite.size()) return std::nullopt;
-  const std::filesystem::path path(url.substr(kSqlite.size()));
-  return std::string(kSqlite) +
+  const std::string_view backend = db::DatabaseBackend(url);
+  if (backend == "postgresql") return url;
+  if (backend != "sqlite") return std::nullopt;
+  const std::filesystem::path path(url.substr(db::kSqliteScheme.size()));
+  return std::string(db::kSqliteScheme) +
          (path.is_absolute() ? path.string() : (base / path).lexically_normal().string());
 }
 

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "base/strings.h"
+#include "db/open.h"
 
 namespace sluice::db {
 
@@ -182,15 +183,15 @@ class PostgresFeed final : public FeedBase {
 absl::StatusOr<std::unique_ptr<ChangeFeed>> ChangeFeed::Start(ChangeFeedOptions options) {
   if (!options.changed) return absl::InvalidArgumentError("a change feed needs a callback");
   const std::string& url = options.url;
-  if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+  const std::string_view backend = DatabaseBackend(url);
+  if (backend == "postgresql") {
     return std::unique_ptr<ChangeFeed>(std::make_unique<PostgresFeed>(std::move(options)));
   }
-  constexpr std::string_view kSqlite = "sqlite://";
-  if (!url.starts_with(kSqlite)) {
+  if (backend != "sqlite") {
     return absl::InvalidArgumentError(
         Cat("rules database '", url, "': expected sqlite://PATH or postgresql://..."));
   }
-  std::filesystem::path path(url.substr(kSqlite.size()));
+  std::filesystem::path path(url.substr(kSqliteScheme.size()));
   const std::filesystem::path folder =
       path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
   const int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);

@@ -8,12 +8,8 @@
 
 namespace sluice::db {
 
-namespace {
-constexpr std::string_view kSqlite = "sqlite://";
-}  // namespace
-
 std::string_view DatabaseBackend(std::string_view url) {
-  if (url.starts_with(kSqlite) && url.size() > kSqlite.size()) return "sqlite";
+  if (url.starts_with(kSqliteScheme) && url.size() > kSqliteScheme.size()) return "sqlite";
   if (url.starts_with("postgresql://") || url.starts_with("postgres://")) return "postgresql";
   return "";
 }
@@ -21,7 +17,7 @@ std::string_view DatabaseBackend(std::string_view url) {
 absl::StatusOr<std::unique_ptr<RulesDatabase>> OpenDatabase(std::string_view url) {
   const std::string_view backend = DatabaseBackend(url);
   if (backend == "sqlite") {
-    auto db = OpenSqlite({.path = std::string(url.substr(kSqlite.size()))});
+    auto db = OpenSqlite({.path = std::string(url.substr(kSqliteScheme.size()))});
     if (!db.ok()) return db.status();
     return std::unique_ptr<RulesDatabase>(std::move(*db));
   }

@@ -9,6 +9,8 @@
 
 namespace sluice::db {
 
+inline constexpr std::string_view kSqliteScheme = "sqlite://";
+
 // "sqlite" for sqlite://PATH, "postgresql" for postgresql://... (or postgres://), "" for
 // anything else.
 std::string_view DatabaseBackend(std::string_view url);

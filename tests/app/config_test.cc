@@ -266,6 +266,9 @@ admin:
   EXPECT_EQ(c.admin_tokens[0].role, admin::Role::kWrite);
   EXPECT_EQ(c.admin_tokens[1].role, admin::Role::kRead);
   EXPECT_EQ(admin::ToHex(c.admin_tokens[1].sha256), std::string(64, 'b'));
+  // `sluice validate` takes a file with only `admin:` as a server config, not a rules file.
+  EXPECT_TRUE(LooksLikeServerConfig(Write(
+      "admin-only.yaml", "admin:\n  tokens: [{name: a, sha256: \"" + hash + "\", role: read}]\n")));
 
   const std::string pg = Write("pg.yaml", "rules:\n  database: postgresql://u:p@db:5432/sluice\n");
   problems.clear();

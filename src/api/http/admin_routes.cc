@@ -406,6 +406,18 @@ class Served {
                   {{"actor", call_.actor}, {"version", commit->version}, {"summary", summary}});
     return commit;
   }
+  // The `limit` query parameter of a listing: 100 when absent, else an integer in [1, 10000].
+  std::optional<Response> LimitParam(size_t* limit) {
+    *limit = 100;
+    const std::string* given = call_.Param("limit");
+    if (given == nullptr) return std::nullopt;
+    std::optional<uint64_t> n = ParseUint(*given);
+    if (!n.has_value() || *n == 0 || *n > 10'000) {
+      return Error(call_, 400, "INVALID_REQUEST", "'limit' must be an integer in [1, 10000].");
+    }
+    *limit = *n;
+    return std::nullopt;
+  }
   std::optional<Response> NeedsDatabase() {
     if (managed_.has_database()) return std::nullopt;
     return Error(call_, 409, "READ_ONLY",
@@ -835,14 +847,8 @@ Response Served::Counters() {
 Response Served::Versions(const Segments& s) {
   if (s.size() == 1) {
     if (!Is(bhttp::verb::get)) return NotAllowed("GET, HEAD");
-    size_t limit = 100;
-    if (const std::string* l = call_.Param("limit")) {
-      std::optional<uint64_t> n = ParseUint(*l);
-      if (!n.has_value() || *n == 0 || *n > 10'000) {
-        return Error(call_, 400, "INVALID_REQUEST", "'limit' must be an integer in [1, 10000].");
-      }
-      limit = *n;
-    }
+    size_t limit = 0;
+    if (auto error = LimitParam(&limit)) return std::move(*error);
     if (!managed_.has_database()) return Json(call_, 200, {{"versions", json::array()}});
     absl::StatusOr<std::vector<db::VersionInfo>> versions = managed_.database()->Versions(limit);
     if (!versions.ok()) return DatabaseError(call_, versions.status());
@@ -886,13 +892,7 @@ Response Served::Audit() {
     }
     since = *n;
   }
-  if (const std::string* l = call_.Param("limit")) {
-    std::optional<uint64_t> n = ParseUint(*l);
-    if (!n.has_value() || *n == 0 || *n > 10'000) {
-      return Error(call_, 400, "INVALID_REQUEST", "'limit' must be an integer in [1, 10000].");
-    }
-    limit = *n;
-  }
+  if (auto error = LimitParam(&limit)) return std::move(*error);
   if (!managed_.has_database()) return Json(call_, 200, {{"entries", json::array()}});
   absl::StatusOr<std::vector<db::AuditEntry>> entries = managed_.database()->Audit(since, limit);
   if (!entries.ok()) return DatabaseError(call_, entries.status());
