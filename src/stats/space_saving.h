@@ -1,0 +1,91 @@
+// A bounded heavy-hitters summary: the Space-Saving algorithm (Metwally, Agrawal, El Abbadi,
+// "Efficient Computation of Frequent and Top-k Elements in Data Streams", ICDT 2005).
+//
+// At most `capacity` keys are monitored, each with a count and an error. A key already monitored
+// has its count raised; a new key takes a free slot, or replaces the key with the least count m
+// and starts at m + weight with error m. Guarantees, for a stream of total weight N:
+//   - every monitored key's count overestimates its true weight by at most its error:
+//       count - error <= true <= count, and error <= min count <= N / capacity;
+//   - every key whose true weight exceeds N / capacity (more exactly, the least count) is
+//     monitored.
+// Summaries are mergeable (Agarwal et al., "Mergeable Summaries", PODS 2012): Merge adds another
+// summary's counts, charging a key one summary does not monitor that summary's floor (the count
+// any unmonitored key may have reached there), so the bounds above keep holding for the union of
+// the streams, with N the total weight of both.
+//
+// Updates cost one hash lookup and O(log capacity) moves in a min-heap. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/node_hash_map.h"
+
+namespace sluice::stats {
+
+class SpaceSaving {
+ public:
+  struct Entry {
+    std::string key;
+    uint64_t count = 0;
+    uint64_t error = 0;  // count - error <= the key's true weight <= count
+  };
+
+  explicit SpaceSaving(size_t capacity);
+  SpaceSaving(const SpaceSaving& other);
+  SpaceSaving& operator=(const SpaceSaving& other);
+  SpaceSaving(SpaceSaving&&) noexcept = default;
+  SpaceSaving& operator=(SpaceSaving&&) noexcept = default;
+
+  // Adds `weight` (> 0) to `key`.
+  void Add(std::string_view key, uint64_t weight = 1);
+  // Adds every key of `other` (see the header comment). `other` may have another capacity.
+  void Merge(const SpaceSaving& other);
+  // The entries whose key starts with `prefix` ("" for all), highest count first (ties by key,
+  // for a stable output), at most `n`.
+  std::vector<Entry> Top(size_t n, std::string_view prefix = "") const;
+  // The count and error of `key`: monitored, its own; otherwise {floor(), floor()} — it may
+  // have counted up to the floor, or nothing.
+  Entry Estimate(std::string_view key) const;
+
+  // The most a key that is not monitored may have counted: the least count once the summary
+  // is full (or the floor it was built with, see Compact), 0 while every key seen is monitored.
+  uint64_t floor() const;
+  size_t size() const { return heap_.size(); }
+  size_t capacity() const { return capacity_; }
+  uint64_t total() const { return total_; }  // N: the weight added, merged summaries included
+
+  // A copy holding only the `n` heaviest entries, whose floor stays at least this summary's
+  // least count (a key it drops may have counted up to that much): keeps a finished period in
+  // less memory, at the cost of a looser bound for the keys it drops.
+  SpaceSaving Compact(size_t n) const;
+
+  // Rebuilds a summary of `capacity` from `entries` (another server's Top) and the floor and
+  // total of the summary they came from.
+  static SpaceSaving FromEntries(const std::vector<Entry>& entries, uint64_t floor, uint64_t total,
+                                 size_t capacity);
+
+ private:
+  struct Slot {
+    const std::string* key;  // the index_ node's key (node_hash_map: stable)
+    uint64_t count;
+    uint64_t error;
+    uint32_t heap_pos;
+  };
+  void Insert(std::string_view key, uint64_t count, uint64_t error);
+  void Raise(uint32_t slot, uint64_t by);
+  void SiftDown(size_t i);
+  void Swap(size_t a, size_t b);
+  void Rebuild();  // index_ pointers into a copy
+
+  size_t capacity_;
+  uint64_t total_ = 0;
+  uint64_t base_floor_ = 0;                           // set by Compact/FromEntries
+  std::vector<Slot> slots_;                           // at most capacity_
+  std::vector<uint32_t> heap_;                        // slot ids, a min-heap by count
+  absl::node_hash_map<std::string, uint32_t> index_;  // key -> slot id
+};
+
+}  // namespace sluice::stats
