@@ -5,6 +5,7 @@
 #include <deque>
 #include <limits>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "core/int_math.h"
 #include "limiter/limiter.h"
@@ -72,6 +73,30 @@ struct Limiter::DescriptorsJob final : Job {
       limiter.DescriptorCounter(*snapshot, metric_keys[i], r).Increment();
   }
 
+  // Hands the outcome, the latency and each counted descriptor (under its metric key, with its
+  // counter key moved out of `keys`) to the stats.
+  void Record(Limiter& limiter, DecidedBy decided_by) {
+    stats::Recorder* recorder = limiter.options_.stats;
+    if (recorder == nullptr) return;
+    absl::InlinedVector<stats::RuleHit, 4> hits;
+    bool shadow_rejected = false;
+    for (size_t i = 0; i < result.statuses.size(); ++i) {
+      const int item = item_of[i];
+      if (item < 0 || metric_keys[i].empty()) continue;
+      const DescriptorStatus& s = result.statuses[i];
+      const bool rejected = decided_by == DecidedBy::kNobody
+                                ? s.over_limit
+                                : !decisions[static_cast<size_t>(item)].allowed;
+      shadow_rejected |= rejected && s.shadow;
+      hits.push_back({metric_keys[i], &keys[static_cast<size_t>(item)], rejected, !s.shadow});
+    }
+    const stats::Result outcome = result.store_unavailable ? stats::Result::kUnavailable
+                                  : result.over_limit      ? stats::Result::kRejected
+                                                           : stats::Result::kAllowed;
+    recorder->Record(now, outcome, shadow_rejected && outcome == stats::Result::kAllowed,
+                     decided_by != DecidedBy::kStore, latency, hits);
+  }
+
   void Finish(Limiter& limiter, DecidedBy decided_by) override {
     const size_t n = result.statuses.size();
     if (decided_by == DecidedBy::kNobody) {
@@ -89,6 +114,7 @@ struct Limiter::DescriptorsJob final : Job {
         Count(limiter, i, blocks_all[i] ? DescriptorResult::kRejected : DescriptorResult::kError);
       }
       result.over_limit = closed || RequestOverLimit(result.statuses);
+      Record(limiter, decided_by);
       return std::move(done)(std::move(result));
     }
 
@@ -128,6 +154,18 @@ struct Limiter::DescriptorsJob final : Job {
       result.over_limit = false;
       limiter.metrics_.envoy_global_shadow_mode().Increment();
     }
+    if (result.over_limit) {
+      // The first descriptor over its limit, under its metric key (as the check API logs its
+      // rejecting rule).
+      for (size_t i = 0; i < n; ++i) {
+        if (!result.statuses[i].over_limit || item_of[i] < 0) continue;
+        limiter.rejections_.Rejected(metric_keys[i], keys[static_cast<size_t>(item_of[i])],
+                                     result.statuses[i].duration_until_reset.value_or(0),
+                                     request.request_id);
+        break;
+      }
+    }
+    Record(limiter, decided_by);
     std::move(done)(std::move(result));
   }
 };

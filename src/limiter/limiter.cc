@@ -7,6 +7,7 @@
 #include <cmath>
 #include <optional>
 
+#include "absl/container/inlined_vector.h"
 #include "base/strings.h"
 
 namespace sluice {
@@ -163,12 +164,18 @@ void Limiter::ChargeFallback(std::unique_ptr<Job> job) {
 }
 
 void Limiter::Finish(std::unique_ptr<Job> job, DecidedBy decided_by) {
-  ObserveCheck(job->started);
+  job->latency = ObserveCheck(job->started);
   job->Finish(*this, decided_by);
 }
 
-void Limiter::ObserveCheck(std::chrono::steady_clock::time_point started) {
-  metrics_.check_duration().Observe(SecondsSince(started));
+Micros Limiter::ObserveCheck(std::chrono::steady_clock::time_point started) {
+  const double seconds = SecondsSince(started);
+  metrics_.check_duration().Observe(seconds);
+  return static_cast<Micros>(seconds * kMicrosPerSecond);
+}
+
+void Limiter::RecordUnlimited(stats::Result result, Micros now, Micros latency) {
+  if (options_.stats != nullptr) options_.stats->Record(now, result, false, false, latency, {});
 }
 
 Limit Limiter::LocalLimit(const Limit& limit) const {
@@ -222,7 +229,26 @@ void Limiter::ProbeStore(ProbeCallback done) {
 struct Limiter::CheckJob final : Job {
   std::vector<const Rule*> rules;  // the applicable rules, one per item
   std::vector<size_t> rule_index;  // of each, into snapshot->counters
+  std::string request_id;
   Callback done;
+
+  // Hands the outcome, the latency and each rule's key (moved out of `keys`) to the stats.
+  // `decided_by` kNobody: no decisions (the store failed); kFallback: the store failed and the
+  // local fallback decided.
+  void Record(Limiter& limiter, stats::Result outcome, DecidedBy decided_by) {
+    stats::Recorder* recorder = limiter.options_.stats;
+    if (recorder == nullptr) return;
+    absl::InlinedVector<stats::RuleHit, 4> hits;
+    bool shadow_rejected = false;
+    for (size_t i = 0; i < rules.size(); ++i) {
+      const bool rejected = decided_by != DecidedBy::kNobody && !decisions[i].allowed;
+      const bool enforced = rules[i]->mode == rules::RuleMode::kEnforce;
+      shadow_rejected |= rejected && !enforced;
+      hits.push_back({rules[i]->id, &keys[i], rejected, enforced});
+    }
+    recorder->Record(now, outcome, shadow_rejected && outcome == stats::Result::kAllowed,
+                     decided_by != DecidedBy::kStore, latency, hits);
+  }
 
   void UseLocalLimits(const Limiter&) override {
     for (size_t i = 0; i < items.size(); ++i) {
@@ -241,6 +267,10 @@ struct Limiter::CheckJob final : Job {
       } else {
         result.degraded = true;  // fail_open (or local, if even the fallback failed)
       }
+      Record(limiter,
+             result.outcome == Outcome::kStoreUnavailable ? stats::Result::kUnavailable
+                                                          : stats::Result::kAllowed,
+             decided_by);
       return std::move(done)(std::move(result));
     }
     if (decided_by == DecidedBy::kFallback) {
@@ -295,8 +325,10 @@ struct Limiter::CheckJob final : Job {
     }
     if (rejected) {
       result.outcome = Outcome::kRejected;
-      limiter.rejections_.Rejected(result.rule_id, keys[reported], result.decision.retry_after);
+      limiter.rejections_.Rejected(result.rule_id, keys[reported], result.decision.retry_after,
+                                   request_id);
     }
+    Record(limiter, rejected ? stats::Result::kRejected : stats::Result::kAllowed, decided_by);
     std::move(done)(std::move(result));
   }
 };
@@ -321,20 +353,20 @@ void Limiter::Check(CheckRequest request, Callback done) {
     result.outcome = Outcome::kDenied;
     result.rule_id = "deny_list";
     result.deny_reason = std::string(verdict.reason());
-    ObserveCheck(started);
+    RecordUnlimited(stats::Result::kBlocked, result.now, ObserveCheck(started));
     return std::move(done)(std::move(result));
   }
   if (verdict.kind == ListVerdict::Kind::kAllow) {
     snapshot->allow_list.allowed->Increment();
     result.outcome = Outcome::kAllowlisted;
-    ObserveCheck(started);
+    RecordUnlimited(stats::Result::kAllowed, result.now, ObserveCheck(started));
     return std::move(done)(std::move(result));
   }
 
   auto job = std::make_unique<CheckJob>();
   rules.Applicable(request.attributes, job->rules);
   if (job->rules.empty()) {
-    ObserveCheck(started);
+    RecordUnlimited(stats::Result::kAllowed, result.now, ObserveCheck(started));
     return std::move(done)(std::move(result));
   }
   const size_t n = job->rules.size();
@@ -356,6 +388,7 @@ void Limiter::Check(CheckRequest request, Callback done) {
     job->rule_index[i] = static_cast<size_t>(&rule - first);
   }
   job->snapshot = std::move(snapshot);
+  job->request_id = std::move(request.request_id);
   job->done = std::move(done);
   job->now = result.now;
   job->started = started;

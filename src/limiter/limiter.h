@@ -24,6 +24,7 @@
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "rules/rule_set.h"
+#include "stats/recorder.h"
 #include "store/store.h"
 
 namespace sluice {
@@ -36,6 +37,9 @@ struct CheckRequest {
   // "charge": "always" (CONTRACT §4): every applicable rule is charged `cost`, into debt where
   // it does not admit it, and nothing is given back when the request is rejected.
   bool charge_always = false;
+  // The caller's request id (X-Request-Id, or traceparent's trace id), for the rejection log;
+  // empty: the log makes one up.
+  std::string request_id;
 };
 
 // The answer to one check (CONTRACT §3.1, §5).
@@ -88,6 +92,9 @@ class Limiter {
     size_t max_descriptor_series = 1000;
     // The Envoy face's global settings; CheckDescriptors applies shadow_mode and quota_mode.
     EnvoyOptions envoy = {};
+    // Where every check's outcome, latency and keys are recorded for the stats API (CONTRACT
+    // §9); none when null. Must outlive the Limiter.
+    stats::Recorder* stats = nullptr;
   };
   using Callback = absl::AnyInvocable<void(CheckResult) &&>;
 
@@ -203,6 +210,7 @@ class Limiter {
     std::vector<Decision> decisions;
     Micros now = 0;                                 // when the check began, on `clock`
     std::chrono::steady_clock::time_point started;  // likewise, for the check duration
+    Micros latency = 0;                             // set as the job finishes
   };
   struct CheckJob;
   struct DescriptorsJob;
@@ -212,8 +220,10 @@ class Limiter {
   void Charge(std::unique_ptr<Job> job);
   void ChargeFallback(std::unique_ptr<Job> job);
   void Finish(std::unique_ptr<Job> job, DecidedBy decided_by);
-  // Records the check duration of a check answered without the store (lists, no rule).
-  void ObserveCheck(std::chrono::steady_clock::time_point started);
+  // Records the check duration (sluice_check_duration_seconds) and returns it.
+  Micros ObserveCheck(std::chrono::steady_clock::time_point started);
+  // Records a check answered without the store (lists, no rule) for the stats API.
+  void RecordUnlimited(stats::Result result, Micros now, Micros latency);
 
   // `limit` with its limit and burst scaled by fallback_share (at least 1 each).
   Limit LocalLimit(const Limit& limit) const;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <random>
 #include <string>
 
 #include "spdlog/sinks/stdout_sinks.h"
@@ -87,7 +88,41 @@ RejectionLog::RejectionLog(const Clock& clock, int64_t per_second)
                              .limit = per_second,
                              .window = kMicrosPerSecond})) {}
 
-void RejectionLog::Rejected(std::string_view rule_id, std::string_view key, Micros retry_after) {
+std::string RequestId(std::string_view x_request_id, std::string_view traceparent) {
+  auto printable = [](std::string_view s) {
+    for (char c : s) {
+      if (c <= 0x20 || c >= 0x7f) return false;
+    }
+    return true;
+  };
+  if (!x_request_id.empty() && x_request_id.size() <= 128 && printable(x_request_id)) {
+    return std::string(x_request_id);
+  }
+  auto hex = [](std::string_view s) {
+    for (char c : s) {
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+  };
+  // version "-" trace-id "-" parent-id "-" flags: 2 + 1 + 32 + 1 + 16 + 1 + 2 characters.
+  if (traceparent.size() >= 55 && traceparent[2] == '-' && traceparent[35] == '-' &&
+      traceparent[52] == '-') {
+    const std::string_view trace_id = traceparent.substr(3, 32);
+    if (hex(traceparent.substr(0, 2)) && hex(trace_id) && trace_id.find_first_not_of('0') !=
+        std::string_view::npos) {
+      return std::string(trace_id);
+    }
+  }
+  return "";
+}
+
+std::string NewRequestId() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{:016x}{:016x}", rng(), rng());
+}
+
+void RejectionLog::Rejected(std::string_view rule_id, std::string_view key, Micros retry_after,
+                            std::string_view request_id) {
   uint64_t suppressed;
   {
     std::lock_guard lock(mu_);
@@ -97,9 +132,11 @@ void RejectionLog::Rejected(std::string_view rule_id, std::string_view key, Micr
     }
     suppressed = std::exchange(suppressed_, 0);
   }
+  const std::string made_up = request_id.empty() ? NewRequestId() : std::string();
   LogEvent(spdlog::level::info, "rate_limit_exceeded",
            {{"rule_id", rule_id},
             {"key", key},
+            {"request_id", request_id.empty() ? std::string_view(made_up) : request_id},
             {"retry_after_ms", retry_after / kMicrosPerMilli},
             {"suppressed", suppressed}});
 }

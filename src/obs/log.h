@@ -33,6 +33,13 @@ inline constexpr size_t kMaxLogFieldBytes = 4096;
 void LogEvent(spdlog::level::level_enum level, std::string_view event,
               std::initializer_list<LogField> fields = {});
 
+// The request id a caller gave: `x_request_id` (X-Request-Id, gRPC metadata x-request-id) when
+// it is 1 to 128 printable ASCII characters, else the trace id of a W3C `traceparent`
+// ("00-<32 hex>-<16 hex>-<2 hex>"), else "".
+std::string RequestId(std::string_view x_request_id, std::string_view traceparent);
+// A random request id: 32 hex digits.
+std::string NewRequestId();
+
 // Logs `rate_limit_exceeded` events, at most `per_second` a second with a burst of as many, so
 // that an attack cannot flood the log: what it drops is counted and reported as `suppressed` on
 // the next line it writes. Keys are the request's own values: LogEvent bounds their length.
@@ -40,7 +47,10 @@ void LogEvent(spdlog::level::level_enum level, std::string_view event,
 class RejectionLog {
  public:
   RejectionLog(const Clock& clock, int64_t per_second = 20);
-  void Rejected(std::string_view rule_id, std::string_view key, Micros retry_after);
+  // `request_id` is the caller's (see RequestId); when empty, a random one is made up, so that
+  // every line can be found again.
+  void Rejected(std::string_view rule_id, std::string_view key, Micros retry_after,
+                std::string_view request_id = {});
 
  private:
   const Clock& clock_;

@@ -293,12 +293,12 @@ SpaceSaving Recorder::Top(Ranking ranking, int64_t minutes) {
   FlushAll();
   MutexLock lock(top_mu_);
   RotateLocked(MinuteOf(clock_.NowMicros()));
-  SpaceSaving out = ranking == Ranking::kRequests ? requests_ : rejected_;
+  std::vector<const SpaceSaving*> parts = {ranking == Ranking::kRequests ? &requests_ : &rejected_};
   for (const MinuteTop& past : past_) {
     if (past.minute < minute_ - minutes) continue;
-    out.Merge(ranking == Ranking::kRequests ? past.requests : past.rejected);
+    parts.push_back(ranking == Ranking::kRequests ? &past.requests : &past.rejected);
   }
-  return out;
+  return SpaceSaving::MergeAll(parts, options_.top_capacity);
 }
 
 std::vector<Recorder::MinuteTop> Recorder::Minutes(int64_t from_minute) {

@@ -128,34 +128,51 @@ SpaceSaving::Entry SpaceSaving::Estimate(std::string_view key) const {
 }
 
 void SpaceSaving::Merge(const SpaceSaving& other) {
-  const uint64_t mine_floor = floor();
-  const uint64_t other_floor = other.floor();
-  // Every key of either summary: its count where monitored, the floor where not.
-  absl::flat_hash_map<std::string, Entry> combined;
-  combined.reserve(slots_.size() + other.slots_.size());
-  for (const Slot& s : slots_) {
-    combined.emplace(*s.key, Entry{*s.key, s.count + other_floor, s.error + other_floor});
+  const SpaceSaving* parts[] = {this, &other};
+  *this = MergeAll(parts, capacity_);
+}
+
+SpaceSaving SpaceSaving::MergeAll(std::span<const SpaceSaving* const> parts, size_t capacity) {
+  // Every key starts at the sum of the floors (absent everywhere: up to each part's floor);
+  // where a part monitors it, that part's floor is replaced by its count.
+  uint64_t floors = 0;
+  uint64_t total = 0;
+  size_t entries = 0;
+  for (const SpaceSaving* part : parts) {
+    floors += part->floor();
+    total += part->total_;
+    entries += part->slots_.size();
   }
-  for (const Slot& s : other.slots_) {
-    auto [it, inserted] =
-        combined.emplace(*s.key, Entry{*s.key, s.count + mine_floor, s.error + mine_floor});
-    if (!inserted) {
-      // Monitored by both: replace the floor charged above by the real count.
-      it->second.count = it->second.count - other_floor + s.count;
-      it->second.error = it->second.error - other_floor + s.error;
+  struct Sums {
+    uint64_t count = 0;   // of the parts that monitor the key
+    uint64_t error = 0;   // likewise
+    uint64_t floors = 0;  // those parts' floors, which the key does not owe them
+  };
+  absl::flat_hash_map<std::string_view, Sums> combined;
+  combined.reserve(entries);
+  for (const SpaceSaving* part : parts) {
+    const uint64_t part_floor = part->floor();
+    for (const Slot& s : part->slots_) {
+      Sums& sums = combined[*s.key];
+      sums.count += s.count;
+      sums.error += s.error;
+      sums.floors += part_floor;
     }
   }
   std::vector<Entry> all;
   all.reserve(combined.size());
-  for (auto& [key, entry] : combined) all.push_back(std::move(entry));
+  for (const auto& [key, sums] : combined) {
+    const uint64_t absent = floors - sums.floors;  // up to the floor of each part without it
+    all.push_back(Entry{std::string(key), sums.count + absent, sums.error + absent});
+  }
   std::sort(all.begin(), all.end(), Heavier);
   // Keys beyond capacity go; what they counted bounds what an unmonitored key may have.
-  uint64_t new_floor = mine_floor + other_floor;
-  if (all.size() > capacity_) {
-    new_floor = std::max(new_floor, all[capacity_].count);
-    all.resize(capacity_);
+  uint64_t new_floor = floors;
+  if (all.size() > capacity) {
+    new_floor = std::max(new_floor, all[capacity].count);
+    all.resize(capacity);
   }
-  *this = FromEntries(all, new_floor, total_ + other.total_, capacity_);
+  return FromEntries(all, new_floor, total, capacity);
 }
 
 SpaceSaving SpaceSaving::Compact(size_t n) const {

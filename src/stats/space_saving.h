@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +44,10 @@ class SpaceSaving {
   void Add(std::string_view key, uint64_t weight = 1);
   // Adds every key of `other` (see the header comment). `other` may have another capacity.
   void Merge(const SpaceSaving& other);
+  // The merge of all of `parts` at once (the same as merging them one by one, in one pass):
+  // a key's count is the sum over the parts of its count where monitored and the part's floor
+  // where not. Keeps the `capacity` heaviest.
+  static SpaceSaving MergeAll(std::span<const SpaceSaving* const> parts, size_t capacity);
   // The entries whose key starts with `prefix` ("" for all), highest count first (ties by key,
   // for a stable output), at most `n`.
   std::vector<Entry> Top(size_t n, std::string_view prefix = "") const;

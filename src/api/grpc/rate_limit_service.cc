@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "api/envoy/convert.h"
+#include "obs/log.h"
 #include "envoy/service/ratelimit/v3/rls.pb.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/support/proto_buffer_reader.h"
@@ -33,8 +34,11 @@ class Unimplemented final : public ::grpc::ServerGenericBidiReactor {
 class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
  public:
   ShouldRateLimitCall(Limiter& limiter, const EnvoyOptions& options,
-                      std::shared_ptr<std::atomic<int64_t>> in_flight)
-      : limiter_(limiter), options_(options), in_flight_(std::move(in_flight)) {
+                      std::shared_ptr<std::atomic<int64_t>> in_flight, std::string request_id)
+      : limiter_(limiter),
+        options_(options),
+        in_flight_(std::move(in_flight)),
+        request_id_(std::move(request_id)) {
     StartRead(&buffer_);
   }
 
@@ -73,6 +77,7 @@ class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
     if (!parsed.ok()) {
       return Finish(Error(::grpc::StatusCode::INVALID_ARGUMENT, parsed.status().message()));
     }
+    parsed->request_id = std::move(request_id_);
     // `this` stays valid until Finish: gRPC keeps the call (and a server shutdown waits for
     // it) until then, even if the client cancels meanwhile. The limiter runs the callback
     // exactly once, so every call is finished.
@@ -102,6 +107,7 @@ class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
   Limiter& limiter_;
   const EnvoyOptions options_;
   const std::shared_ptr<std::atomic<int64_t>> in_flight_;
+  std::string request_id_;
   ::grpc::ByteBuffer buffer_;  // the request as read, then the response as written
   bool have_request_ = false;
   rls::RateLimitRequest request_;
@@ -113,7 +119,15 @@ class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
 ::grpc::ServerGenericBidiReactor* RateLimitService::CreateReactor(
     ::grpc::GenericCallbackServerContext* context) {
   if (context->method() != kShouldRateLimitMethod) return new Unimplemented(context->method());
-  return new ShouldRateLimitCall(limiter_, options_, in_flight_);
+  // The request id of the call's metadata (x-request-id, traceparent), for the rejection log.
+  auto metadata = [&](std::string_view name) {
+    const auto& all = context->client_metadata();
+    auto it = all.find(::grpc::string_ref(name.data(), name.size()));
+    return it == all.end() ? std::string_view()
+                           : std::string_view(it->second.data(), it->second.size());
+  };
+  return new ShouldRateLimitCall(limiter_, options_, in_flight_,
+                                 obs::RequestId(metadata("x-request-id"), metadata("traceparent")));
 }
 
 }  // namespace sluice::grpc_api

@@ -28,6 +28,7 @@ void EnvoyJsonHandler::Handle(Request& request, Respond respond) {
   }
   absl::StatusOr<DescriptorsRequest> parsed = envoy_api::FromProto(proto);
   if (!parsed.ok()) return bad(Text(parsed.status().message()));
+  parsed->request_id = RequestIdOf(request);
 
   limiter_.CheckDescriptors(std::move(*parsed), [this, proto = std::move(proto),
                                                  respond = std::move(respond),

@@ -8,6 +8,7 @@
 #include "boost/beast/http/field.hpp"
 #include "boost/beast/http/status.hpp"
 #include "nlohmann/json.hpp"
+#include "obs/log.h"
 
 namespace sluice::http {
 
@@ -45,6 +46,15 @@ ErrorKind ErrorFor(bhttp::status status) {
 }
 
 }  // namespace
+
+std::string RequestIdOf(const Request& request) {
+  auto header = [&](std::string_view name) {
+    auto it = request.find(boost::beast::string_view(name.data(), name.size()));
+    return it == request.end() ? std::string_view()
+                               : std::string_view(it->value().data(), it->value().size());
+  };
+  return obs::RequestId(header("x-request-id"), header("traceparent"));
+}
 
 Response JsonResponse(unsigned status, std::string body, unsigned version) {
   Response res(static_cast<bhttp::status>(status), version);
@@ -119,6 +129,7 @@ void Routes::Check(Request& request, Respond respond) {
         request.version()));
     return;
   }
+  parsed->request_id = RequestIdOf(request);
   const unsigned version = request.version();
   limiter_.Check(std::move(*parsed),
                  [respond = std::move(respond), version](CheckResult result) mutable {

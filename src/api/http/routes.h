@@ -53,6 +53,10 @@ class Routes {
   AdminRoutes* admin_;
 };
 
+// The request id a request carries (X-Request-Id, or traceparent's trace id; see
+// obs::RequestId), "" when none.
+std::string RequestIdOf(const Request& request);
+
 // A JSON response with `status` and `body`.
 Response JsonResponse(unsigned status, std::string body, unsigned version = 11);
 
