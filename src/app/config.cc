@@ -368,6 +368,17 @@ void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml:
                               }
                             }}});
            }},
+          {"stats",
+           [&](const yaml::Field& f) {
+             r.Section(f, {{"enabled",
+                            [&](const yaml::Field& v) {
+                              config.stats_enabled = r.Bool(v).value_or(config.stats_enabled);
+                            }},
+                           {"top_capacity", [&](const yaml::Field& v) {
+                              config.stats_top_capacity =
+                                  r.Integer(v, 100, 1'000'000).value_or(config.stats_top_capacity);
+                            }}});
+           }},
           {"envoy",
            [&](const yaml::Field& f) {
              auto flag = [&](bool* out) {
@@ -423,7 +434,7 @@ bool LooksLikeServerConfig(const std::string& path) {
     YAML::Node root = YAML::LoadFile(path);
     if (!root.IsMap()) return false;
     if (root["listen"] || root["store"] || root["log"] || root["limits"] || root["envoy"] ||
-        root["admin"]) {
+        root["admin"] || root["stats"]) {
       return true;
     }
     return root["rules"] && root["rules"].IsMap();

@@ -64,6 +64,10 @@ struct ServerConfig {
   // `admin.tokens`: the admin API's bearer tokens, as their SHA-256 (SLUICE_ADMIN_TOKEN is
   // added at start, not here).
   std::vector<admin::TokenEntry> admin_tokens;
+  // `stats.enabled`: checks are recorded for the stats API (CONTRACT §9); off, /v1/stats/*
+  // answers 404. `stats.top_capacity`: keys each heavy-hitter summary keeps.
+  bool stats_enabled = true;
+  int64_t stats_top_capacity = 10'000;
   std::string log_level = "info";   // trace | debug | info | warn | error
   std::string log_format = "json";  // json | text
   // `envoy:` (response_headers, shadow_mode, quota_mode, dynamic_metadata): envoyproxy/

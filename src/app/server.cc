@@ -81,13 +81,25 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
     s.fallback_ = std::make_unique<MemoryStore>(s.clock_);
     s.memory_stores_.push_back({s.fallback_.get(), s.metrics_.MemoryStore("fallback")});
   }
-  s.limiter_ = std::make_unique<Limiter>(*s.store_, s.clock_, s.metrics_, s.rejections_,
-                                         Limiter::Options{
-                                             .on_failure = s.config_.store.on_failure,
-                                             .fallback = s.fallback_.get(),
-                                             .fallback_share = s.config_.store.fallback_share,
-                                             .envoy = s.config_.envoy,
-                                         });
+  s.stats_ = std::make_unique<stats::Recorder>(
+      s.clock_,
+      stats::Recorder::Options{.top_capacity = static_cast<size_t>(s.config_.stats_top_capacity)});
+  auto* redis = dynamic_cast<RedisStore*>(s.store_.get());
+  if (redis != nullptr && s.config_.stats_enabled) {
+    // Every server sharing the store publishes its stats there (scope=cluster).
+    s.cluster_stats_ = std::make_unique<stats::ClusterStats>(
+        *s.stats_, redis->topology(), s.config_.store.key_prefix,
+        std::chrono::milliseconds(s.config_.store.timeout / kMicrosPerMilli), stats::NewServerId());
+  }
+  s.limiter_ =
+      std::make_unique<Limiter>(*s.store_, s.clock_, s.metrics_, s.rejections_,
+                                Limiter::Options{
+                                    .on_failure = s.config_.store.on_failure,
+                                    .fallback = s.fallback_.get(),
+                                    .fallback_share = s.config_.store.fallback_share,
+                                    .envoy = s.config_.envoy,
+                                    .stats = s.config_.stats_enabled ? s.stats_.get() : nullptr,
+                                });
   auto managed = admin::ManagedRules::Create(
       {.database_url = s.config_.rules_database,
        .poll = std::chrono::milliseconds(s.config_.rules_poll / kMicrosPerMilli)},
@@ -102,6 +114,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
       s.config_.admin_tokens,
       env_token != nullptr ? std::optional<std::string_view>(env_token) : std::nullopt);
   if (!tokens.ok()) return tokens.status();
+  if (s.config_.stats_enabled) {
+    s.stats_routes_ = std::make_unique<http::StatsRoutes>(*s.stats_, s.cluster_stats_.get(),
+                                                          *s.limiter_, *tokens, s.metrics_);
+  }
   if (tokens->enabled()) {
     s.admin_ = std::make_unique<http::AdminRoutes>(*s.managed_, *s.limiter_, std::move(*tokens),
                                                    s.metrics_);
@@ -114,7 +130,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
                          .started_at = s.clock_.NowMicros(),
                          .listeners = [&s] { return s.ListenerStates(); },
                          .managed = s.managed_.get()},
-      s.envoy_json_.get(), s.admin_.get());
+      s.envoy_json_.get(), s.admin_.get(), s.stats_routes_.get());
   return server;
 }
 
@@ -260,6 +276,8 @@ void Server::Sweep() {
       sweeper_mu_, std::chrono::seconds(1),
       [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sweeper_mu_) { return stopping_; })) {
     sweeper_mu_.unlock();
+    stats_->Tick();
+    if (cluster_stats_ != nullptr) cluster_stats_->Publish();
     for (SweptStore& swept : memory_stores_) {
       swept.store->Sweep();
       // Counters only go up: export what was added since the last sweep.

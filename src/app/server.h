@@ -17,6 +17,7 @@
 #include "api/http/envoy_json.h"
 #include "api/http/routes.h"
 #include "api/http/server.h"
+#include "api/http/stats_routes.h"
 #include "app/config.h"
 #include "app/rules_watcher.h"
 #include "base/mutex.h"
@@ -88,11 +89,15 @@ class Server {
     uint64_t expirations = 0;  // likewise
   };
   std::vector<SweptStore> memory_stores_;  // used by the sweeper thread only, once started
+  // What checks came to, for the stats API; the cluster view when the store is Redis.
+  std::unique_ptr<stats::Recorder> stats_;
+  std::unique_ptr<stats::ClusterStats> cluster_stats_;
   std::unique_ptr<Limiter> limiter_;
   // The files' rules and the rules database's, composed and put in force (CONTRACT §8).
   std::unique_ptr<admin::ManagedRules> managed_;
   std::unique_ptr<http::AdminRoutes> admin_;  // null when no admin token is configured
   std::unique_ptr<http::EnvoyJsonHandler> envoy_json_;
+  std::unique_ptr<http::StatsRoutes> stats_routes_;
   std::unique_ptr<http::Routes> routes_;
   std::unique_ptr<http::HttpServer> http_;
   std::unique_ptr<grpc_api::GrpcServer> grpc_;

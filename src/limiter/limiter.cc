@@ -129,6 +129,39 @@ void Limiter::Counter(std::string_view rule_id, const rules::RequestAttributes& 
                 });
 }
 
+void Limiter::Peek(rules::RequestAttributes attributes, PeekCallback done) {
+  ApplyStoredTier(attributes);
+  struct Read {
+    PeekResult result;
+    std::vector<ChargeItem> items;
+  };
+  auto read = std::make_unique<Read>();
+  PeekResult& result = read->result;
+  result.rules = rules();
+  result.now = clock_.NowMicros();
+  result.tier = attributes.tier;
+  result.rules->Applicable(attributes, result.applied);
+  const size_t n = result.applied.size();
+  result.keys.resize(n);
+  result.decisions.resize(n);
+  read->items.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    rules::RuleSet::CounterKey(*result.applied[i], attributes, &result.keys[i]);
+    read->items[i] = ChargeItem{.key = result.keys[i],
+                                .limit = &result.applied[i]->limit,
+                                .cost = 0,
+                                .role = ItemRole::kShadow,
+                                .when = ChargeWhen::kRequestAllowed};
+  }
+  if (n == 0) return std::move(done)(std::move(result));
+  Read& r = *read;
+  store_.Charge(r.items, r.result.decisions,
+                [read = std::move(read), done = std::move(done)](absl::Status status) mutable {
+                  read->result.status = std::move(status);
+                  std::move(done)(std::move(read->result));
+                });
+}
+
 // ---- The charge pipeline ----
 
 void Limiter::Charge(std::unique_ptr<Job> job) {
@@ -333,15 +366,17 @@ struct Limiter::CheckJob final : Job {
   }
 };
 
-void Limiter::Check(CheckRequest request, Callback done) {
-  const auto started = std::chrono::steady_clock::now();
-  if (request.attributes.tier.empty() && !request.attributes.user_id.empty() &&
+void Limiter::ApplyStoredTier(rules::RequestAttributes& attributes) const {
+  if (attributes.tier.empty() && !attributes.user_id.empty() &&
       has_tiers_.load(std::memory_order_acquire)) {
     const std::shared_ptr<const TierMap> tiers = tiers_.load();
-    if (auto it = tiers->find(request.attributes.user_id); it != tiers->end()) {
-      request.attributes.tier = it->second;
-    }
+    if (auto it = tiers->find(attributes.user_id); it != tiers->end()) attributes.tier = it->second;
   }
+}
+
+void Limiter::Check(CheckRequest request, Callback done) {
+  const auto started = std::chrono::steady_clock::now();
+  ApplyStoredTier(request.attributes);
   std::shared_ptr<const Snapshot> snapshot = snapshot_.load();
   const rules::RuleSet& rules = *snapshot->rules;
   CheckResult result;

@@ -115,6 +115,8 @@ class Limiter {
   // Thread-safe.
   using TierMap = absl::flat_hash_map<std::string, std::string>;
   void SetTiers(std::shared_ptr<const TierMap> tiers);
+  // Fills in `attributes.tier` from the stored tiers when it is empty and a user_id is given.
+  void ApplyStoredTier(rules::RequestAttributes& attributes) const;
 
   // Decides `request`. `done` runs exactly once, possibly before Check returns. Thread-safe.
   void Check(CheckRequest request, Callback done);
@@ -135,6 +137,21 @@ class Limiter {
   // once. Thread-safe.
   void Counter(std::string_view rule_id, const rules::RequestAttributes& attributes, bool reset,
                CounterCallback done);
+  // Every rule that would apply to a check with `attributes` (the stored tier filled in as
+  // Check does), each with its counter's state read without consuming (cost 0): CONTRACT §9
+  // /v1/stats/users. Lists are not consulted. `done` runs exactly once. Thread-safe.
+  struct PeekResult {
+    absl::Status status;
+    std::shared_ptr<const rules::RuleSet> rules;  // holds what `applied` points to
+    std::string tier;                             // as matched (given or stored)
+    std::vector<const rules::Rule*> applied;
+    std::vector<std::string> keys;
+    std::vector<Decision> decisions;
+    Micros now = 0;
+  };
+  using PeekCallback = absl::AnyInvocable<void(PeekResult) &&>;
+  void Peek(rules::RequestAttributes attributes, PeekCallback done);
+
   // Another server reset counter `key` (the rules database's audit says so): drops what this
   // one caches about it (Store::ForgetCached). Thread-safe.
   void ForgetCachedCounter(std::string_view key) { store_.ForgetCached(key); }

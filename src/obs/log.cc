@@ -108,8 +108,8 @@ std::string RequestId(std::string_view x_request_id, std::string_view traceparen
   if (traceparent.size() >= 55 && traceparent[2] == '-' && traceparent[35] == '-' &&
       traceparent[52] == '-') {
     const std::string_view trace_id = traceparent.substr(3, 32);
-    if (hex(traceparent.substr(0, 2)) && hex(trace_id) && trace_id.find_first_not_of('0') !=
-        std::string_view::npos) {
+    if (hex(traceparent.substr(0, 2)) && hex(trace_id) &&
+        trace_id.find_first_not_of('0') != std::string_view::npos) {
       return std::string(trace_id);
     }
   }

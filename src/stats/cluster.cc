@@ -68,10 +68,9 @@ std::string ClusterStats::EncodeCounts(const Counts& c) {
   }
   json rules = json::object();
   for (const auto& [id, rc] : c.by_rule) rules[id] = {rc.allowed, rc.rejected};
-  return json{{"q", c.requests},        {"a", c.allowed}, {"r", c.rejected},
-              {"b", c.blocked},         {"s", c.shadow_rejected},
-              {"e", c.errors},          {"l", std::move(latency)},
-              {"u", std::move(rules)}}
+  return json{{"q", c.requests},         {"a", c.allowed},         {"r", c.rejected},
+              {"b", c.blocked},          {"s", c.shadow_rejected}, {"e", c.errors},
+              {"l", std::move(latency)}, {"u", std::move(rules)}}
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -96,12 +95,15 @@ bool ClusterStats::DecodeCounts(std::string_view text, Counts* out) {
       } catch (...) {
         continue;
       }
-      if (bucket < kLatencyBuckets && v.is_number_unsigned()) out->latency[bucket] += v.get<uint64_t>();
+      if (bucket < kLatencyBuckets && v.is_number_unsigned())
+        out->latency[bucket] += v.get<uint64_t>();
     }
   }
   if (auto it = j.find("u"); it != j.end() && it->is_object()) {
     for (const auto& [k, v] : it->items()) {
-      if (!v.is_array() || v.size() != 2 || !v[0].is_number_unsigned() || !v[1].is_number_unsigned()) continue;
+      if (!v.is_array() || v.size() != 2 || !v[0].is_number_unsigned() ||
+          !v[1].is_number_unsigned())
+        continue;
       RuleCounts& rc = out->by_rule[k];
       rc.allowed += v[0].get<uint64_t>();
       rc.rejected += v[1].get<uint64_t>();
@@ -157,9 +159,9 @@ void ClusterStats::Publish() {
   for (const Recorder::MinuteTop& m : recorder_.Minutes(MinuteOfSecond(now) - 1)) {
     if (m.requests.size() == 0) continue;
     const size_t n = recorder_.past_capacity();
-    const std::string body =
-        json{{"requests", EncodeTop(m.requests.Compact(n))}, {"rejected", EncodeTop(m.rejected.Compact(n))}}
-            .dump(-1, ' ', false, json::error_handler_t::replace);
+    const std::string body = json{{"requests", EncodeTop(m.requests.Compact(n))},
+                                  {"rejected", EncodeTop(m.rejected.Compact(n))}}
+                                 .dump(-1, ' ', false, json::error_handler_t::replace);
     command({"SET", Key("top", server_id_, m.minute), body, "EX", std::to_string(kTtlSeconds)});
   }
   command({"ZADD", ServersKey(), std::to_string(now), server_id_});
@@ -192,10 +194,9 @@ void ClusterStats::Servers(
       });
 }
 
-void ClusterStats::Seconds(int64_t from, int64_t to,
-                           Callback<std::vector<Recorder::Second>> done) {
-  Servers(from, [this, from, to, done = std::move(done)](
-                    absl::StatusOr<std::vector<std::string>> servers) mutable {
+void ClusterStats::Seconds(int64_t from, int64_t to, Callback<std::vector<Recorder::Second>> done) {
+  Servers(from, [this, from, to,
+                 done = std::move(done)](absl::StatusOr<std::vector<std::string>> servers) mutable {
     if (!servers.ok()) return std::move(done)(servers.status());
     std::string commands;
     size_t replies = 0;
@@ -211,29 +212,28 @@ void ClusterStats::Seconds(int64_t from, int64_t to,
     auto out = std::make_shared<std::vector<Recorder::Second>>(static_cast<size_t>(to - from + 1));
     for (int64_t s = from; s <= to; ++s) (*out)[static_cast<size_t>(s - from)].at = s;
     if (replies == 0) return std::move(done)(std::move(*out));
-    topology_.Execute(
-        group_, std::move(commands), replies, NewDeadline(),
-        [from, to, out, done = std::move(done)](
-            absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
-          if (!replies.ok()) return std::move(done)(replies.status());
-          for (const redis::Reply& reply : *replies) {
-            if (reply->type != REDIS_REPLY_ARRAY) continue;
-            for (size_t i = 0; i + 1 < reply->elements; i += 2) {
-              int64_t at = 0;
-              try {
-                at = std::stoll(std::string(Str(*reply->element[i])));
-              } catch (...) {
-                continue;
-              }
-              if (at < from || at > to) continue;
-              Counts counts;
-              if (DecodeCounts(Str(*reply->element[i + 1]), &counts)) {
-                (*out)[static_cast<size_t>(at - from)].counts.Add(counts);
-              }
-            }
-          }
-          std::move(done)(std::move(*out));
-        });
+    topology_.Execute(group_, std::move(commands), replies, NewDeadline(),
+                      [from, to, out, done = std::move(done)](
+                          absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
+                        if (!replies.ok()) return std::move(done)(replies.status());
+                        for (const redis::Reply& reply : *replies) {
+                          if (reply->type != REDIS_REPLY_ARRAY) continue;
+                          for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+                            int64_t at = 0;
+                            try {
+                              at = std::stoll(std::string(Str(*reply->element[i])));
+                            } catch (...) {
+                              continue;
+                            }
+                            if (at < from || at > to) continue;
+                            Counts counts;
+                            if (DecodeCounts(Str(*reply->element[i + 1]), &counts)) {
+                              (*out)[static_cast<size_t>(at - from)].counts.Add(counts);
+                            }
+                          }
+                        }
+                        std::move(done)(std::move(*out));
+                      });
   });
 }
 
@@ -269,22 +269,22 @@ void ClusterStats::Top(Ranking ranking, int64_t minutes, Callback<SpaceSaving> d
     }
     const size_t capacity = recorder_.top_capacity();
     if (replies == 0) return std::move(done)(SpaceSaving(capacity));
-    topology_.Execute(
-        group_, std::move(commands), replies, NewDeadline(),
-        [ranking, capacity, done = std::move(done)](
-            absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
-          if (!replies.ok()) return std::move(done)(replies.status());
-          SpaceSaving merged(capacity);
-          for (const redis::Reply& reply : *replies) {
-            if (reply->type != REDIS_REPLY_STRING) continue;
-            const json j = json::parse(Str(*reply), nullptr, false);
-            const char* name = ranking == Ranking::kRequests ? "requests" : "rejected";
-            if (!j.is_object() || !j.contains(name)) continue;
-            SpaceSaving part(1);
-            if (DecodeTop(j[name], 1, &part)) merged.Merge(part);
-          }
-          std::move(done)(std::move(merged));
-        });
+    topology_.Execute(group_, std::move(commands), replies, NewDeadline(),
+                      [ranking, capacity, done = std::move(done)](
+                          absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
+                        if (!replies.ok()) return std::move(done)(replies.status());
+                        SpaceSaving merged(capacity);
+                        for (const redis::Reply& reply : *replies) {
+                          if (reply->type != REDIS_REPLY_STRING) continue;
+                          const json j = json::parse(Str(*reply), nullptr, false);
+                          const char* name =
+                              ranking == Ranking::kRequests ? "requests" : "rejected";
+                          if (!j.is_object() || !j.contains(name)) continue;
+                          SpaceSaving part(1);
+                          if (DecodeTop(j[name], 1, &part)) merged.Merge(part);
+                        }
+                        std::move(done)(std::move(merged));
+                      });
   });
 }
 

@@ -56,7 +56,8 @@ class ClusterStats {
   std::string ServersKey() const;
   // Reads the ids of the servers that published at or after `since` (Unix seconds), then
   // runs `then` with them.
-  void Servers(int64_t since, absl::AnyInvocable<void(absl::StatusOr<std::vector<std::string>>) &&> then);
+  void Servers(int64_t since,
+               absl::AnyInvocable<void(absl::StatusOr<std::vector<std::string>>) &&> then);
   redis::Deadline NewDeadline() const;
 
   Recorder& recorder_;
@@ -64,7 +65,7 @@ class ClusterStats {
   const std::string prefix_;  // key_prefix + "{stats}:"
   const std::chrono::milliseconds timeout_;
   const std::string server_id_;
-  uint64_t group_;                // the topology group of every stats key
+  uint64_t group_;                 // the topology group of every stats key
   int64_t published_through_ = 0;  // the last second published (Publish's thread only)
 };
 

@@ -111,9 +111,7 @@ Recorder::Recorder(const Clock& clock, Options options)
 
 Recorder::~Recorder() = default;
 
-size_t Recorder::past_capacity() const {
-  return std::max<size_t>(options_.top_capacity / kKeptMinutes, 16);
-}
+size_t Recorder::past_capacity() const { return std::max<size_t>(options_.top_capacity / 10, 64); }
 
 Recorder::Shard& Recorder::ShardForThisThread() {
   thread_local const uint32_t index = next_shard_.fetch_add(1, std::memory_order_relaxed);

@@ -10,7 +10,10 @@
 // query flush all shards first, so what a query sees is at most one check behind.
 //
 // Memory is fixed: the ring, plus per ranking (requests, rejected) one summary of
-// `top_capacity` keys for the current minute and 60 of top_capacity/60 for the minutes before.
+// `top_capacity` keys for the current minute and 60 of top_capacity/10 (at least 64) for the
+// minutes before — at most 7 × top_capacity keys per ranking. A finished minute keeps only its
+// heaviest keys: a key it dropped is charged that minute's floor when minutes are merged, so
+// keys lighter than a minute's top tenth get a wider error over windows of several minutes.
 #pragma once
 
 #include <array>

@@ -4,11 +4,11 @@
 #include <utility>
 
 #include "api/envoy/convert.h"
-#include "obs/log.h"
 #include "envoy/service/ratelimit/v3/rls.pb.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/proto_buffer_writer.h"
+#include "obs/log.h"
 
 namespace sluice::grpc_api {
 

@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "api/http/bearer_auth.h"
 #include "api/http/check_codec.h"
 #include "api/http/framing.h"
+#include "api/http/request_target.h"
 #include "api/http/routes.h"
 #include "base/strings.h"
 #include "boost/beast/http/field.hpp"
@@ -28,62 +30,19 @@ using db::TargetKind;
 struct AdminRoutes::Call {
   bhttp::verb method = bhttp::verb::get;
   unsigned version = 11;
-  std::vector<std::string> segments;                       // after /v1/admin/, percent-decoded
-  std::vector<std::pair<std::string, std::string>> query;  // decoded, in order
+  RequestTarget target;                                  // segments after /v1/admin/, and the query
+  std::vector<std::string>& segments = target.segments;  // (never copied: held by unique_ptr)
   std::string body;
   std::string if_match;  // "" when absent
   std::string actor;     // the token's name
   Respond respond;
 
-  const std::string* Param(std::string_view name) const {
-    for (const auto& [k, v] : query) {
-      if (k == name) return &v;
-    }
-    return nullptr;
-  }
+  const std::string* Param(std::string_view name) const { return target.Param(name); }
 };
 
 namespace {
 
 // ---- Requests ----
-
-std::vector<std::string_view> Split(std::string_view text, char separator) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    const size_t end = text.find(separator, start);
-    parts.push_back(text.substr(start, end == std::string_view::npos ? end : end - start));
-    if (end == std::string_view::npos) return parts;
-    start = end + 1;
-  }
-}
-
-int HexDigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// RFC 3986 percent-decoding ('+' is a space in a query). nullopt for a malformed escape.
-std::optional<std::string> PercentDecode(std::string_view in, bool plus_is_space) {
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%') {
-      const int hi = i + 1 < in.size() ? HexDigit(in[i + 1]) : -1;
-      const int lo = i + 2 < in.size() ? HexDigit(in[i + 2]) : -1;
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else if (in[i] == '+' && plus_is_space) {
-      out.push_back(' ');
-    } else {
-      out.push_back(in[i]);
-    }
-  }
-  return out;
-}
 
 // Ids the API creates (rules, list entries) go into URLs, metric labels and log fields: letters,
 // digits and . _ - : @ ~, starting with a letter or digit, at most 128 bytes.
@@ -302,56 +261,21 @@ void AdminRoutes::Handle(Request& request, Respond respond) {
   const bhttp::verb method = request.method();
   const bool reads = method == bhttp::verb::get || method == bhttp::verb::head ||
                      path == "/v1/admin/rules:validate";
-  const auto header = [&request](bhttp::field f) {
-    auto it = request.find(f);
-    return it == request.end() ? std::string() : std::string(it->value());
-  };
-  const admin::Tokens::Auth auth = tokens_.Authorize(
-      header(bhttp::field::authorization), reads ? admin::Role::kRead : admin::Role::kWrite);
-  switch (auth.verdict) {
-    case admin::Tokens::Verdict::kOk:
-      break;
-    case admin::Tokens::Verdict::kDisabled:
-      metrics_.http_errors("ADMIN_DISABLED").Increment();
-      return std::move(respond)(
-          Error(*call, 403, "ADMIN_DISABLED",
-                "The admin API is off: configure admin.tokens or SLUICE_ADMIN_TOKEN."));
-    case admin::Tokens::Verdict::kUnauthorized: {
-      metrics_.http_errors("UNAUTHORIZED").Increment();
-      Response res = Error(*call, 401, "UNAUTHORIZED",
-                           "A valid admin token is required: Authorization: Bearer TOKEN.");
-      res.set(bhttp::field::www_authenticate, "Bearer realm=\"sluice\"");
-      return std::move(respond)(std::move(res));
-    }
-    case admin::Tokens::Verdict::kForbidden:
-      metrics_.http_errors("FORBIDDEN").Increment();
-      return std::move(respond)(
-          Error(*call, 403, "FORBIDDEN",
-                Cat("Token '", auth.actor, "' may read only; this call needs write.")));
+  if (std::optional<Response> refused =
+          Authorize(tokens_, request, reads ? admin::Role::kRead : admin::Role::kWrite, metrics_,
+                    &call->actor)) {
+    return std::move(respond)(std::move(*refused));
   }
-  call->actor = auth.actor;
-  bool malformed = false;
-  for (std::string_view segment : Split(path.substr(kAdminPrefix.size()), '/')) {
-    std::optional<std::string> decoded = PercentDecode(segment, /*plus_is_space=*/false);
-    if (!decoded.has_value()) malformed = true;
-    call->segments.push_back(decoded.value_or(""));
-  }
-  if (const size_t q = target.find('?'); q != std::string_view::npos) {
-    for (std::string_view pair : Split(target.substr(q + 1), '&')) {
-      if (pair.empty()) continue;
-      const size_t eq = pair.find('=');
-      std::optional<std::string> name = PercentDecode(pair.substr(0, eq), true);
-      std::optional<std::string> value =
-          PercentDecode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
-      if (!name.has_value() || !value.has_value()) malformed = true;
-      call->query.emplace_back(name.value_or(""), value.value_or(""));
-    }
-  }
-  if (malformed) {
+  call->target = ParseRequestTarget(target, kAdminPrefix);
+  if (call->target.malformed) {
     metrics_.http_errors("INVALID_REQUEST").Increment();
     return std::move(respond)(
         Error(*call, 400, "INVALID_REQUEST", "Malformed percent-encoding in the request target."));
   }
+  const auto header = [&request](bhttp::field f) {
+    auto it = request.find(f);
+    return it == request.end() ? std::string() : std::string(it->value());
+  };
   call->body = request.body();
   call->if_match = header(bhttp::field::if_match);
   call->respond = std::move(respond);
@@ -749,7 +673,7 @@ Response Served::Counters() {
                  "headers.x-client=...).");
   }
   rules::RequestAttributes attributes;
-  for (const auto& [name, value] : call_.query) {
+  for (const auto& [name, value] : call_.target.query) {
     if (name == "rule_id") continue;
     std::optional<rules::AttributeRef> ref = rules::ParseAttributeName(name);
     if (!ref.has_value()) {

@@ -5,6 +5,7 @@
 #include "api/http/check_codec.h"
 #include "api/http/envoy_json.h"
 #include "api/http/framing.h"
+#include "api/http/stats_routes.h"
 #include "boost/beast/http/field.hpp"
 #include "boost/beast/http/status.hpp"
 #include "nlohmann/json.hpp"
@@ -64,8 +65,13 @@ Response JsonResponse(unsigned status, std::string body, unsigned version) {
 }
 
 Routes::Routes(Limiter& limiter, obs::Metrics& metrics, Info info, EnvoyJsonHandler* envoy,
-               AdminRoutes* admin)
-    : limiter_(limiter), metrics_(metrics), info_(std::move(info)), envoy_(envoy), admin_(admin) {}
+               AdminRoutes* admin, StatsRoutes* stats)
+    : limiter_(limiter),
+      metrics_(metrics),
+      info_(std::move(info)),
+      envoy_(envoy),
+      admin_(admin),
+      stats_(stats) {}
 
 Response Routes::RenderError(bhttp::status status, unsigned version) {
   const ErrorKind kind = ErrorFor(status);
@@ -89,8 +95,16 @@ void Routes::Handle(Request& request, Respond respond) {
   };
   if (path == "/v1/ratelimit/check") {
     if (only(bhttp::verb::post)) Check(request, std::move(respond));
-  } else if (path.starts_with(kAdminPrefix)) {
-    if (admin_ != nullptr) {
+  } else if (path.starts_with(kAdminPrefix) || path.starts_with(kStatsPrefix)) {
+    const bool stats = path.starts_with(kStatsPrefix);
+    if (stats && stats_ != nullptr) {
+      stats_->Handle(request, std::move(respond));
+    } else if (stats && admin_ != nullptr) {
+      metrics_.http_errors("NOT_FOUND").Increment();
+      std::move(respond)(JsonResponse(
+          404, ErrorBody("NOT_FOUND", "The stats are off on this server (stats.enabled: false)."),
+          request.version()));
+    } else if (!stats && admin_ != nullptr) {
       admin_->Handle(request, std::move(respond));
     } else {
       metrics_.http_errors("ADMIN_DISABLED").Increment();

@@ -15,6 +15,7 @@ namespace sluice::http {
 
 class EnvoyJsonHandler;  // POST /json, see envoy_json.h
 class AdminRoutes;       // /v1/admin/*, see admin_routes.h
+class StatsRoutes;       // /v1/stats/*, see stats_routes.h
 
 class Routes {
  public:
@@ -33,9 +34,9 @@ class Routes {
     const admin::ManagedRules* managed = nullptr;
   };
   // Everything must outlive the Routes. `envoy` may be null (POST /json answers 404 then), and
-  // `admin` too (/v1/admin/* answers 403 ADMIN_DISABLED then).
+  // `admin` and `stats` too (/v1/admin/* and /v1/stats/* answer 403 ADMIN_DISABLED then).
   Routes(Limiter& limiter, obs::Metrics& metrics, Info info, EnvoyJsonHandler* envoy = nullptr,
-         AdminRoutes* admin = nullptr);
+         AdminRoutes* admin = nullptr, StatsRoutes* stats = nullptr);
 
   // The server's Handler.
   void Handle(Request& request, Respond respond);
@@ -51,6 +52,7 @@ class Routes {
   Info info_;
   EnvoyJsonHandler* envoy_;
   AdminRoutes* admin_;
+  StatsRoutes* stats_;
 };
 
 // The request id a request carries (X-Request-Id, or traceparent's trace id; see
