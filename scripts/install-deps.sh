@@ -11,6 +11,7 @@ packages=(
   libsqlite3-dev libpq-dev postgresql libssl-dev libhiredis-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   prometheus-cpp-dev
   redis-server nginx-light wrk nghttp2-client curl procps python3 faketime
+  prometheus
 )
 
 missing=()
@@ -26,6 +27,6 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts the packaged servers on install; the tests start their own on loopback ports.
-for svc in redis-server nginx postgresql; do
+for svc in redis-server nginx postgresql prometheus; do
   $sudo systemctl stop "$svc" 2>/dev/null || $sudo service "$svc" stop 2>/dev/null || true
 done

@@ -37,7 +37,12 @@ absl::StatusOr<std::unique_ptr<ManagedRules>> ManagedRules::Create(Options optio
   MutexLock lock(m.mu_);
   LogProblems(m.held_.Reset(*state));
   m.version_.store(m.held_.version(), std::memory_order_relaxed);
+  m.SetUpGauge(true);
   return managed;
+}
+
+void ManagedRules::SetUpGauge(bool up) const {
+  if (options_.database_up != nullptr) options_.database_up->Set(up ? 1 : 0);
 }
 
 ManagedRules::~ManagedRules() { Stop(); }
@@ -73,6 +78,9 @@ absl::Status ManagedRules::CatchUp(std::string_view trigger) {
   if (!up_.exchange(true, std::memory_order_relaxed)) {
     obs::LogEvent(level_enum::info, "database_up", {{"backend", backend_}});
   }
+  // Set at every success, not only on the transition: a MarkDown racing this catch-up may have
+  // set 0 last, and the next catch-up (at most `poll` later) puts it right.
+  SetUpGauge(true);
   if (changes->empty()) return absl::OkStatus();
   for (const db::AuditEntry& e : *changes) {
     // A counter reset elsewhere: the store's state is gone, a cached rejection must go too.
@@ -99,6 +107,7 @@ void ManagedRules::MarkDown(const absl::Status& why) {
   if (up_.exchange(false, std::memory_order_relaxed)) {
     obs::LogEvent(level_enum::err, "database_down", {{"backend", backend_}, {"error", Text(why)}});
   }
+  SetUpGauge(false);
 }
 
 void ManagedRules::Read(

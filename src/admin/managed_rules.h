@@ -25,6 +25,7 @@
 #include "db/change_feed.h"
 #include "db/rules_database.h"
 #include "limiter/limiter.h"
+#include "prometheus/gauge.h"
 
 namespace sluice::admin {
 
@@ -33,6 +34,9 @@ class ManagedRules {
   struct Options {
     std::string database_url;  // "" : files only
     std::chrono::milliseconds poll{5000};
+    // Set to 1 while the database answers and 0 while it does not (sluice_rules_database_up),
+    // when there is a database. Optional; must outlive the ManagedRules.
+    prometheus::Gauge* database_up = nullptr;
   };
   // Opens the database (schema created or migrated) and reads everything in it. Fails when the
   // database cannot be opened: a server does not start without the rules it is configured for.
@@ -74,6 +78,8 @@ class ManagedRules {
  private:
   ManagedRules(Options options, Limiter& limiter)
       : options_(std::move(options)), limiter_(limiter) {}
+  // Sets options_.database_up, if any.
+  void SetUpGauge(bool up) const;
   // Composes and hands the result to the limiter. kAlreadyExists on an id clash.
   absl::Status PublishLocked(bool rules, bool tiers) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Follow();  // the catch-up thread

@@ -67,7 +67,7 @@ constexpr auto kStopDeadline = std::chrono::milliseconds(4000);  // gRPC's, canc
 
 }  // namespace
 
-Server::Server(ServerConfig config) : config_(std::move(config)) {}
+Server::Server(ServerConfig config) : config_(std::move(config)), metrics_(kVersion) {}
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
   std::unique_ptr<Server> server(new Server(std::move(config)));
@@ -102,7 +102,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
                                 });
   auto managed = admin::ManagedRules::Create(
       {.database_url = s.config_.rules_database,
-       .poll = std::chrono::milliseconds(s.config_.rules_poll / kMicrosPerMilli)},
+       .poll = std::chrono::milliseconds(s.config_.rules_poll / kMicrosPerMilli),
+       .database_up = s.config_.rules_database.empty() ? nullptr : &s.metrics_.rules_database_up()},
       *s.limiter_);
   if (!managed.ok()) {
     return absl::Status(managed.status().code(),

@@ -173,7 +173,9 @@ void Limiter::Charge(std::unique_ptr<Job> job) {
   const auto sent = std::chrono::steady_clock::now();
   store_.Charge(
       raw->items, raw->decisions, [this, sent, job = std::move(job)](absl::Status status) mutable {
-        store_latency_.Observe(SecondsSince(sent));
+        const double seconds = SecondsSince(sent);
+        store_latency_.Observe(seconds);
+        job->ObserveStore(seconds);
         if (status.ok()) {
           store_failing_.store(false, std::memory_order_relaxed);
           return Finish(std::move(job), DecidedBy::kStore);
@@ -287,6 +289,10 @@ struct Limiter::CheckJob final : Job {
     for (size_t i = 0; i < items.size(); ++i) {
       items[i].limit = &snapshot->local_limits[rule_index[i]];
     }
+  }
+
+  void ObserveStore(double seconds) const override {
+    for (size_t index : rule_index) snapshot->counters[index].store_duration->Observe(seconds);
   }
 
   void Finish(Limiter& limiter, DecidedBy decided_by) override {

@@ -220,6 +220,9 @@ class Limiter {
     virtual void UseLocalLimits(const Limiter& limiter) = 0;
     // Answers the caller from `decisions` (or the failure policy, for kNobody). Runs once.
     virtual void Finish(Limiter& limiter, DecidedBy decided_by) = 0;
+    // Records one store round trip of `seconds` per rule of the job
+    // (sluice_rule_store_duration_seconds). Envoy requests record none: see DescriptorsJob.
+    virtual void ObserveStore(double /*seconds*/) const {}
 
     std::shared_ptr<const Snapshot> snapshot;
     std::vector<std::string> keys;

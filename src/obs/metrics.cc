@@ -1,5 +1,6 @@
 #include "obs/metrics.h"
 
+#include <iterator>
 #include <sstream>
 
 #include "prometheus/text_serializer.h"
@@ -16,11 +17,22 @@ prometheus::Histogram::BucketBoundaries LatencyBuckets() {
 
 }  // namespace
 
-Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+Metrics::Metrics(std::string_view version) : registry_(std::make_shared<prometheus::Registry>()) {
+  prometheus::BuildGauge()
+      .Name("sluice_build_info")
+      .Help("Always 1; the running Sluice's version in the version label")
+      .Register(*registry_)
+      .Add({{"version", std::string(version)}})
+      .Set(1);
   requests_ = &prometheus::BuildCounter()
                    .Name("sluice_requests_total")
                    .Help("Rate limit decisions by rule and result")
                    .Register(*registry_);
+  rule_store_duration_ =
+      &prometheus::BuildHistogram()
+           .Name("sluice_rule_store_duration_seconds")
+           .Help("Store round trips of the checks a rule applied to, by rule (one per rule each)")
+           .Register(*registry_);
   store_duration_ = &prometheus::BuildHistogram()
                          .Name("sluice_store_duration_seconds")
                          .Help("Store round trips")
@@ -81,6 +93,24 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                              .Name("sluice_memory_store_expirations_total")
                              .Help("Expired keys a memory store removed")
                              .Register(*registry_);
+  rules_database_up_ = &prometheus::BuildGauge()
+                            .Name("sluice_rules_database_up")
+                            .Help("1 while the rules database answers, 0 while it does not")
+                            .Register(*registry_);
+  stats_top_entries_ = &prometheus::BuildGauge()
+                            .Name("sluice_stats_top_entries")
+                            .Help("Keys held by the heavy-hitter summary, by ranking")
+                            .Register(*registry_);
+  stats_top_rejected_ = &stats_top_entries_->Add({{"by", "rejected"}});
+  stats_top_requests_ = &stats_top_entries_->Add({{"by", "requests"}});
+}
+
+prometheus::Gauge& Metrics::rules_database_up() { return rules_database_up_->Add({}); }
+
+prometheus::Gauge& Metrics::stats_top_entries(std::string_view by) {
+  if (by == "rejected") return *stats_top_rejected_;
+  if (by == "requests") return *stats_top_requests_;
+  return stats_top_entries_->Add({{"by", std::string(by)}});
 }
 
 MemoryStoreMetrics Metrics::MemoryStore(std::string_view role) {
@@ -92,16 +122,21 @@ MemoryStoreMetrics Metrics::MemoryStore(std::string_view role) {
 
 namespace {
 
-// The counters of a rule of `kind`, each from `add(result)`.
-template <typename Add>
-RuleCounters CountersOf(RuleKind kind, Add add) {
+// The series of a rule of `kind`: each counter from `add(result)`, the store duration from
+// `duration()`.
+template <typename Add, typename Duration>
+RuleCounters CountersOf(RuleKind kind, Add add, Duration duration) {
   switch (kind) {
     case RuleKind::kEnforced:
-      return {.allowed = add("allowed"), .rejected = add("rejected"), .error = add("error")};
+      return {.allowed = add("allowed"),
+              .rejected = add("rejected"),
+              .error = add("error"),
+              .store_duration = duration()};
     case RuleKind::kShadow:
       return {.allowed = add("allowed"),
               .shadow_rejected = add("shadow_rejected"),
-              .error = add("error")};
+              .error = add("error"),
+              .store_duration = duration()};
     case RuleKind::kDenyList:
       return {.blocked = add("blocked")};
     case RuleKind::kAllowList:
@@ -113,7 +148,10 @@ RuleCounters CountersOf(RuleKind kind, Add add) {
 }  // namespace
 
 RuleCounters Metrics::ForRule(std::string_view rule_id, RuleKind kind) {
-  return CountersOf(kind, [&](const char* result) { return &Request(rule_id, result); });
+  // References never given back, as Request's.
+  return CountersOf(
+      kind, [&](const char* result) { return &Request(rule_id, result); },
+      [&] { return &AcquireRuleStoreDuration(rule_id); });
 }
 
 prometheus::Counter& Metrics::Request(std::string_view rule_id, std::string_view result) {
@@ -124,6 +162,11 @@ prometheus::Counter& Metrics::Request(std::string_view rule_id, std::string_view
 size_t Metrics::request_series() const {
   MutexLock lock(series_mu_);
   return series_refs_.size();
+}
+
+size_t Metrics::rule_store_series() const {
+  MutexLock lock(series_mu_);
+  return duration_refs_.size();
 }
 
 prometheus::Counter& Metrics::AcquireRequest(std::string_view rule_id, std::string_view result) {
@@ -144,12 +187,37 @@ void Metrics::ReleaseRequest(prometheus::Counter* counter) {
   requests_->Remove(counter);
 }
 
+prometheus::Histogram& Metrics::AcquireRuleStoreDuration(std::string_view rule_id) {
+  MutexLock lock(series_mu_);
+  prometheus::Histogram& histogram =
+      rule_store_duration_->Add({{"rule_id", std::string(rule_id)}}, LatencyBuckets());
+  ++duration_refs_[&histogram];
+  return histogram;
+}
+
+void Metrics::ReleaseRuleStoreDuration(prometheus::Histogram* histogram) {
+  MutexLock lock(series_mu_);
+  auto it = duration_refs_.find(histogram);
+  if (it == duration_refs_.end() || --it->second > 0) return;
+  duration_refs_.erase(it);
+  rule_store_duration_->Remove(histogram);  // under series_mu_: see ReleaseRequest
+}
+
 RequestSeries::~RequestSeries() {
   for (prometheus::Counter* counter : held_) metrics_->ReleaseRequest(counter);
+  for (prometheus::Histogram* histogram : held_durations_) {
+    metrics_->ReleaseRuleStoreDuration(histogram);
+  }
 }
 
 RuleCounters RequestSeries::ForRule(std::string_view rule_id, RuleKind kind) {
-  return CountersOf(kind, [&](const char* result) { return &Request(rule_id, result); });
+  return CountersOf(
+      kind, [&](const char* result) { return &Request(rule_id, result); },
+      [&] {
+        prometheus::Histogram* histogram = &metrics_->AcquireRuleStoreDuration(rule_id);
+        held_durations_.push_back(histogram);
+        return histogram;
+      });
 }
 
 prometheus::Counter& RequestSeries::Request(std::string_view rule_id, std::string_view result) {
@@ -176,7 +244,11 @@ prometheus::Counter& Metrics::http_errors(std::string_view code) {
 }
 
 std::string Metrics::Render() const {
-  return prometheus::TextSerializer().Serialize(registry_->Collect());
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  std::vector<prometheus::MetricFamily> process = process_.Collect();
+  families.insert(families.end(), std::make_move_iterator(process.begin()),
+                  std::make_move_iterator(process.end()));
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 }  // namespace sluice::obs

@@ -12,6 +12,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "base/mutex.h"
+#include "obs/process_collector.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -30,6 +31,10 @@ struct RuleCounters {
   prometheus::Counter* shadow_rejected = nullptr;
   prometheus::Counter* blocked = nullptr;
   prometheus::Counter* error = nullptr;
+  // sluice_rule_store_duration_seconds{rule_id}: the store round trips of checks the rule
+  // applied to, in seconds. Rules that are counted in a store only (enforced, shadow); null for
+  // the lists. Same series bound and lifetime as the counters above.
+  prometheus::Histogram* store_duration = nullptr;
 };
 
 // A memory store's sluice_memory_store_* series, labelled role="store" (backend memory) or
@@ -48,7 +53,8 @@ enum class RuleKind : uint8_t {
   kAllowList,  // allowed
 };
 
-// References to sluice_requests_total series that come and go with the rules. A series is
+// References to the per-rule series (sluice_requests_total, sluice_rule_store_duration_seconds)
+// that come and go with the rules. A series is
 // exported while anything references it and leaves /metrics when the last reference goes, so
 // the series of a rule that a reload removed go once no request uses the old rules (a rules
 // snapshot holds one RequestSeries for its rules). Series keep their values while referenced:
@@ -59,8 +65,11 @@ class RequestSeries {
   explicit RequestSeries(Metrics& metrics) : metrics_(&metrics) {}
   ~RequestSeries();
   RequestSeries(RequestSeries&& other) noexcept
-      : metrics_(other.metrics_), held_(std::move(other.held_)) {
+      : metrics_(other.metrics_),
+        held_(std::move(other.held_)),
+        held_durations_(std::move(other.held_durations_)) {
     other.held_.clear();
+    other.held_durations_.clear();
   }
   RequestSeries(const RequestSeries&) = delete;
   RequestSeries& operator=(const RequestSeries&) = delete;
@@ -72,12 +81,15 @@ class RequestSeries {
 
  private:
   Metrics* metrics_;
-  std::vector<prometheus::Counter*> held_;  // one entry per reference taken
+  std::vector<prometheus::Counter*> held_;              // one entry per reference taken
+  std::vector<prometheus::Histogram*> held_durations_;  // likewise
 };
 
 class Metrics {
  public:
-  Metrics();
+  // `version` is exported as sluice_build_info{version}.
+  explicit Metrics(std::string_view version);
+  Metrics() : Metrics("unknown") {}
 
   // Finds or creates the counters of `rule_id` for a rule of `kind`. Takes the registry's lock:
   // call it when rules load, not per request. The series stay for as long as this Metrics
@@ -89,6 +101,8 @@ class Metrics {
   prometheus::Counter& Request(std::string_view rule_id, std::string_view result);
   // The number of sluice_requests_total series exported. For tests.
   size_t request_series() const;
+  // The number of sluice_rule_store_duration_seconds series exported. For tests.
+  size_t rule_store_series() const;
 
   prometheus::Histogram& check_duration() { return *check_duration_; }  // seconds
   prometheus::Histogram& StoreDuration(std::string_view backend, std::string_view op);
@@ -105,8 +119,15 @@ class Metrics {
   // sluice_envoy_global_shadow_mode_total: Envoy requests over the limit that the global shadow
   // mode (envoy: shadow_mode) answered OK.
   prometheus::Counter& envoy_global_shadow_mode() { return *envoy_global_shadow_mode_; }
+  // sluice_rules_database_up: 1 while the rules database answers, 0 while it does not. The
+  // series exists from the first call on: a server without a database never calls it, so that
+  // it has none.
+  prometheus::Gauge& rules_database_up();
+  // sluice_stats_top_entries{by}: the keys the heavy-hitter summary holds, by = "rejected" or
+  // "requests" (both exist from the start, at 0). Another `by` is created on first use.
+  prometheus::Gauge& stats_top_entries(std::string_view by);
 
-  // The Prometheus text exposition format (version 0.0.4).
+  // The Prometheus text exposition format (version 0.0.4), the process_* series included.
   std::string Render() const;
 
  private:
@@ -115,6 +136,9 @@ class Metrics {
   // less: the series leaves the registry with its last reference.
   prometheus::Counter& AcquireRequest(std::string_view rule_id, std::string_view result);
   void ReleaseRequest(prometheus::Counter* counter);
+  // The same for sluice_rule_store_duration_seconds.
+  prometheus::Histogram& AcquireRuleStoreDuration(std::string_view rule_id);
+  void ReleaseRuleStoreDuration(prometheus::Histogram* histogram);
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* requests_;
@@ -122,6 +146,9 @@ class Metrics {
   // two holders of the same labels share one Counter.
   mutable Mutex series_mu_;
   absl::flat_hash_map<prometheus::Counter*, size_t> series_refs_ ABSL_GUARDED_BY(series_mu_);
+  prometheus::Family<prometheus::Histogram>* rule_store_duration_;
+  // References to each series of rule_store_duration_, as series_refs_.
+  absl::flat_hash_map<prometheus::Histogram*, size_t> duration_refs_ ABSL_GUARDED_BY(series_mu_);
   prometheus::Family<prometheus::Histogram>* store_duration_;
   prometheus::Family<prometheus::Counter>* store_errors_;
   prometheus::Family<prometheus::Counter>* store_cached_rejections_;
@@ -135,6 +162,11 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* memory_keys_;
   prometheus::Family<prometheus::Counter>* memory_evictions_;
   prometheus::Family<prometheus::Counter>* memory_expirations_;
+  prometheus::Family<prometheus::Gauge>* rules_database_up_;
+  prometheus::Family<prometheus::Gauge>* stats_top_entries_;
+  prometheus::Gauge* stats_top_rejected_;
+  prometheus::Gauge* stats_top_requests_;
+  ProcessCollector process_;
 };
 
 }  // namespace sluice::obs

@@ -23,7 +23,7 @@ from admin_helper import (DATABASE_STATE_DEADLINE_S, ENV_TOKEN, PROPAGATION_DEAD
                           AdminServer, note, postgres_version, rule, sqlite_version,
                           wait_applied)
 from postgres_helper import PostgresProcess
-from sluice_server import poll, unique
+from sluice_server import POLL_TIMEOUT_S, poll, unique
 
 
 class PropagationSuite:
@@ -130,6 +130,9 @@ class PostgresPropagationTest(PropagationSuite, unittest.TestCase):
 
             poll(down, timeout=DATABASE_STATE_DEADLINE_S, interval=0.05,
                  message=f"server {s.port} to say degraded, database down")
+            # What the SluiceRulesDatabaseDown alert reads (set with the state /health shows).
+            poll(lambda s=s: s.metrics().get("sluice_rules_database_up") == 0,
+                 timeout=POLL_TIMEOUT_S, message=f"server {s.port}: sluice_rules_database_up 0")
         note(f"every server said degraded {time.monotonic() - started:.1f} s after the kill")
 
         for s in self.servers:
@@ -159,6 +162,8 @@ class PostgresPropagationTest(PropagationSuite, unittest.TestCase):
 
             poll(up, timeout=DATABASE_STATE_DEADLINE_S, interval=0.05,
                  message=f"server {s.port} to say healthy, database connected")
+            poll(lambda s=s: s.metrics().get("sluice_rules_database_up") == 1,
+                 timeout=POLL_TIMEOUT_S, message=f"server {s.port}: sluice_rules_database_up 1")
         note(f"every server reconnected {time.monotonic() - started:.1f} s after the restart")
         self.assertEqual(self.db_version(), version)
 

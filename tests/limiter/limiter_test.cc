@@ -289,6 +289,59 @@ lists:
       << text;
 }
 
+// Verifies sluice_rule_store_duration_seconds: one observation per applicable rule per store
+// round trip (failed ones included), none for answers without the store (lists, no rule) nor
+// for Envoy requests; rules past max_rule_series observe into "_other", one each.
+TEST_F(LimiterTest, StoreDurationPerRule) {
+  for (bool down : {false, true}) {
+    testing::SwitchableStore store(clock_);
+    store.set_down(down);
+    obs::Metrics metrics;
+    Limiter limiter(store, clock_, metrics, rejections_, {.max_rule_series = 2});
+    limiter.SetRules(Rules(R"(
+rules:
+  - {id: a, key: [user_id], limit: 5, window: 1h}
+  - {id: b, key: [user_id], limit: 5, window: 1h, mode: shadow, match: {endpoint: "/x"}}
+  - {id: c, key: [user_id], limit: 5, window: 1h, match: {endpoint: "/x"}}
+  - {id: d, key: [user_id], limit: 5, window: 1h, match: {endpoint: "/x"}}
+lists:
+  deny: [{user_id: evil}]
+)"));
+    Check(limiter, "u", "", 1, "/x");  // a, b, c, d
+    Check(limiter, "u");               // a
+    Check(limiter, "evil");            // denied: no round trip
+    std::string text = metrics.Render();
+    for (const char* present : {R"(sluice_rule_store_duration_seconds_count{rule_id="a"} 2)",
+                                R"(sluice_rule_store_duration_seconds_count{rule_id="b"} 1)",
+                                R"(sluice_rule_store_duration_seconds_count{rule_id="_other"} 2)",
+                                R"(sluice_store_duration_seconds_count{backend="switchable",)"
+                                R"(op="charge"} 2)"}) {
+      EXPECT_NE(text.find(present), std::string::npos) << present << "\n" << text;
+    }
+    EXPECT_EQ(text.find(R"(rule_id="c")"), std::string::npos) << text;
+    EXPECT_EQ(text.find(R"(sluice_rule_store_duration_seconds_count{rule_id="deny_list"})"),
+              std::string::npos)
+        << text;
+
+    // Envoy requests: timed in sluice_store_duration_seconds only.
+    limiter.SetRules(Rules(R"(
+domain: edge
+descriptors:
+  - {key: k, rate_limit: {unit: hour, requests_per_unit: 5}}
+)"));
+    DescriptorsRequest envoy;
+    envoy.domain = "edge";
+    envoy.descriptors.push_back({.entries = {{"k", "v"}}});
+    limiter.CheckDescriptors(std::move(envoy), [](DescriptorsResult) {});
+    text = metrics.Render();
+    EXPECT_NE(
+        text.find(R"(sluice_store_duration_seconds_count{backend="switchable",op="charge"} 3)"),
+        std::string::npos)
+        << text;
+    EXPECT_EQ(text.find("sluice_rule_store_duration_seconds_count"), std::string::npos) << text;
+  }
+}
+
 // Verifies that /metrics declares only the series that can occur: no `blocked` for a rule,
 // no `rejected` for a shadow rule, no `allowed` for the deny list.
 TEST_F(LimiterTest, OnlyPossibleSeriesAreDeclared) {
@@ -463,6 +516,7 @@ TEST_F(LimiterTest, ReloadDropsTheSeriesOfRemovedRules) {
     limiter.SetRules(Rules(RulesWithIds("v" + std::to_string(reload) + "-", 200) +
                            "  - {id: kept, key: [user_id], limit: 5, window: 1h}\n"));
     EXPECT_EQ(metrics_.request_series(), lists + 3 * 201);
+    EXPECT_EQ(metrics_.rule_store_series(), 201u);
   }
   Check(limiter, "u");
   limiter.SetRules(
