@@ -279,6 +279,12 @@ void Server::Sweep() {
     sweeper_mu_.unlock();
     stats_->Tick();
     if (cluster_stats_ != nullptr) cluster_stats_->Publish();
+    metrics_.stats_top_entries("requests")
+        .Set(static_cast<double>(stats_->top_entries(stats::Ranking::kRequests)));
+    metrics_.stats_top_entries("rejected")
+        .Set(static_cast<double>(stats_->top_entries(stats::Ranking::kRejected)));
+    metrics_.rules_version().Set(static_cast<double>(
+        managed_->has_database() ? managed_->version() : limiter_->rules_version()));
     for (SweptStore& swept : memory_stores_) {
       swept.store->Sweep();
       // Counters only go up: export what was added since the last sweep.

@@ -60,6 +60,13 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                        .Help("Rules in the active rule set")
                        .Register(*registry_)
                        .Add({});
+  rules_version_ = &prometheus::BuildGauge()
+                        .Name("sluice_rules_version")
+                        .Help(
+                            "The rules version in force, as /health reports it (the rules "
+                            "database's version when there is one)")
+                        .Register(*registry_)
+                        .Add({});
   auto& reloads = prometheus::BuildCounter()
                       .Name("sluice_config_reloads_total")
                       .Help("Rules reload attempts (file changes and SIGHUP) by result")

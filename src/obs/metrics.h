@@ -110,6 +110,8 @@ class Metrics {
   // sluice_store_cached_rejections_total: checks the over-limit cache answered without the store.
   prometheus::Counter& StoreCachedRejections(std::string_view backend);
   prometheus::Gauge& rules_loaded() { return *rules_loaded_; }
+  // sluice_rules_version: /health's rules.version, updated once a second.
+  prometheus::Gauge& rules_version() { return *rules_version_; }
   prometheus::Counter& reloads(bool success) { return success ? *reload_ok_ : *reload_failed_; }
   prometheus::Counter& http_errors(std::string_view code);  // sluice_http_errors_total{code}
   // The series of one memory store; call once per store.
@@ -155,6 +157,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* http_errors_;
   prometheus::Histogram* check_duration_;
   prometheus::Gauge* rules_loaded_;
+  prometheus::Gauge* rules_version_;
   prometheus::Counter* reload_ok_;
   prometheus::Counter* reload_failed_;
   prometheus::Counter* overrides_refused_;
