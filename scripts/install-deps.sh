@@ -12,7 +12,11 @@ packages=(
   prometheus-cpp-dev
   redis-server nginx-light wrk nghttp2-client curl procps python3 faketime
   prometheus
+  chromium   # the dashboard's browser test (driven by playwright-core from npm)
 )
+# Node.js and npm run the browser test; Debian's packages only where no node is installed at all
+# (a node from elsewhere brings its own npm, which Debian's npm package would conflict with).
+command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -6,6 +6,7 @@
 #include "api/http/envoy_json.h"
 #include "api/http/framing.h"
 #include "api/http/stats_routes.h"
+#include "api/http/ui_routes.h"
 #include "boost/beast/http/field.hpp"
 #include "boost/beast/http/status.hpp"
 #include "nlohmann/json.hpp"
@@ -127,6 +128,8 @@ void Routes::Handle(Request& request, Respond respond) {
       res.body() = metrics_.Render();
       std::move(respond)(std::move(res));
     }
+  } else if (IsUiPath(path)) {
+    std::move(respond)(ServeUi(request));
   } else {
     std::move(respond)(RenderError(bhttp::status::not_found, request.version()));
   }
