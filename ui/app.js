@@ -135,7 +135,7 @@ const app = {
       else a.removeAttribute('aria-current');
     }
     fill(this.page);
-    this.page.scrollTop = 0;
+    window.scrollTo(0, 0);
     this.cleanup = mount(this, this.page, params) || null;
     this.renderBanners();
   },
