@@ -3,7 +3,8 @@
 // as checks are sent, creates a rule in the form and sees a check get 429 from it, sees the API's
 // validation message next to the limit field, sees a stale edit refused, adds and removes a deny
 // list entry, sets a tier, reads the audit diff, rolls back a version and sees the rule gone;
-// then signs in with a read token and finds every write control unavailable.
+// then signs in with a read token and finds every write control unavailable; last, stops the
+// server and sees the page say so.
 //
 // Each screen is saved as a PNG in SLUICE_SCREENSHOTS (CTest: build/tests/browser/screenshots).
 // No timing is asserted: every wait is for a state to appear, with a generous timeout.
@@ -304,6 +305,15 @@ test('a read token sees everything and can change nothing', async () => {
   assert.equal(await page.locator('[data-testid="set-tier"]').count(), 0);
   // The server refuses a write with this token whatever the page shows.
   assert.equal((await server.admin('DELETE', 'tiers/dave', undefined, READ_TOKEN)).status, 403);
+});
+
+test('the server gone, every screen says so', async () => {
+  await goto('#/overview');
+  await page.locator('.shell').waitFor();
+  await server.stop();
+  await page.getByText('The Sluice server cannot be reached').waitFor();
+  await page.getByText('Unreachable').waitFor();
+  await shot('13-server-down');
 });
 
 test('no page error and no Content-Security-Policy violation happened', () => {
