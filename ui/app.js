@@ -159,6 +159,7 @@ const app = {
     this.reachable = ok;
     this.renderBanners();
     this.renderServerState();
+    for (const fn of this.healthListeners) fn(this.health);
   },
 
   renderServerState() {

@@ -312,7 +312,7 @@ test('the server gone, every screen says so', async () => {
   await page.locator('.shell').waitFor();
   await server.stop();
   await page.getByText('The Sluice server cannot be reached').waitFor();
-  await page.getByText('Unreachable').waitFor();
+  await page.locator('.sidebar').getByText('Unreachable').waitFor();
   await shot('13-server-down');
 });
 

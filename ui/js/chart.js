@@ -5,12 +5,13 @@ import {h, s, fill, clear, fmtClock} from './dom.js';
 
 const PAD = {left: 44, right: 10, top: 10, bottom: 22};
 
-// The smallest "nice" number (1, 2, 2.5, 5 × 10^k) at or above `v`.
+// The smallest "nice" number (1, 2, 4, 8 × 10^k) at or above `v`: its quarters, the grid
+// lines, are nice too.
 function niceCeil(v) {
   if (!(v > 0)) return 1;
   const exp = Math.floor(Math.log10(v));
   const base = 10 ** exp;
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * base >= v) return m * base;
+  for (const m of [1, 2, 4, 8, 10]) if (m * base >= v) return m * base;
   return 10 * base;
 }
 

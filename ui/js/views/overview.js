@@ -69,11 +69,11 @@ export function mountOverview(app, el) {
     label: 'Checks per second by result',
     series: [{key: 'allowed', label: 'Allowed', cls: 'allowed'}, {key: 'rejected', label: 'Rejected', cls: 'rejected'},
              {key: 'blocked', label: 'Blocked', cls: 'blocked'}],
-    format: fmtRate, unit: '/s'});
+    format: fmtRate, unit: '/s', minMax: 4});
   const latency = new LineChart(latencyBox, {
     label: 'Check latency percentiles',
     series: [{key: 'p50_ms', label: 'p50', cls: 'p50', area: false}, {key: 'p99_ms', label: 'p99', cls: 'p99'}],
-    format: fmtMs, unit: ' ms', minMax: 0.5});
+    format: fmtMs, unit: ' ms', minMax: 1});
   const trafficError = h('div', {});
   const latencyError = h('div', {});
 
@@ -231,6 +231,13 @@ export function mountOverview(app, el) {
 
   function renderHealth(hl) {
     if (!hl) return;
+    if (!app.reachable) {
+      // What /health said last is no longer known to be true.
+      fill(healthBadge, badge('unreachable', 'danger'));
+      healthBody.classList.add('stale');
+      return;
+    }
+    healthBody.classList.remove('stale');
     const statusKind = (s) => (s === 'healthy' || s === 'connected' || s === 'accepting' ? 'ok' : s === 'degraded' ? 'warn' : 'danger');
     fill(healthBadge, badge(hl.status, statusKind(hl.status)));
     const kv = (rows) => h('dl', {class: 'kv'}, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
