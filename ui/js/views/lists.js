@@ -71,7 +71,7 @@ export function mountLists(app, el, {kind}) {
         h('div', {class: 'hint'}, 'Your local time; ignored once past'), slot('expires_at'))),
     formError,
     h('div', {class: 'gap'}, addButton));
-  addRow(kind === 'allow' ? 'ip_address' : 'ip_address');
+  addRow('ip_address');
 
   const updateForm = () => {
     const canWrite = app.role === 'write' && (!app.health || app.hasDatabase);
