@@ -30,14 +30,16 @@ const SHOTS = process.env.SLUICE_SCREENSHOTS || path.join(process.cwd(), 'screen
 const WAIT_MS = 30_000;
 
 let server;
-let statsAvailable = false;  // TEMPORARY: until the stats API lands on this branch
 let context;
 let page;
 let userDataDir;
 const problems = [];  // page errors and CSP violations: none may happen
 
 async function shot(name) {
-  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.evaluate(() => {
+    window.scrollTo(0, 0);
+    document.querySelector('.toasts')?.replaceChildren();  // earlier steps' notes
+  });
   await page.screenshot({path: path.join(SHOTS, `${name}.png`), fullPage: true});
 }
 
@@ -79,7 +81,6 @@ before(async () => {
   server = await new SluiceServer().start();
   // A first version, so that there is one to roll back to before the test's own changes.
   assert.equal((await server.admin('PUT', 'tiers/alice', {tier: 'free'})).status, 201);
-  statsAvailable = (await server.request('GET', '/v1/stats/global', {token: WRITE_TOKEN})).status !== 404;
   userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-chromium-'));
   // A fresh profile; no background networking of Chromium's own (the machine's network is closed
   // and such connections would only be refused).
@@ -124,8 +125,7 @@ test('signed in with a write token, the token is kept in session storage only', 
   await page.getByText('Read & write').waitFor();
 });
 
-test('overview: live counts move as checks are sent; health shows store and database', async (t) => {
-  if (!statsAvailable) return t.skip('TEMPORARY: the stats API is not in this server yet');
+test('overview: live counts move as checks are sent; health shows store and database', async () => {
   await goto('#/overview');
   await page.locator('[data-testid="health-store"]').getByText('connected').waitFor();
   await page.locator('[data-testid="health-database"]').getByText('sqlite').waitFor();
@@ -189,9 +189,27 @@ test('rules: a rule created in the form makes a check get 429', async () => {
   assert.equal(limited.body.error.rule_id, 'ui-made');
 });
 
-test('overview: the rejection shows in the totals and among the top limited keys', async (t) => {
-  if (!statsAvailable) return t.skip('TEMPORARY: the stats API is not in this server yet');
+// A few seconds of mixed traffic, so that the charts have a shape: allowed checks, checks over
+// ui-made's limit (rejected) and checks from the rules file's denied network (blocked).
+async function traffic(seconds) {
+  const end = Date.now() + seconds * 1000;
+  for (let i = 0; Date.now() < end; i++) {
+    const sends = [server.check({user_id: `walker-${i % 7}`, endpoint: '/browse'}),
+                   server.check({user_id: `walker-${i % 3}`, endpoint: '/search'})];
+    if (i % 2 === 0) sends.push(server.check({user_id: `heavy-${i % 4}`, endpoint: '/ui-test'}));
+    if (i % 5 === 0) sends.push(server.check({ip_address: '203.0.113.9', endpoint: '/browse'}));
+    await Promise.all(sends);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('overview: the rejection shows in the totals and among the top limited keys', async () => {
   await page.locator('[data-nav="overview"]').click();
+  await traffic(8);
+  // The last minute, so that the charts show the traffic at a readable scale.
+  await page.locator('[aria-label="Window"] button[data-value="1m"]').click();
+  await page.getByText('Every check of the last minute').waitFor();
+  await waitFor(async () => (await statValue('total-blocked')) >= 1, 'a blocked check in the totals');
   await waitFor(async () => (await statValue('total-rejected')) >= 1, 'a rejection in the totals');
   await page.locator('[data-testid="top-keys"]').getByText('carol').waitFor();
   await page.locator('[data-testid="by-rule"] [data-rule="ui-made"]').waitFor();
@@ -248,6 +266,10 @@ test('tiers: a tier set in the page is stored', async () => {
   await page.locator('[data-testid="set-tier"]').click();
   await page.locator('tr[data-user="dave"]').waitFor();
   assert.equal((await server.admin('GET', 'tiers/dave')).body.tier, 'premium');
+  // The user lookup (/v1/stats/users/dave) shows the stored tier.
+  await page.locator('input[name="lookup"]').fill('dave');
+  await page.getByRole('button', {name: 'Look up'}).click();
+  await page.locator('[data-testid="user-lookup"] dd', {hasText: 'premium'}).waitFor();
   await shot('08-tiers');
 });
 

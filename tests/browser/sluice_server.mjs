@@ -38,8 +38,9 @@ function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// The rules file beside the database: a file rule shows up read-only in the dashboard, and does
-// not touch what the test checks (it matches /api/* only).
+// The rules file beside the database: a file rule and list entries show up read-only in the
+// dashboard, and touch nothing the test checks (the rule matches /api/* only, the denied network
+// is a documentation one).
 const RULES_FILE = `rules:
   - id: api-per-ip
     description: Every client of /api, by address
@@ -51,6 +52,8 @@ const RULES_FILE = `rules:
 lists:
   allow:
     - {user_id: ops-bot, reason: internal monitoring}
+  deny:
+    - {ip_address: 203.0.113.0/24, reason: abuse}
 `;
 
 export class SluiceServer {

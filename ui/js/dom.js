@@ -118,10 +118,12 @@ export function fmtRate(n) {
   return n >= 100 ? fmtCompact(n) : oneDecimal.format(n);
 }
 
+const twoSignificant = new Intl.NumberFormat(undefined, {maximumSignificantDigits: 2});
+
 export function fmtMs(ms) {
   if (!Number.isFinite(ms)) return '—';
   if (ms === 0) return '0';
-  if (ms < 1) return twoDecimals.format(ms);
+  if (ms < 1) return twoSignificant.format(ms);  // checks take microseconds: 0.031, not 0
   if (ms < 100) return oneDecimal.format(ms);
   return intFormat.format(ms);
 }

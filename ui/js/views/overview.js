@@ -8,6 +8,7 @@ import {LineChart} from '../chart.js';
 import {pageHead, card, segmented, poller, errorNotice} from '../ui.js';
 
 const WINDOWS = [{value: '1m', label: '1m'}, {value: '5m', label: '5m'}, {value: '15m', label: '15m'}, {value: '1h', label: '1h'}];
+const WINDOW_NAMES = {'1m': 'last minute', '5m': 'last 5 minutes', '15m': 'last 15 minutes', '1h': 'last hour'};
 const SCOPE_KEY = 'sluice.scope';
 
 function kpi(label, cls, unit, testid) {
@@ -73,7 +74,7 @@ export function mountOverview(app, el) {
   const latency = new LineChart(latencyBox, {
     label: 'Check latency percentiles',
     series: [{key: 'p50_ms', label: 'p50', cls: 'p50', area: false}, {key: 'p99_ms', label: 'p99', cls: 'p99'}],
-    format: fmtMs, unit: ' ms', minMax: 1});
+    format: fmtMs, unit: ' ms', minMax: 0.01});
   const trafficError = h('div', {});
   const latencyError = h('div', {});
 
@@ -89,11 +90,23 @@ export function mountOverview(app, el) {
   const tP99 = stat('Latency p99', 'p99', 'total-p99');
   const byRule = h('div', {class: 'rule-bars', 'data-testid': 'by-rule'});
   const totalsError = h('div', {});
+  // One window for the whole page: the charts' span, the totals and the top keys.
   const windowPicker = segmented(WINDOWS, state.window, (v) => {
     state.window = v;
+    renderWindowNames();
+    timeline.now();
     totals.now();
     top.now();
   }, 'Window');
+  const trafficSpan = h('span', {});
+  const latencySpan = h('span', {});
+  const totalsSpan = h('span', {});
+  const renderWindowNames = () => {
+    fill(trafficSpan, `Checks per second by result, ${WINDOW_NAMES[state.window]}`);
+    fill(latencySpan, `Percentiles in milliseconds, ${WINDOW_NAMES[state.window]}`);
+    fill(totalsSpan, `Every check of the ${WINDOW_NAMES[state.window]}`);
+  };
+  renderWindowNames();
 
   // ---- Top keys ----
   const ruleSelect = h('select', {class: 'compact', 'aria-label': 'Rule', onchange: () => {
@@ -111,13 +124,13 @@ export function mountOverview(app, el) {
   const healthBadge = h('span', {});
 
   fill(el,
-    pageHead('Overview', 'What the limiter decides, live.', scopeBox, live),
+    pageHead('Overview', 'What the limiter decides, live.', scopeBox, windowPicker, live),
     h('div', {class: 'grid kpis'}, kRequests.el, kAllowed.el, kRejected.el, kBlocked.el, kLatency.el),
     h('div', {class: 'grid two'},
-      card({title: 'Traffic', subtitle: 'Checks per second by result, last 5 minutes', body: [trafficError, trafficBox], testid: 'traffic-chart'}),
-      card({title: 'Check latency', subtitle: 'Per-second percentiles, milliseconds', body: [latencyError, latencyBox], testid: 'latency-chart'})),
+      card({title: 'Traffic', subtitle: trafficSpan, body: [trafficError, trafficBox], testid: 'traffic-chart'}),
+      card({title: 'Check latency', subtitle: latencySpan, body: [latencyError, latencyBox], testid: 'latency-chart'})),
     h('div', {class: 'grid two-one'},
-      card({title: 'Totals', subtitle: 'Every check in the window', actions: windowPicker, testid: 'totals',
+      card({title: 'Totals', subtitle: totalsSpan, testid: 'totals',
             body: [totalsError, h('div', {class: 'stats'}, tRequests.el, tAllowed.el, tRejected.el, tBlocked.el,
                                   tShadow.el, tErrors.el, tRate.el, tP50.el, tP99.el), byRule]}),
       card({title: 'Health', actions: healthBadge, body: healthBody})),
@@ -127,7 +140,7 @@ export function mountOverview(app, el) {
   // ---- Polling ----
   const timeline = poller(async () => {
     try {
-      const {data} = await stats.timeline({window: '5m', scope: scopeParam()});
+      const {data} = await stats.timeline({window: state.window, scope: scopeParam()});
       const step = data.step_seconds || 1;
       const points = (data.points || []).map((p) => ({
         at: p.at, allowed: p.allowed / step, rejected: p.rejected / step, blocked: p.blocked / step,
@@ -137,14 +150,15 @@ export function mountOverview(app, el) {
       latency.update(points);
       fill(trafficError);
       fill(latencyError);
-      // The live figures: the last five whole seconds (the newest point is still filling).
+      // The live figures: the last five whole steps (the newest point is still filling).
       const recent = points.slice(-6, -1);
+      const span = `last ${5 * step} s`;
       const avg = (k) => (recent.length ? recent.reduce((a, p) => a + p[k], 0) / recent.length : NaN);
       const last = recent[recent.length - 1];
-      kRequests.set(fmtRate(avg('requests')), 'last 5 s');
-      kAllowed.set(fmtRate(avg('allowed')), 'last 5 s');
-      kRejected.set(fmtRate(avg('rejected')), 'last 5 s');
-      kBlocked.set(fmtRate(avg('blocked')), 'last 5 s');
+      kRequests.set(fmtRate(avg('requests')), span);
+      kAllowed.set(fmtRate(avg('allowed')), span);
+      kRejected.set(fmtRate(avg('rejected')), span);
+      kBlocked.set(fmtRate(avg('blocked')), span);
       kLatency.set(fmtMs(last ? last.p99_ms : NaN), last ? `p50 ${fmtMs(last.p50_ms)} ms` : '');
       live.classList.remove('stale');
       fill(live, h('i', {class: 'dot'}), 'Live');

@@ -1,7 +1,7 @@
 // Tiers and users: the stored user → tier assignments (a check with a user_id and no tier is
 // matched as if it carried the stored one), setting and removing one, and a user lookup: every
 // rule applying to a user with what remains of it now (/v1/stats/users/{id}, nothing consumed).
-import {h, fill, icon, emptyState, fmtInt, fmtTime} from '../dom.js';
+import {h, fill, icon, badge, emptyState, fmtInt, fmtTime, fmtDuration} from '../dom.js';
 import {admin, stats, ApiError} from '../api.js';
 import {pageHead, card, notice, errorNotice, toast, confirmDialog, writeButton} from '../ui.js';
 
@@ -135,22 +135,29 @@ export function mountTiers(app, el, {user}) {
     try {
       const {data} = await stats.user(u);
       const rules = data.rules || [];
+      const recent = data.recent || {};
       fill(lookupBox,
+        data.store_error ? notice('warn', 'The store did not answer', `Remaining quotas are unknown: ${data.store_error}`) : null,
         h('dl', {class: 'kv'},
           h('dt', {}, 'User'), h('dd', {class: 'id'}, data.user_id),
-          h('dt', {}, 'Tier'), h('dd', {}, data.tier || h('span', {class: 'faint'}, 'none')),
-          h('dt', {}, `Allowed, last ${fmtInt(data.recent?.window_seconds)} s`), h('dd', {}, fmtInt(data.recent?.allowed)),
-          h('dt', {}, `Rejected, last ${fmtInt(data.recent?.window_seconds)} s`), h('dd', {}, fmtInt(data.recent?.rejected))),
+          h('dt', {}, 'Tier'), h('dd', {}, data.tier || h('span', {class: 'faint'}, 'none stored')),
+          h('dt', {}, `Allowed, last ${fmtDuration(recent.window_seconds)}`), h('dd', {}, fmtInt(recent.allowed)),
+          h('dt', {}, `Rejected, last ${fmtDuration(recent.window_seconds)}`), h('dd', {}, fmtInt(recent.rejected))),
         rules.length ? h('div', {class: 'rule-bars'}, rules.map((r) => {
-          const used = r.limit ? Math.max(0, Math.min(1, 1 - r.remaining / r.limit)) : 0;
-          const bar = h('div', {class: 'bar'}, h('i', {class: used >= 1 ? 'rejected' : 'allowed'}));
-          bar.firstChild.style.width = `${(1 - used) * 100}%`;
-          return h('div', {},
-            h('div', {class: 'rule-bar-head'}, h('span', {class: 'id'}, r.rule_id),
-              h('span', {}, `${fmtInt(r.remaining)} of ${fmtInt(r.limit)} left · ${r.window ?? ''}`)),
+          const known = r.remaining !== null && r.remaining !== undefined;
+          const left = known && r.limit ? Math.max(0, Math.min(1, r.remaining / r.limit)) : 0;
+          const bar = h('div', {class: 'bar'}, h('i', {class: left <= 0 ? 'rejected' : 'allowed'}));
+          bar.firstChild.style.width = `${(left <= 0 ? 1 : left) * 100}%`;
+          return h('div', {'data-rule': r.rule_id},
+            h('div', {class: 'rule-bar-head'},
+              h('span', {class: 'gap'}, h('span', {class: 'id'}, r.rule_id), r.mode === 'shadow' ? badge('shadow', 'warn') : null),
+              h('span', {}, known ? `${fmtInt(r.remaining)} of ${fmtInt(r.limit)} left` : 'remaining unknown')),
             bar,
-            h('div', {class: 'sub faint'}, `${r.algorithm} · full again ${r.reset_at ? fmtTime(r.reset_at) : '—'}`));
-        })) : h('p', {class: 'muted'}, 'No rule applies to this user on its own (rules keyed on other attributes may still apply to its requests).'));
+            h('div', {class: 'sub faint'},
+              `${r.algorithm} · ${fmtInt(r.limit)} per ${fmtDuration(r.window_seconds)}`,
+              r.reset_at ? ` · full again ${fmtTime(r.reset_at)}` : '',
+              r.recent ? ` · recently ${fmtInt(r.recent.requests)} checks, ${fmtInt(r.recent.rejected)} rejected` : ''));
+        })) : h('p', {class: 'muted'}, 'No rule applies to a check carrying only this user id (rules keyed or matched on other attributes may still apply to the user\u2019s requests).'));
     } catch (e) {
       fill(lookupBox, errorNotice(e, 'Looking up the user'));
     }
