@@ -137,10 +137,12 @@ export function fmtDuration(seconds) {
   const d = Math.floor(seconds / 86400);
   const h = Math.floor((seconds % 86400) / 3600);
   const m = Math.floor((seconds % 3600) / 60);
-  if (d > 0) return `${d}d ${h}h`;
-  if (h > 0) return `${h}h ${m}m`;
-  if (m > 0) return `${m}m ${Math.floor(seconds % 60)}s`;
-  return `${Math.floor(seconds)}s`;
+  const sec = Math.floor(seconds % 60);
+  const two = (a, ua, b, ub) => (b ? `${a}${ua} ${b}${ub}` : `${a}${ua}`);  // "1h", not "1h 0m"
+  if (d > 0) return two(d, 'd', h, 'h');
+  if (h > 0) return two(h, 'h', m, 'm');
+  if (m > 0) return two(m, 'm', sec, 's');
+  return `${sec}s`;
 }
 
 // A time (RFC 3339 text or Unix seconds) as local date and time.
