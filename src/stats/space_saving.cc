@@ -18,15 +18,20 @@ bool Heavier(const SpaceSaving::Entry& a, const SpaceSaving::Entry& b) {
 
 }  // namespace
 
-SpaceSaving::SpaceSaving(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {}
+SpaceSaving::SpaceSaving(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {
+  slots_.reserve(capacity_);
+}
 
 SpaceSaving::SpaceSaving(const SpaceSaving& other)
     : capacity_(other.capacity_),
       total_(other.total_),
       base_floor_(other.base_floor_),
-      slots_(other.slots_),
-      heap_(other.heap_),
-      index_(other.index_) {
+      buckets_(other.buckets_),
+      free_buckets_(other.free_buckets_),
+      least_(other.least_),
+      most_(other.most_) {
+  slots_.reserve(capacity_);
+  slots_ = other.slots_;  // within the reserved capacity: no reallocation
   Rebuild();
 }
 
@@ -39,11 +44,15 @@ SpaceSaving& SpaceSaving::operator=(const SpaceSaving& other) {
 }
 
 void SpaceSaving::Rebuild() {
-  for (auto& [key, slot] : index_) slots_[slot].key = &key;
+  index_.clear();
+  index_.reserve(slots_.size());
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    index_.emplace(View(slots_[i].key), static_cast<uint32_t>(i));
+  }
 }
 
 uint64_t SpaceSaving::floor() const {
-  const uint64_t least = heap_.size() >= capacity_ ? slots_[heap_.front()].count : 0;
+  const uint64_t least = slots_.size() >= capacity_ ? buckets_[least_].count : 0;
   return std::max(base_floor_, least);
 }
 
@@ -55,62 +64,98 @@ void SpaceSaving::Add(std::string_view key, uint64_t weight) {
     return;
   }
   // Replace the least counted key: the newcomer may have been counted that much before.
-  const uint32_t slot = heap_.front();
+  const uint32_t slot = buckets_[least_].first;
   Slot& s = slots_[slot];
   const uint64_t least = s.count;
-  index_.erase(*s.key);
-  auto [it, inserted] = index_.emplace(std::string(key), slot);
-  s.key = &it->first;
-  s.count = least + weight;
+  index_.erase(View(s.key));
+  s.key.assign(key);
+  index_.emplace(View(s.key), slot);
   s.error = least;
-  SiftDown(0);
+  Raise(slot, weight);
 }
 
 void SpaceSaving::Insert(std::string_view key, uint64_t count, uint64_t error) {
   const auto slot = static_cast<uint32_t>(slots_.size());
-  auto [it, inserted] = index_.emplace(std::string(key), slot);
-  slots_.push_back(Slot{&it->first, count, error, static_cast<uint32_t>(heap_.size())});
-  heap_.push_back(slot);
-  // Sift up: the new entry may be lighter than its parents.
-  size_t i = heap_.size() - 1;
-  while (i > 0) {
-    const size_t parent = (i - 1) / 2;
-    if (slots_[heap_[parent]].count <= slots_[heap_[i]].count) break;
-    Swap(i, parent);
-    i = parent;
+  // Within the capacity reserved at construction: the slots do not move.
+  slots_.push_back(Slot{std::string(key), count, error, kNone, kNone, kNone});
+  index_.emplace(View(slots_.back().key), slot);
+  // Entries usually come lightest first (FromEntries) or at the floor (Add): search from the
+  // end that is nearer.
+  uint32_t after = kNone;
+  if (most_ != kNone && buckets_[most_].count <= count) {
+    after = buckets_[most_].count < count ? most_ : buckets_[most_].prev;
   }
+  Place(slot, after);
 }
 
 void SpaceSaving::Raise(uint32_t slot, uint64_t by) {
+  const uint32_t after = Unlink(slot);
   slots_[slot].count += by;
-  SiftDown(slots_[slot].heap_pos);
+  Place(slot, after);
 }
 
-void SpaceSaving::SiftDown(size_t i) {
-  const size_t n = heap_.size();
-  for (;;) {
-    size_t least = i;
-    const size_t left = 2 * i + 1;
-    const size_t right = left + 1;
-    if (left < n && slots_[heap_[left]].count < slots_[heap_[least]].count) least = left;
-    if (right < n && slots_[heap_[right]].count < slots_[heap_[least]].count) least = right;
-    if (least == i) return;
-    Swap(i, least);
-    i = least;
+uint32_t SpaceSaving::Unlink(uint32_t slot) {
+  Slot& s = slots_[slot];
+  const uint32_t b = s.bucket;
+  if (s.prev != kNone) slots_[s.prev].next = s.next;
+  if (s.next != kNone) slots_[s.next].prev = s.prev;
+  Bucket& bucket = buckets_[b];
+  if (bucket.first == slot) bucket.first = s.next;
+  s.prev = s.next = s.bucket = kNone;
+  if (bucket.first != kNone) return b;
+  // The bucket emptied: out of the list, into the free list.
+  const uint32_t before = bucket.prev;
+  if (bucket.prev != kNone) buckets_[bucket.prev].next = bucket.next;
+  if (bucket.next != kNone) buckets_[bucket.next].prev = bucket.prev;
+  if (least_ == b) least_ = bucket.next;
+  if (most_ == b) most_ = bucket.prev;
+  free_buckets_.push_back(b);
+  return before;
+}
+
+void SpaceSaving::Place(uint32_t slot, uint32_t after) {
+  Slot& s = slots_[slot];
+  uint32_t b = after == kNone ? least_ : buckets_[after].next;
+  while (b != kNone && buckets_[b].count < s.count) {
+    after = b;
+    b = buckets_[b].next;
   }
-}
-
-void SpaceSaving::Swap(size_t a, size_t b) {
-  std::swap(heap_[a], heap_[b]);
-  slots_[heap_[a]].heap_pos = static_cast<uint32_t>(a);
-  slots_[heap_[b]].heap_pos = static_cast<uint32_t>(b);
+  if (b == kNone || buckets_[b].count != s.count) {
+    // A new bucket between `after` and `b`.
+    uint32_t fresh;
+    if (!free_buckets_.empty()) {
+      fresh = free_buckets_.back();
+      free_buckets_.pop_back();
+    } else {
+      fresh = static_cast<uint32_t>(buckets_.size());
+      buckets_.push_back({});
+    }
+    buckets_[fresh] = Bucket{s.count, kNone, after, b};
+    if (after != kNone) {
+      buckets_[after].next = fresh;
+    } else {
+      least_ = fresh;
+    }
+    if (b != kNone) {
+      buckets_[b].prev = fresh;
+    } else {
+      most_ = fresh;
+    }
+    b = fresh;
+  }
+  Bucket& bucket = buckets_[b];
+  s.bucket = b;
+  s.prev = kNone;
+  s.next = bucket.first;
+  if (bucket.first != kNone) slots_[bucket.first].prev = slot;
+  bucket.first = slot;
 }
 
 std::vector<SpaceSaving::Entry> SpaceSaving::Top(size_t n, std::string_view prefix) const {
   std::vector<Entry> out;
   for (const Slot& s : slots_) {
-    if (!s.key->starts_with(prefix)) continue;
-    out.push_back(Entry{*s.key, s.count, s.error});
+    if (!s.key.starts_with(prefix)) continue;
+    out.push_back(Entry{s.key, s.count, s.error});
   }
   const size_t keep = std::min(n, out.size());
   std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(keep), out.end(),
@@ -153,7 +198,7 @@ SpaceSaving SpaceSaving::MergeAll(std::span<const SpaceSaving* const> parts, siz
   for (const SpaceSaving* part : parts) {
     const uint64_t part_floor = part->floor();
     for (const Slot& s : part->slots_) {
-      Sums& sums = combined[*s.key];
+      Sums& sums = combined[s.key];
       sums.count += s.count;
       sums.error += s.error;
       sums.floors += part_floor;
@@ -187,9 +232,8 @@ SpaceSaving SpaceSaving::FromEntries(const std::vector<Entry>& entries, uint64_t
   SpaceSaving out(std::max(capacity, entries.size()));
   out.base_floor_ = floor;
   out.total_ = total;
-  out.slots_.reserve(entries.size());
-  out.heap_.reserve(entries.size());
-  for (const Entry& e : entries) out.Insert(e.key, e.count, e.error);
+  // Lightest first: each lands at the top of the bucket list, without a search.
+  for (auto e = entries.rbegin(); e != entries.rend(); ++e) out.Insert(e->key, e->count, e->error);
   return out;
 }
 

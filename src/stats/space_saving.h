@@ -13,7 +13,9 @@
 // any unmonitored key may have reached there), so the bounds above keep holding for the union of
 // the streams, with N the total weight of both.
 //
-// Updates cost one hash lookup and O(log capacity) moves in a min-heap. Not thread-safe.
+// Keys sit in a Stream-Summary (the paper's structure): buckets of equal count in a list sorted by
+// count, so finding the least counted key and raising a key by one are O(1) — an update costs
+// one hash lookup and a few links, whatever the capacity. Not thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +24,8 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/container/node_hash_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 
 namespace sluice::stats {
 
@@ -58,7 +61,7 @@ class SpaceSaving {
   // The most a key that is not monitored may have counted: the least count once the summary
   // is full (or the floor it was built with, see Compact), 0 while every key seen is monitored.
   uint64_t floor() const;
-  size_t size() const { return heap_.size(); }
+  size_t size() const { return slots_.size(); }
   size_t capacity() const { return capacity_; }
   uint64_t total() const { return total_; }  // N: the weight added, merged summaries included
 
@@ -73,24 +76,40 @@ class SpaceSaving {
                                  size_t capacity);
 
  private:
+  static constexpr uint32_t kNone = UINT32_MAX;
   struct Slot {
-    const std::string* key;  // the index_ node's key (node_hash_map: stable)
+    std::string key;  // reused by the key that replaces it: no allocation when it fits
     uint64_t count;
     uint64_t error;
-    uint32_t heap_pos;
+    uint32_t bucket;      // the bucket of `count`
+    uint32_t prev, next;  // in the bucket's list of slots
+  };
+  struct Bucket {
+    uint64_t count;
+    uint32_t first;       // its slots' list
+    uint32_t prev, next;  // in the list of buckets, by count ascending
   };
   void Insert(std::string_view key, uint64_t count, uint64_t error);
   void Raise(uint32_t slot, uint64_t by);
-  void SiftDown(size_t i);
-  void Swap(size_t a, size_t b);
-  void Rebuild();  // index_ pointers into a copy
+  // Takes `slot` out of its bucket (dropping the bucket if it empties) and returns the bucket
+  // after which a higher count belongs: its own if it stays, else the one before it.
+  uint32_t Unlink(uint32_t slot);
+  // Puts `slot` (count set) in the bucket of its count, searching forward from the bucket after
+  // `after` (kNone: from the least).
+  void Place(uint32_t slot, uint32_t after);
+  void Rebuild();  // index_ views into this summary's slots (after a copy)
 
   size_t capacity_;
   uint64_t total_ = 0;
-  uint64_t base_floor_ = 0;                           // set by Compact/FromEntries
-  std::vector<Slot> slots_;                           // at most capacity_
-  std::vector<uint32_t> heap_;                        // slot ids, a min-heap by count
-  absl::node_hash_map<std::string, uint32_t> index_;  // key -> slot id
+  uint64_t base_floor_ = 0;  // set by Compact/FromEntries
+  // At most capacity_, reserved up front: the slots never move, so index_ may view their keys
+  // (a short key lives inside its std::string object).
+  std::vector<Slot> slots_;
+  std::vector<Bucket> buckets_;
+  std::vector<uint32_t> free_buckets_;
+  uint32_t least_ = kNone;                                  // the bucket of the least count
+  uint32_t most_ = kNone;                                   // the bucket of the highest count
+  absl::flat_hash_map<absl::string_view, uint32_t> index_;  // slot key -> slot id
 };
 
 }  // namespace sluice::stats
