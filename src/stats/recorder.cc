@@ -214,8 +214,9 @@ void Recorder::ApplyHits(std::vector<Hit>& hits, int64_t minute) {
     }
   }
   for (Hit& hit : hits) {
-    requests->Add(hit.key);
-    if (hit.rejected) rejected->Add(hit.key);
+    const uint64_t hash = SpaceSaving::Hash(hit.key);
+    requests->Add(hit.key, hash, 1);
+    if (hit.rejected) rejected->Add(hit.key, hash, 1);
   }
   hits.clear();
 }

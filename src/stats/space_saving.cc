@@ -1,6 +1,9 @@
 #include "stats/space_saving.h"
 
+#include <xxhash.h>
+
 #include <algorithm>
+#include <random>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -10,13 +13,17 @@ namespace sluice::stats {
 
 namespace {
 
-absl::string_view View(std::string_view s) { return {s.data(), s.size()}; }
+const uint64_t kSeed = std::random_device{}() * 0x9E3779B97F4A7C15ull ^ std::random_device{}();
 
 bool Heavier(const SpaceSaving::Entry& a, const SpaceSaving::Entry& b) {
   return a.count != b.count ? a.count > b.count : a.key < b.key;
 }
 
 }  // namespace
+
+uint64_t SpaceSaving::Hash(std::string_view key) {
+  return XXH3_64bits_withSeed(key.data(), key.size(), kSeed);
+}
 
 SpaceSaving::SpaceSaving(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {
   slots_.reserve(capacity_);
@@ -31,7 +38,7 @@ SpaceSaving::SpaceSaving(const SpaceSaving& other)
       least_(other.least_),
       most_(other.most_) {
   slots_.reserve(capacity_);
-  slots_ = other.slots_;  // within the reserved capacity: no reallocation
+  slots_ = other.slots_;
   Rebuild();
 }
 
@@ -47,7 +54,7 @@ void SpaceSaving::Rebuild() {
   index_.clear();
   index_.reserve(slots_.size());
   for (size_t i = 0; i < slots_.size(); ++i) {
-    index_.emplace(View(slots_[i].key), static_cast<uint32_t>(i));
+    index_.emplace(slots_[i].hash, static_cast<uint32_t>(i));
   }
 }
 
@@ -56,9 +63,12 @@ uint64_t SpaceSaving::floor() const {
   return std::max(base_floor_, least);
 }
 
-void SpaceSaving::Add(std::string_view key, uint64_t weight) {
+void SpaceSaving::Add(std::string_view key, uint64_t hash, uint64_t weight) {
   total_ += weight;
-  if (auto it = index_.find(View(key)); it != index_.end()) return Raise(it->second, weight);
+  if (auto it = index_.find(hash); it != index_.end()) {
+    if (slots_[it->second].key != key) return;  // a hash collision: see Hash
+    return Raise(it->second, weight);
+  }
   if (slots_.size() < capacity_) {
     Insert(key, base_floor_ + weight, base_floor_);
     return;
@@ -67,18 +77,19 @@ void SpaceSaving::Add(std::string_view key, uint64_t weight) {
   const uint32_t slot = buckets_[least_].first;
   Slot& s = slots_[slot];
   const uint64_t least = s.count;
-  index_.erase(View(s.key));
+  index_.erase(s.hash);
   s.key.assign(key);
-  index_.emplace(View(s.key), slot);
+  s.hash = hash;
+  index_.emplace(hash, slot);
   s.error = least;
   Raise(slot, weight);
 }
 
 void SpaceSaving::Insert(std::string_view key, uint64_t count, uint64_t error) {
   const auto slot = static_cast<uint32_t>(slots_.size());
-  // Within the capacity reserved at construction: the slots do not move.
-  slots_.push_back(Slot{std::string(key), count, error, kNone, kNone, kNone});
-  index_.emplace(View(slots_.back().key), slot);
+  const uint64_t hash = Hash(key);
+  if (!index_.emplace(hash, slot).second) return;  // a hash collision: see Hash
+  slots_.push_back(Slot{std::string(key), hash, count, error, kNone, kNone, kNone});
   // Entries usually come lightest first (FromEntries) or at the floor (Add): search from the
   // end that is nearer.
   uint32_t after = kNone;
@@ -165,7 +176,7 @@ std::vector<SpaceSaving::Entry> SpaceSaving::Top(size_t n, std::string_view pref
 }
 
 SpaceSaving::Entry SpaceSaving::Estimate(std::string_view key) const {
-  if (auto it = index_.find(View(key)); it != index_.end()) {
+  if (auto it = index_.find(Hash(key)); it != index_.end() && slots_[it->second].key == key) {
     const Slot& s = slots_[it->second];
     return Entry{std::string(key), s.count, s.error};
   }

@@ -25,7 +25,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/strings/string_view.h"
 
 namespace sluice::stats {
 
@@ -44,7 +43,14 @@ class SpaceSaving {
   SpaceSaving& operator=(SpaceSaving&&) noexcept = default;
 
   // Adds `weight` (> 0) to `key`.
-  void Add(std::string_view key, uint64_t weight = 1);
+  void Add(std::string_view key, uint64_t weight = 1) { Add(key, Hash(key), weight); }
+  // The same with `hash` = Hash(key), computed once by a caller that adds a key to several
+  // summaries.
+  void Add(std::string_view key, uint64_t hash, uint64_t weight);
+  // The index's hash of a key: XXH3-64 with a random per-process seed, so that keys cannot be
+  // chosen to collide. Two keys with one hash (about capacity² / 2^64 likely) share a counter's
+  // place: the later one's events are dropped while the first is monitored.
+  static uint64_t Hash(std::string_view key);
   // Adds every key of `other` (see the header comment). `other` may have another capacity.
   void Merge(const SpaceSaving& other);
   // The merge of all of `parts` at once (the same as merging them one by one, in one pass):
@@ -79,6 +85,7 @@ class SpaceSaving {
   static constexpr uint32_t kNone = UINT32_MAX;
   struct Slot {
     std::string key;  // reused by the key that replaces it: no allocation when it fits
+    uint64_t hash;    // Hash(key)
     uint64_t count;
     uint64_t error;
     uint32_t bucket;      // the bucket of `count`
@@ -102,14 +109,12 @@ class SpaceSaving {
   size_t capacity_;
   uint64_t total_ = 0;
   uint64_t base_floor_ = 0;  // set by Compact/FromEntries
-  // At most capacity_, reserved up front: the slots never move, so index_ may view their keys
-  // (a short key lives inside its std::string object).
-  std::vector<Slot> slots_;
+  std::vector<Slot> slots_;  // at most capacity_
   std::vector<Bucket> buckets_;
   std::vector<uint32_t> free_buckets_;
-  uint32_t least_ = kNone;                                  // the bucket of the least count
-  uint32_t most_ = kNone;                                   // the bucket of the highest count
-  absl::flat_hash_map<absl::string_view, uint32_t> index_;  // slot key -> slot id
+  uint32_t least_ = kNone;                         // the bucket of the least count
+  uint32_t most_ = kNone;                          // the bucket of the highest count
+  absl::flat_hash_map<uint64_t, uint32_t> index_;  // Hash(slot key) -> slot id
 };
 
 }  // namespace sluice::stats
