@@ -48,7 +48,9 @@ void Limiter::SetRules(std::shared_ptr<const rules::RuleSet> rules) {
     const bool shadow = rule.mode != rules::RuleMode::kEnforce;
     const obs::RuleKind kind = shadow ? obs::RuleKind::kShadow : obs::RuleKind::kEnforced;
     if (snapshot->counters.size() < options_.max_rule_series) {
-      snapshot->counters.push_back(snapshot->series.ForRule(rule.id, kind));
+      const bool own_latency = snapshot->counters.size() < options_.max_rule_latency_series;
+      snapshot->counters.push_back(snapshot->series.ForRule(
+          rule.id, kind, own_latency ? std::string_view() : rules::kOtherRuleId));
       continue;
     }
     std::optional<obs::RuleCounters>& shared = other[shadow ? 1 : 0];

@@ -89,6 +89,9 @@ class Limiter {
     // A series goes from /metrics when the rules that made it are replaced and no request uses
     // them any more.
     size_t max_rule_series = 1000;
+    // sluice_rule_store_duration_seconds{rule_id}, a histogram of 18 series per rule: the first
+    // `max_rule_latency_series` rules in file order have their own; the others share "_other".
+    size_t max_rule_latency_series = 50;
     size_t max_descriptor_series = 1000;
     // The Envoy face's global settings; CheckDescriptors applies shadow_mode and quota_mode.
     EnvoyOptions envoy = {};

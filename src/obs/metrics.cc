@@ -217,11 +217,13 @@ RequestSeries::~RequestSeries() {
   }
 }
 
-RuleCounters RequestSeries::ForRule(std::string_view rule_id, RuleKind kind) {
+RuleCounters RequestSeries::ForRule(std::string_view rule_id, RuleKind kind,
+                                    std::string_view duration_id) {
   return CountersOf(
       kind, [&](const char* result) { return &Request(rule_id, result); },
       [&] {
-        prometheus::Histogram* histogram = &metrics_->AcquireRuleStoreDuration(rule_id);
+        prometheus::Histogram* histogram =
+            &metrics_->AcquireRuleStoreDuration(duration_id.empty() ? rule_id : duration_id);
         held_durations_.push_back(histogram);
         return histogram;
       });

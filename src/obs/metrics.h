@@ -76,7 +76,9 @@ class RequestSeries {
   RequestSeries& operator=(RequestSeries&&) = delete;
 
   // As Metrics::ForRule and Metrics::Request, referenced until this RequestSeries goes.
-  RuleCounters ForRule(std::string_view rule_id, RuleKind kind);
+  // `duration_id`, when not empty, labels the store duration instead of `rule_id` (the rules
+  // past Limiter::Options::max_rule_latency_series share "_other").
+  RuleCounters ForRule(std::string_view rule_id, RuleKind kind, std::string_view duration_id = {});
   prometheus::Counter& Request(std::string_view rule_id, std::string_view result);
 
  private:

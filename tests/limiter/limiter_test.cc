@@ -507,10 +507,24 @@ std::string RulesWithIds(const std::string& prefix, int n) {
   return yaml;
 }
 
+// Verifies that rules past max_rule_latency_series share the "_other" store duration.
+TEST_F(LimiterTest, RuleLatencySeriesAreBounded) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {.max_rule_latency_series = 10});
+  limiter.SetRules(Rules(RulesWithIds("r", 30)));
+  EXPECT_EQ(metrics_.rule_store_series(), 11u);  // r0 … r9 and _other
+  const std::string text = metrics_.Render();
+  EXPECT_NE(text.find("sluice_rule_store_duration_seconds_count{rule_id=\"r9\"}"),
+            std::string::npos);
+  EXPECT_EQ(text.find("sluice_rule_store_duration_seconds_count{rule_id=\"r10\"}"),
+            std::string::npos);
+  EXPECT_NE(text.find("sluice_rule_store_duration_seconds_count{rule_id=\"_other\"}"),
+            std::string::npos);
+}
+
 // Verifies that a reload drops the series of the rules it removed (they used to stay for ever:
 // 10 reloads of 2000 new ids left 100k lines), and keeps those of the rules it kept.
 TEST_F(LimiterTest, ReloadDropsTheSeriesOfRemovedRules) {
-  Limiter limiter(store_, clock_, metrics_, rejections_, {});
+  Limiter limiter(store_, clock_, metrics_, rejections_, {.max_rule_latency_series = 1000});
   const size_t lists = metrics_.request_series();  // deny_list and allow_list
   for (int reload = 0; reload < 10; ++reload) {
     limiter.SetRules(Rules(RulesWithIds("v" + std::to_string(reload) + "-", 200) +
