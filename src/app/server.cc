@@ -115,10 +115,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
       s.config_.admin_tokens,
       env_token != nullptr ? std::optional<std::string_view>(env_token) : std::nullopt);
   if (!tokens.ok()) return tokens.status();
-  if (s.config_.stats_enabled) {
-    s.stats_routes_ = std::make_unique<http::StatsRoutes>(*s.stats_, s.cluster_stats_.get(),
-                                                          *s.limiter_, *tokens, s.metrics_);
-  }
+  s.stats_routes_ = std::make_unique<http::StatsRoutes>(
+      *s.stats_, s.cluster_stats_.get(), *s.limiter_, *tokens, s.metrics_, s.config_.stats_enabled);
   if (tokens->enabled()) {
     s.admin_ = std::make_unique<http::AdminRoutes>(*s.managed_, *s.limiter_, std::move(*tokens),
                                                    s.metrics_);

@@ -87,11 +87,20 @@ struct Limiter::DescriptorsJob final : Job {
       const int item = item_of[i];
       if (item < 0 || metric_keys[i].empty()) continue;
       const DescriptorStatus& s = result.statuses[i];
+      // With the store down, only a requests_per_unit 0 descriptor is over by itself (fail_closed
+      // makes every status over, but that is the store's failure, counted as such).
       const bool rejected = decided_by == DecidedBy::kNobody
-                                ? s.over_limit
+                                ? static_cast<bool>(blocks_all[i])
                                 : !decisions[static_cast<size_t>(item)].allowed;
-      shadow_rejected |= rejected && s.shadow;
-      hits.push_back({metric_keys[i], &keys[static_cast<size_t>(item)], rejected, !s.shadow});
+      // The global shadow_mode answers OK whatever the descriptors say: none rejects.
+      const bool enforced = !s.shadow && !limiter.options_.envoy.shadow_mode;
+      shadow_rejected |= rejected && !enforced;
+      // by_rule under the same bounded id as sluice_requests_total (a metric key may hold the
+      // request's own values: past max_descriptor_series, or unclean, it is "_other").
+      const std::string_view id = limiter.HasDescriptorSeries(*snapshot, metric_keys[i])
+                                      ? std::string_view(metric_keys[i])
+                                      : rules::kOtherRuleId;
+      hits.push_back({id, &keys[static_cast<size_t>(item)], rejected, enforced});
     }
     const stats::Result outcome = result.store_unavailable ? stats::Result::kUnavailable
                                   : result.over_limit      ? stats::Result::kRejected
@@ -332,6 +341,11 @@ void Limiter::CheckDescriptors(DescriptorsRequest request, DescriptorsCallback d
   p->decisions.resize(p->items.size());
   p->done = std::move(done);
   Charge(std::move(p));
+}
+
+bool Limiter::HasDescriptorSeries(const Snapshot& snapshot, const std::string& metric_key) const {
+  MutexLock lock(snapshot.descriptor_mu);
+  return snapshot.descriptor_counters.contains(metric_key);
 }
 
 prometheus::Counter& Limiter::DescriptorCounter(const Snapshot& snapshot,

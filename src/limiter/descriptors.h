@@ -48,7 +48,7 @@ struct DescriptorRequest {
 struct DescriptorsRequest {
   std::string domain;
   std::vector<DescriptorRequest> descriptors;
-  uint32_t hits_addend = 0;  // request-level; 0 means 1
+  uint32_t hits_addend = 0;     // request-level; 0 means 1
   std::string request_id = {};  // for the rejection log (see CheckRequest::request_id)
 };
 

@@ -258,6 +258,8 @@ class Limiter {
   // not known in advance: an override makes a shadow descriptor enforced). Past
   // max_descriptor_series keys, or for a key that cannot be a label, rule_id is "_other".
   enum class DescriptorResult : uint8_t { kAllowed, kRejected, kShadowRejected, kError };
+  // Whether `metric_key` has series of its own in `snapshot` (DescriptorCounter made them).
+  bool HasDescriptorSeries(const Snapshot& snapshot, const std::string& metric_key) const;
   prometheus::Counter& DescriptorCounter(const Snapshot& snapshot, const std::string& metric_key,
                                          DescriptorResult result) const;
 

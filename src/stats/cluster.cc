@@ -46,8 +46,11 @@ bool DecodeTop(const json& j, size_t capacity, SpaceSaving* out) {
     }
     entries.push_back({e[0].get<std::string>(), e[1].get<uint64_t>(), e[2].get<uint64_t>()});
   }
+  // One more than the entries: the part is not "full", so its floor is the published one (the
+  // floor of the summary it came from), not its least entry.
   *out = SpaceSaving::FromEntries(entries, j.value("floor", uint64_t{0}),
-                                  j.value("total", uint64_t{0}), capacity);
+                                  j.value("total", uint64_t{0}),
+                                  std::max(capacity, entries.size() + 1));
   return true;
 }
 
@@ -134,7 +137,11 @@ redis::Deadline ClusterStats::NewDeadline() const {
 
 void ClusterStats::Publish() {
   const int64_t now = NowSecond(recorder_);
-  const int64_t from = std::max(published_through_ + 1, now - kRepublishSeconds);
+  // From the first second not known to be stored, and always the last two again: a check is
+  // counted in the second it began, so one that ends after a publication adds to a second
+  // already sent (HSET of the second's whole totals: sending it again is harmless).
+  const int64_t through = published_through_->load(std::memory_order_acquire);
+  const int64_t from = std::max(std::min(through + 1, now - 2), now - kRepublishSeconds);
   const int64_t to = now - 1;  // completed seconds only
   std::string commands;
   size_t replies = 0;
@@ -166,9 +173,17 @@ void ClusterStats::Publish() {
   }
   command({"ZADD", ServersKey(), std::to_string(now), server_id_});
   command({"ZREMRANGEBYSCORE", ServersKey(), "-inf", std::to_string(now - kTtlSeconds)});
-  published_through_ = std::max(published_through_, to);
-  topology_.Execute(group_, std::move(commands), replies, NewDeadline(),
-                    [](absl::StatusOr<std::vector<redis::Reply>>) {});
+  // The watermark moves only once Redis has taken the seconds: after a failure, the next
+  // publication sends them again (up to kRepublishSeconds back).
+  topology_.Execute(
+      group_, std::move(commands), replies, NewDeadline(),
+      [watermark = published_through_, to](absl::StatusOr<std::vector<redis::Reply>> result) {
+        if (!result.ok()) return;
+        int64_t seen = watermark->load(std::memory_order_relaxed);
+        while (seen < to &&
+               !watermark->compare_exchange_weak(seen, to, std::memory_order_release)) {
+        }
+      });
 }
 
 void ClusterStats::Servers(

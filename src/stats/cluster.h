@@ -12,8 +12,10 @@
 // next publication, so the cluster view trails by up to about a second.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,8 +33,8 @@ class ClusterStats {
                std::chrono::milliseconds timeout, std::string server_id);
 
   // Publishes the seconds completed since the last publication and the current and previous
-  // minutes' heavy hitters. Call once a second. Failures are dropped (the next call sends the
-  // seconds again, up to a minute back). Thread-safe against the queries, not against itself.
+  // minutes' heavy hitters. Call once a second. After a failure the next call sends the seconds
+  // again (up to a minute back). Thread-safe against the queries, not against itself.
   void Publish();
 
   template <typename T>
@@ -65,8 +67,10 @@ class ClusterStats {
   const std::string prefix_;  // key_prefix + "{stats}:"
   const std::chrono::milliseconds timeout_;
   const std::string server_id_;
-  uint64_t group_;                 // the topology group of every stats key
-  int64_t published_through_ = 0;  // the last second published (Publish's thread only)
+  uint64_t group_;  // the topology group of every stats key
+  // The last second Redis is known to hold (set from the store's thread on success).
+  std::shared_ptr<std::atomic<int64_t>> published_through_ =
+      std::make_shared<std::atomic<int64_t>>(0);
 };
 
 // A server id: host name, process id and a random suffix.

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <memory>
+#include <optional>
 #include <utility>
 
 #include "rules/counter_key.h"
+#include "xxhash.h"
 
 namespace sluice::stats {
 
@@ -169,7 +172,19 @@ void Recorder::Record(Micros now, Result result, bool shadow_rejected, bool stor
       } else if (result == Result::kAllowed) {
         ++it->second.allowed;
       }
-      if (hit.key != nullptr) shard.hits.push_back(Hit{std::move(*hit.key), hit.rejected});
+      if (hit.key != nullptr) {
+        std::string& key = *hit.key;
+        if (key.size() > kMaxKeyBytes) {
+          // A key holds the request's own values: memory is bounded in bytes too. The cut key
+          // keeps a hash of the whole, so that two long keys stay apart.
+          const uint64_t whole = XXH3_64bits(key.data(), key.size());  // alike on every server
+          key.resize(kMaxKeyBytes - 20);
+          key += "~cut:";
+          constexpr char kHex[] = "0123456789abcdef";
+          for (int shift = 60; shift >= 0; shift -= 4) key.push_back(kHex[(whole >> shift) & 15]);
+        }
+        shard.hits.push_back(Hit{std::move(key), hit.rejected});
+      }
     }
     if (full.empty() && shard.hits.size() >= kFlushKeys) {
       full.reserve(kFlushKeys * 2);
@@ -200,23 +215,13 @@ void Recorder::FlushSecond(Shard& shard) {
 
 void Recorder::ApplyHits(std::vector<Hit>& hits, int64_t minute) {
   MutexLock lock(top_mu_);
+  // Keys a shard held since a minute now past (it had no check since) count in the current
+  // minute: finished minutes are immutable, shared with queries that merge them unlocked.
   RotateLocked(minute);
-  SpaceSaving* requests = &requests_;
-  SpaceSaving* rejected = &rejected_;
-  if (minute < minute_) {
-    // Keys a shard held since a minute now past (it had no check since): into that minute's
-    // summary while it is kept, else into the current one.
-    for (MinuteTop& past : past_) {
-      if (past.minute == minute) {
-        requests = &past.requests;
-        rejected = &past.rejected;
-      }
-    }
-  }
   for (Hit& hit : hits) {
     const uint64_t hash = SpaceSaving::Hash(hit.key);
-    requests->Add(hit.key, hash, 1);
-    if (hit.rejected) rejected->Add(hit.key, hash, 1);
+    requests_.Add(hit.key, hash, 1);
+    if (hit.rejected) rejected_.Add(hit.key, hash, 1);
   }
   hits.clear();
 }
@@ -224,16 +229,16 @@ void Recorder::ApplyHits(std::vector<Hit>& hits, int64_t minute) {
 void Recorder::RotateLocked(int64_t minute) {
   if (minute_ == minute) return;
   if (minute_ >= 0 && minute > minute_) {
-    MinuteTop done;
-    done.minute = minute_;
-    done.requests = requests_.Compact(past_capacity());
-    done.rejected = rejected_.Compact(past_capacity());
+    auto done = std::make_shared<MinuteTop>();
+    done->minute = minute_;
+    done->requests = requests_.Compact(past_capacity());
+    done->rejected = rejected_.Compact(past_capacity());
     past_.push_back(std::move(done));
     requests_ = SpaceSaving(options_.top_capacity);
     rejected_ = SpaceSaving(options_.top_capacity);
   }
   if (minute > minute_) minute_ = minute;
-  while (!past_.empty() && past_.front().minute <= minute_ - kKeptMinutes) past_.pop_front();
+  while (!past_.empty() && past_.front()->minute < minute_ - kKeptMinutes) past_.pop_front();
 }
 
 void Recorder::FlushAll() {
@@ -290,12 +295,21 @@ std::vector<Recorder::Second> Recorder::Seconds(int64_t from, int64_t to) {
 
 SpaceSaving Recorder::Top(Ranking ranking, int64_t minutes) {
   FlushAll();
-  MutexLock lock(top_mu_);
-  RotateLocked(MinuteOf(clock_.NowMicros()));
-  std::vector<const SpaceSaving*> parts = {ranking == Ranking::kRequests ? &requests_ : &rejected_};
-  for (const MinuteTop& past : past_) {
-    if (past.minute < minute_ - minutes) continue;
-    parts.push_back(ranking == Ranking::kRequests ? &past.requests : &past.rejected);
+  // Under the lock, only a copy of the current minute and references to the finished ones
+  // (immutable): the merge runs unlocked, so checks flushing keys do not wait for it.
+  std::optional<SpaceSaving> current;
+  std::vector<std::shared_ptr<const MinuteTop>> past;
+  {
+    MutexLock lock(top_mu_);
+    RotateLocked(MinuteOf(clock_.NowMicros()));
+    current = ranking == Ranking::kRequests ? requests_ : rejected_;
+    for (const std::shared_ptr<const MinuteTop>& m : past_) {
+      if (m->minute >= minute_ - minutes) past.push_back(m);
+    }
+  }
+  std::vector<const SpaceSaving*> parts = {&*current};
+  for (const auto& m : past) {
+    parts.push_back(ranking == Ranking::kRequests ? &m->requests : &m->rejected);
   }
   return SpaceSaving::MergeAll(parts, options_.top_capacity);
 }
@@ -305,14 +319,14 @@ std::vector<Recorder::MinuteTop> Recorder::Minutes(int64_t from_minute) {
   MutexLock lock(top_mu_);
   RotateLocked(MinuteOf(clock_.NowMicros()));
   std::vector<MinuteTop> out;
-  for (const MinuteTop& past : past_) {
-    if (past.minute >= from_minute) out.push_back(past);
+  for (const std::shared_ptr<const MinuteTop>& past : past_) {
+    if (past->minute >= from_minute) out.push_back(*past);
   }
   if (minute_ >= from_minute) {
     MinuteTop current;
     current.minute = minute_;
-    current.requests = requests_;
-    current.rejected = rejected_;
+    current.requests = requests_.Compact(past_capacity());
+    current.rejected = rejected_.Compact(past_capacity());
     out.push_back(std::move(current));
   }
   return out;
@@ -321,8 +335,8 @@ std::vector<Recorder::MinuteTop> Recorder::Minutes(int64_t from_minute) {
 size_t Recorder::top_entries(Ranking ranking) {
   MutexLock lock(top_mu_);
   size_t n = ranking == Ranking::kRequests ? requests_.size() : rejected_.size();
-  for (const MinuteTop& past : past_) {
-    n += ranking == Ranking::kRequests ? past.requests.size() : past.rejected.size();
+  for (const std::shared_ptr<const MinuteTop>& past : past_) {
+    n += ranking == Ranking::kRequests ? past->requests.size() : past->rejected.size();
   }
   return n;
 }
@@ -345,7 +359,10 @@ DecodedKey DecodeCounterKey(std::string_view key) {
   }
   out.rule_id = Unescape(parts[1]);  // the rule id, or the Envoy domain
   for (size_t i = 2; i < parts.size(); ++i) {
-    const size_t sep = parts[i].find_first_of("=~");
+    // '=' is escaped inside parts, '~' is not: a name may hold '~', so '=' decides first ('~'
+    // separates only an Envoy shared counter's name from its pattern, which has no '=').
+    size_t sep = parts[i].find('=');
+    if (sep == std::string_view::npos) sep = parts[i].find('~');
     if (sep == std::string_view::npos) continue;  // the limit's identity
     out.attributes.emplace_back(Unescape(parts[i].substr(0, sep)),
                                 Unescape(parts[i].substr(sep + 1)));

@@ -69,6 +69,9 @@ struct Counts {
 // under kOtherRule (a flood of rule ids cannot grow the ring).
 inline constexpr size_t kMaxRulesPerSecond = 64;
 inline constexpr std::string_view kOtherRule = "_other";
+// The longest counter key the summaries keep: a longer one is cut and ends with "~cut:" and 16
+// hex digits of a hash of the whole key.
+inline constexpr size_t kMaxKeyBytes = 256;
 
 enum class Result : uint8_t { kAllowed, kRejected, kBlocked, kUnavailable };
 enum class Ranking : uint8_t { kRequests, kRejected };
@@ -115,7 +118,8 @@ class Recorder {
 
   // The summary of `ranking` over the current minute and the `minutes` before it. Thread-safe.
   SpaceSaving Top(Ranking ranking, int64_t minutes);
-  // Per minute (Unix minute), the current one included: for publishing to other servers.
+  // Per minute (Unix minute), the current one included, each cut to past_capacity() keys as
+  // finished minutes are: for publishing to other servers.
   struct MinuteTop {
     int64_t minute = 0;
     SpaceSaving requests{1};
@@ -131,7 +135,7 @@ class Recorder {
   size_t past_capacity() const;
 
   static constexpr int64_t kRingSeconds = 3600;
-  static constexpr int64_t kKeptMinutes = 60;
+  static constexpr int64_t kKeptMinutes = 60;  // finished minutes kept besides the current
   static constexpr size_t kFlushKeys = 256;
 
  private:
@@ -172,7 +176,8 @@ class Recorder {
   int64_t minute_ ABSL_GUARDED_BY(top_mu_) = -1;
   SpaceSaving requests_ ABSL_GUARDED_BY(top_mu_);
   SpaceSaving rejected_ ABSL_GUARDED_BY(top_mu_);
-  std::deque<MinuteTop> past_ ABSL_GUARDED_BY(top_mu_);  // oldest first, compacted
+  // Finished minutes, oldest first, compacted; immutable once made.
+  std::deque<std::shared_ptr<const MinuteTop>> past_ ABSL_GUARDED_BY(top_mu_);
 };
 
 // A counter key's attributes (rules::RuleSet::CounterKey, rules::DescriptorKey): the rule id

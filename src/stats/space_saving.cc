@@ -163,15 +163,25 @@ void SpaceSaving::Place(uint32_t slot, uint32_t after) {
 }
 
 std::vector<SpaceSaving::Entry> SpaceSaving::Top(size_t n, std::string_view prefix) const {
+  // Ranks slot ids, then copies only the keys kept.
+  std::vector<uint32_t> ids;
+  ids.reserve(slots_.size());
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].key.starts_with(prefix)) ids.push_back(i);
+  }
+  const size_t keep = std::min(n, ids.size());
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end(),
+                    [this](uint32_t a, uint32_t b) {
+                      const Slot& x = slots_[a];
+                      const Slot& y = slots_[b];
+                      return x.count != y.count ? x.count > y.count : x.key < y.key;
+                    });
   std::vector<Entry> out;
-  for (const Slot& s : slots_) {
-    if (!s.key.starts_with(prefix)) continue;
+  out.reserve(keep);
+  for (size_t i = 0; i < keep; ++i) {
+    const Slot& s = slots_[ids[i]];
     out.push_back(Entry{s.key, s.count, s.error});
   }
-  const size_t keep = std::min(n, out.size());
-  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(keep), out.end(),
-                    Heavier);
-  out.resize(keep);
   return out;
 }
 

@@ -130,6 +130,15 @@ class StatsAuthTest(unittest.TestCase):
             self.assertEqual(res.status, 403)
             self.assertEqual(res.json()["error"]["code"], "ADMIN_DISABLED")
 
+    def test_stats_off_still_needs_a_token(self):
+        config = ADMIN + "stats:\n  enabled: false\n"
+        with SluiceServer(files={"sluice.yaml": config, "rules.yaml": RULES},
+                          config="sluice.yaml", rules=["rules.yaml"]) as s:
+            self.assertEqual(s.get("/v1/stats/global").status, 401)
+            res = s.request("GET", "/v1/stats/global", headers=auth())
+            self.assertEqual(res.status, 404)
+            self.assertIn("stats.enabled", res.json()["error"]["message"])
+
     def test_tokens_and_parameters(self):
         with SluiceServer(files={"sluice.yaml": ADMIN, "rules.yaml": RULES}, config="sluice.yaml",
                           rules=["rules.yaml"]) as s:

@@ -149,5 +149,28 @@ TEST(Recorder, DecodesCounterKeys) {
   EXPECT_EQ(decoded.attributes[0].second, "alice=1|%");
 }
 
+TEST(Recorder, DecodesEnvoyKeysWithATildeInAName) {
+  const DecodedKey shared = DecodeCounterKey("envoy|dom|fixed_window|60000000|a~b=v|path~%2Fapi*");
+  EXPECT_EQ(shared.rule_id, "dom");
+  ASSERT_EQ(shared.attributes.size(), 2u);
+  EXPECT_EQ(shared.attributes[0], (std::pair<std::string, std::string>{"a~b", "v"}));
+  EXPECT_EQ(shared.attributes[1], (std::pair<std::string, std::string>{"path", "/api*"}));
+}
+
+TEST(Recorder, LongKeysAreCutAndStayApart) {
+  ManualClock clock(kT0);
+  Recorder r(clock, {.top_capacity = 100});
+  const std::string base = "rule|x|fixed_window|60000000|user_id=" + std::string(1000, 'a');
+  Check(r, kT0, Result::kAllowed, "x", base + "1", false);
+  Check(r, kT0, Result::kAllowed, "x", base + "2", false);
+  const auto top = r.Top(Ranking::kRequests, 1).Top(10);
+  ASSERT_EQ(top.size(), 2u);
+  for (const auto& e : top) {
+    EXPECT_EQ(e.key.size(), kMaxKeyBytes - 20 + 5 + 16);
+    EXPECT_NE(e.key.find("~cut:"), std::string::npos);
+  }
+  EXPECT_NE(top[0].key, top[1].key);
+}
+
 }  // namespace
 }  // namespace sluice::stats

@@ -100,11 +100,6 @@ void Routes::Handle(Request& request, Respond respond) {
     const bool stats = path.starts_with(kStatsPrefix);
     if (stats && stats_ != nullptr) {
       stats_->Handle(request, std::move(respond));
-    } else if (stats && admin_ != nullptr) {
-      metrics_.http_errors("NOT_FOUND").Increment();
-      std::move(respond)(JsonResponse(
-          404, ErrorBody("NOT_FOUND", "The stats are off on this server (stats.enabled: false)."),
-          request.version()));
     } else if (!stats && admin_ != nullptr) {
       admin_->Handle(request, std::move(respond));
     } else {

@@ -147,12 +147,13 @@ struct Reply {
 }  // namespace
 
 StatsRoutes::StatsRoutes(stats::Recorder& recorder, stats::ClusterStats* cluster, Limiter& limiter,
-                         admin::Tokens tokens, obs::Metrics& metrics)
+                         admin::Tokens tokens, obs::Metrics& metrics, bool enabled)
     : recorder_(recorder),
       cluster_(cluster),
       limiter_(limiter),
       tokens_(std::move(tokens)),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      enabled_(enabled) {}
 
 void StatsRoutes::Handle(Request& request, Respond respond) {
   const unsigned version = request.version();
@@ -165,6 +166,9 @@ void StatsRoutes::Handle(Request& request, Respond respond) {
   if (std::optional<Response> refused =
           Authorize(tokens_, request, admin::Role::kRead, metrics_, &actor)) {
     return std::move(reply->respond)(std::move(*refused));
+  }
+  if (!enabled_) {
+    return error(404, "NOT_FOUND", "The stats are off on this server (stats.enabled: false).");
   }
   if (request.method() != bhttp::verb::get && request.method() != bhttp::verb::head) {
     metrics_.http_errors("METHOD_NOT_ALLOWED").Increment();
@@ -255,68 +259,73 @@ void StatsRoutes::Handle(Request& request, Respond respond) {
   if (what == "users" && segments.size() == 2 && !segments[1].empty()) {
     rules::RequestAttributes attributes;
     attributes.user_id = segments[1];
-    return limiter_.Peek(attributes, [this, reply, user = segments[1]](Limiter::PeekResult peek) {
-      json rules = json::array();
-      // The user's recent totals come from the heavy-hitter summaries of the last hour: each
-      // rule counts the user's checks under its key; a check counts once under every rule that
-      // applies, so the user's totals are the most any of its rules counted.
-      const stats::SpaceSaving requests = recorder_.Top(Ranking::kRequests, 60);
-      const stats::SpaceSaving rejected = recorder_.Top(Ranking::kRejected, 60);
-      // Every key of any rule counting per this user (whether or not the rule applies to a check
-      // with only a user_id): the most any one rule counted.
-      uint64_t recent_requests = 0;
-      uint64_t recent_rejected = 0;
-      uint64_t recent_error = 0;
-      auto is_users = [&user](const std::string& key) {
-        for (const auto& [name, value] : stats::DecodeCounterKey(key).attributes) {
-          if (name == "user_id" && value == user) return true;
-        }
-        return false;
-      };
-      for (const stats::SpaceSaving::Entry& e : requests.Top(requests.size())) {
-        if (e.count > recent_requests && is_users(e.key)) {
-          recent_requests = e.count;
-          recent_error = e.error;
-        }
-      }
-      for (const stats::SpaceSaving::Entry& e : rejected.Top(rejected.size())) {
-        if (e.count > recent_rejected && is_users(e.key)) recent_rejected = e.count;
-      }
-      for (size_t i = 0; i < peek.applied.size(); ++i) {
-        const rules::Rule& rule = *peek.applied[i];
-        const Decision& d = peek.decisions[i];
-        const stats::SpaceSaving::Entry req = requests.Estimate(peek.keys[i]);
-        const stats::SpaceSaving::Entry rej = rejected.Estimate(peek.keys[i]);
-        json entry = {{"rule_id", rule.id},
-                      {"algorithm", AlgorithmName(rule.limit.algorithm())},
-                      {"limit", rule.limit.limit()},
-                      {"window_seconds", CeilSeconds(rule.limit.window())},
-                      {"mode", rule.mode == rules::RuleMode::kEnforce ? "enforce" : "shadow"},
-                      {"recent",
-                       {{"requests", req.count},
-                        {"rejected", rej.count},
-                        {"error", std::max(req.error, rej.error)}}}};
-        if (peek.status.ok()) {
-          entry["remaining"] = d.remaining;
-          entry["reset_at"] = CeilSeconds(int_math::SatAdd(peek.now, d.reset_after));
-        } else {
-          entry["remaining"] = nullptr;
-          entry["reset_at"] = nullptr;
-        }
-        rules.push_back(std::move(entry));
-      }
-      json body = {{"user_id", user},
-                   {"tier", peek.tier.empty() ? json(nullptr) : json(peek.tier)},
-                   {"rules", std::move(rules)},
-                   {"recent",
-                    {{"window_seconds", 3600},
-                     {"requests", recent_requests},
-                     {"allowed", recent_requests - std::min(recent_requests, recent_rejected)},
-                     {"rejected", recent_rejected},
-                     {"error", recent_error}}}};
-      if (!peek.status.ok()) body["store_error"] = std::string(peek.status.message());
-      reply->Ok(body);
-    });
+    // The summaries are merged here, on the HTTP thread: the Peek callback may run on the store
+    // client's thread, which must not be kept from its other replies.
+    auto requests =
+        std::make_shared<const stats::SpaceSaving>(recorder_.Top(Ranking::kRequests, 60));
+    auto rejected =
+        std::make_shared<const stats::SpaceSaving>(recorder_.Top(Ranking::kRejected, 60));
+    return limiter_.Peek(
+        attributes, [reply, requests, rejected, user = segments[1]](Limiter::PeekResult peek) {
+          json rules = json::array();
+          // The user's recent totals come from the heavy-hitter summaries of the last hour: each
+          // rule counts the user's checks under its key; a check counts once under every rule that
+          // applies, so the user's totals are the most any of its rules counted.
+          // Every key of any rule counting per this user (whether or not the rule applies to a
+          // check with only a user_id): the most any one rule counted.
+          uint64_t recent_requests = 0;
+          uint64_t recent_rejected = 0;
+          uint64_t recent_error = 0;
+          auto is_users = [&user](const std::string& key) {
+            for (const auto& [name, value] : stats::DecodeCounterKey(key).attributes) {
+              if (name == "user_id" && value == user) return true;
+            }
+            return false;
+          };
+          for (const stats::SpaceSaving::Entry& e : requests->Top(requests->size())) {
+            if (e.count > recent_requests && is_users(e.key)) {
+              recent_requests = e.count;
+              recent_error = e.error;
+            }
+          }
+          for (const stats::SpaceSaving::Entry& e : rejected->Top(rejected->size())) {
+            if (e.count > recent_rejected && is_users(e.key)) recent_rejected = e.count;
+          }
+          for (size_t i = 0; i < peek.applied.size(); ++i) {
+            const rules::Rule& rule = *peek.applied[i];
+            const Decision& d = peek.decisions[i];
+            const stats::SpaceSaving::Entry req = requests->Estimate(peek.keys[i]);
+            const stats::SpaceSaving::Entry rej = rejected->Estimate(peek.keys[i]);
+            json entry = {{"rule_id", rule.id},
+                          {"algorithm", AlgorithmName(rule.limit.algorithm())},
+                          {"limit", rule.limit.limit()},
+                          {"window_seconds", CeilSeconds(rule.limit.window())},
+                          {"mode", rule.mode == rules::RuleMode::kEnforce ? "enforce" : "shadow"},
+                          {"recent",
+                           {{"requests", req.count},
+                            {"rejected", rej.count},
+                            {"error", std::max(req.error, rej.error)}}}};
+            if (peek.status.ok()) {
+              entry["remaining"] = d.remaining;
+              entry["reset_at"] = CeilSeconds(int_math::SatAdd(peek.now, d.reset_after));
+            } else {
+              entry["remaining"] = nullptr;
+              entry["reset_at"] = nullptr;
+            }
+            rules.push_back(std::move(entry));
+          }
+          json body = {{"user_id", user},
+                       {"tier", peek.tier.empty() ? json(nullptr) : json(peek.tier)},
+                       {"rules", std::move(rules)},
+                       {"recent",
+                        {{"window_seconds", 3600},
+                         {"requests", recent_requests},
+                         {"allowed", recent_requests - std::min(recent_requests, recent_rejected)},
+                         {"rejected", recent_rejected},
+                         {"error", recent_error}}}};
+          if (!peek.status.ok()) body["store_error"] = std::string(peek.status.message());
+          reply->Ok(body);
+        });
   }
   error(404, "NOT_FOUND", "No such endpoint.");
 }

@@ -3,9 +3,9 @@
 // chart, the heaviest keys, and one user's rules and recent totals. `scope=cluster` sums every
 // server sharing the Redis store (stats/cluster.h).
 //
-// The summaries a query merges are small (a few thousand keys), so queries run on the calling
-// thread; a cluster query's Redis round trips are asynchronous and answer from the store
-// client's thread.
+// Local queries run on the calling HTTP thread (a merge of up to an hour of summaries takes some
+// milliseconds with top_capacity 10 000, and holds no lock the checks need). A cluster query's
+// Redis round trips are asynchronous; its answer is built on the store client's thread.
 #pragma once
 
 #include <string_view>
@@ -25,8 +25,9 @@ class StatsRoutes {
  public:
   // Everything must outlive the StatsRoutes; `cluster` may be null (no Redis store: scope=cluster
   // is refused with 400).
+  // `enabled` false (stats.enabled: false): every call is authorized, then answered 404.
   StatsRoutes(stats::Recorder& recorder, stats::ClusterStats* cluster, Limiter& limiter,
-              admin::Tokens tokens, obs::Metrics& metrics);
+              admin::Tokens tokens, obs::Metrics& metrics, bool enabled = true);
 
   // Handles a request whose path starts with kStatsPrefix.
   void Handle(Request& request, Respond respond);
@@ -37,6 +38,7 @@ class StatsRoutes {
   Limiter& limiter_;
   const admin::Tokens tokens_;
   obs::Metrics& metrics_;
+  const bool enabled_;
 };
 
 }  // namespace sluice::http
