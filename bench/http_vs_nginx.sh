@@ -16,14 +16,7 @@ duration=${1:-10}
 require wrk taskset nginx python3 curl
 bench_build sluice
 
-cat > "$work/sluice.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  return wrk.format(nil, "/v1/ratelimit/check", nil,
-                    string.format('{"user_id":"user_%d"}', math.random(1, 100000)))
-end
-LUA
+check_lua "$work/sluice.lua"
 cat > "$work/nginx.lua" <<'LUA'
 request = function()
   return wrk.format("GET", "/check", {["X-User"] = string.format("user_%d", math.random(1, 100000))})

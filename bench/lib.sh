@@ -11,6 +11,8 @@
 #   to_ms LATENCY           wrk's "812.00us" / "1.23ms" / "1.01s" in milliseconds
 #   wait_http PORT LOG      waits until 127.0.0.1:PORT answers HTTP; prints LOG and exits if not
 #   machine                 one line: cores and CPU model
+#   check_lua FILE          writes a wrk script posting /v1/ratelimit/check for a random user of
+#                           user_1 … user_100000 (the key space every HTTP benchmark uses)
 # shellcheck shell=bash disable=SC2034  # the variables are for the scripts that source this
 
 set -euo pipefail
@@ -74,4 +76,15 @@ wait_http() {
 
 machine() {
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+}
+
+check_lua() {
+  cat > "$1" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  return wrk.format(nil, "/v1/ratelimit/check", nil,
+                    string.format('{"user_id":"user_%d"}', math.random(1, 100000)))
+end
+LUA
 }

@@ -58,14 +58,7 @@ redis_stats() {  # → "evalsha_calls commands reads evalsha_usec evalsha_failed
     END {print e + 0, c + 0, r + 0, u + 0, f + 0}'
 }
 
-cat > "$work/check.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  return wrk.format(nil, "/v1/ratelimit/check", nil,
-                    string.format('{"user_id":"user_%d"}', math.random(1, 100000)))
-end
-LUA
+check_lua "$work/check.lua"
 
 # Filled by each row, printed at the end.
 main_rows=()

@@ -21,14 +21,7 @@ require wrk taskset python3 curl
 [ -n "${SLUICE_BENCH_BIN:-}" ] || bench_build sluice
 sluice=$(realpath "$sluice")
 
-cat > "$work/check.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  return wrk.format(nil, "/v1/ratelimit/check", nil,
-                    string.format('{"user_id":"user_%d"}', math.random(1, 100000)))
-end
-LUA
+check_lua "$work/check.lua"
 
 run() {  # STATS(true|false) LIMIT WINDOW → "rps p99_ms cpu_us"
   cat > "$work/rules.yaml" <<YAML

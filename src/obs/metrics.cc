@@ -176,38 +176,52 @@ size_t Metrics::rule_store_series() const {
   return duration_refs_.size();
 }
 
+namespace {
+
+// One more reference to the series of `family` with `labels` (made at 0 when new). Call with the
+// lock that guards `refs` held.
+template <typename T, typename... Args>
+T& AcquireSeries(prometheus::Family<T>& family, absl::flat_hash_map<T*, size_t>& refs,
+                 const prometheus::Labels& labels, Args&&... args) {
+  T& series = family.Add(labels, std::forward<Args>(args)...);
+  ++refs[&series];
+  return series;
+}
+
+// One reference less to `series`: at the last, it leaves `family`. Call with the lock that guards
+// `refs` held, so that no AcquireSeries of the same labels can get it back from Add between the
+// count reaching zero and the removal.
+template <typename T>
+void ReleaseSeries(prometheus::Family<T>& family, absl::flat_hash_map<T*, size_t>& refs,
+                   T* series) {
+  auto it = refs.find(series);
+  if (it == refs.end() || --it->second > 0) return;
+  refs.erase(it);
+  family.Remove(series);
+}
+
+}  // namespace
+
 prometheus::Counter& Metrics::AcquireRequest(std::string_view rule_id, std::string_view result) {
   MutexLock lock(series_mu_);
-  prometheus::Counter& counter =
-      requests_->Add({{"rule_id", std::string(rule_id)}, {"result", std::string(result)}});
-  ++series_refs_[&counter];
-  return counter;
+  return AcquireSeries(*requests_, series_refs_,
+                       {{"rule_id", std::string(rule_id)}, {"result", std::string(result)}});
 }
 
 void Metrics::ReleaseRequest(prometheus::Counter* counter) {
   MutexLock lock(series_mu_);
-  auto it = series_refs_.find(counter);
-  if (it == series_refs_.end() || --it->second > 0) return;
-  series_refs_.erase(it);
-  // Under series_mu_, so that no AcquireRequest of the same labels can get this Counter back
-  // from Add between the count reaching zero and the removal.
-  requests_->Remove(counter);
+  ReleaseSeries(*requests_, series_refs_, counter);
 }
 
 prometheus::Histogram& Metrics::AcquireRuleStoreDuration(std::string_view rule_id) {
   MutexLock lock(series_mu_);
-  prometheus::Histogram& histogram =
-      rule_store_duration_->Add({{"rule_id", std::string(rule_id)}}, LatencyBuckets());
-  ++duration_refs_[&histogram];
-  return histogram;
+  return AcquireSeries(*rule_store_duration_, duration_refs_, {{"rule_id", std::string(rule_id)}},
+                       LatencyBuckets());
 }
 
 void Metrics::ReleaseRuleStoreDuration(prometheus::Histogram* histogram) {
   MutexLock lock(series_mu_);
-  auto it = duration_refs_.find(histogram);
-  if (it == duration_refs_.end() || --it->second > 0) return;
-  duration_refs_.erase(it);
-  rule_store_duration_->Remove(histogram);  // under series_mu_: see ReleaseRequest
+  ReleaseSeries(*rule_store_duration_, duration_refs_, histogram);
 }
 
 RequestSeries::~RequestSeries() {
