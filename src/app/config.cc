@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "db/open.h"
 #include "net/host_port.h"
+#include "rules/loader.h"
 #include "store/redis/cluster.h"
 #include "yaml-cpp/yaml.h"
 #include "yaml/reader.h"
@@ -278,6 +279,27 @@ void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml:
                           return;
                         }
                         store.fallback_share = share;
+                      }},
+                     {"scripts",
+                      [&](const yaml::Field& v) {
+                        store.functions = r.Enum<bool>(v, {{"functions", true}, {"eval", false}})
+                                              .value_or(store.functions);
+                      }},
+                     {"coalesce",
+                      [&](const yaml::Field& v) {
+                        store.coalesce = r.Bool(v).value_or(store.coalesce);
+                      }},
+                     {"consistency",
+                      [&](const yaml::Field& v) {
+                        store.consistency =
+                            r.Enum<Consistency>(v, {{"exact", Consistency::kExact},
+                                                    {"leased", Consistency::kLeased}})
+                                .value_or(store.consistency);
+                      }},
+                     {"max_overshoot",
+                      [&](const yaml::Field& v) {
+                        store.max_overshoot =
+                            rules::ReadOvershoot(r, v).value_or(store.max_overshoot);
                       }},
                  });
              CheckTopology(r, at, store);

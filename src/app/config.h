@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "admin/tokens.h"
+#include "core/consistency.h"
 #include "core/time.h"
 #include "limiter/limiter.h"
 #include "yaml/pos.h"
@@ -35,6 +36,11 @@ struct StoreConfig {
   std::string key_prefix = "sluice:";  // no braces, spaces or control characters
   FailurePolicy on_failure = FailurePolicy::kFailOpen;
   double fallback_share = 1.0;
+  bool functions = true;  // `scripts: functions` (else `eval`)
+  bool coalesce = true;
+  // CONTRACT §11: the defaults of rules that do not say.
+  Consistency consistency = Consistency::kExact;
+  Overshoot max_overshoot = Overshoot::PartsPerMillion(10'000);  // 1%
 };
 
 // Resource limits of the listeners: what one client may take (docs/configuration.md, "Limits").

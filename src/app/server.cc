@@ -16,6 +16,7 @@
 #include "google/protobuf/stubs/logging.h"
 #include "obs/log_throttle.h"
 #include "rules/loader.h"
+#include "store/leased/leased_store.h"
 #include "store/redis/redis_store.h"
 
 namespace sluice::app {
@@ -84,7 +85,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
   s.stats_ = std::make_unique<stats::Recorder>(
       s.clock_,
       stats::Recorder::Options{.top_capacity = static_cast<size_t>(s.config_.stats_top_capacity)});
-  auto* redis = dynamic_cast<RedisStore*>(s.store_.get());
+  auto* leased = dynamic_cast<LeasedStore*>(s.store_.get());
+  RedisStore* redis = leased != nullptr ? &leased->redis() : nullptr;
   if (redis != nullptr && s.config_.stats_enabled) {
     // Every server sharing the store publishes its stats there (scope=cluster).
     s.cluster_stats_ = std::make_unique<stats::ClusterStats>(
@@ -260,7 +262,7 @@ void Server::Reload(std::string_view trigger, bool only_if_changed) {
 }
 
 void Server::CheckStoreLimits(const rules::RuleSet& rules) {
-  if (dynamic_cast<const RedisStore*>(store_.get()) == nullptr) return;
+  if (dynamic_cast<const LeasedStore*>(store_.get()) == nullptr) return;
   for (const auto& rule : rules.rules()) {
     if (absl::Status s = RedisStore::Supports(rule.limit); !s.ok()) {
       obs::LogEvent(level_enum::err, "rule_unsupported_by_store",

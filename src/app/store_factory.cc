@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "net/host_port.h"
+#include "store/leased/leased_store.h"
 #include "store/memory/memory_store.h"
 #include "store/redis/redis_store.h"
 
@@ -41,9 +42,29 @@ absl::StatusOr<std::unique_ptr<Store>> MakeStore(const StoreConfig& config, cons
        .pool = config.pool,
        .key_prefix = config.key_prefix,
        .on_cached_rejection = [&cached = metrics.StoreCachedRejections(
-                                   StoreBackendName(config.backend))] { cached.Increment(); }});
+                                   StoreBackendName(config.backend))] { cached.Increment(); },
+       .functions = config.functions,
+       .coalesce = config.coalesce,
+       .on_script_call =
+           [&calls = metrics.StoreCalls(StoreBackendName(config.backend))] { calls.Increment(); }});
   if (!created.ok()) return created.status();
-  return std::unique_ptr<Store>(std::move(*created));
+  // Leased counting in front: items of leased rules are decided from slices, the others go
+  // straight through (one scan of the items per check).
+  return std::unique_ptr<Store>(std::make_unique<LeasedStore>(
+      std::move(*created),
+      LeasedStoreOptions{
+          .consistency = config.consistency,
+          .max_overshoot = config.max_overshoot,
+          .on_lease =
+              [&metrics](std::string_view rule_id, LeaseEvent event) {
+                metrics.Leases(rule_id.empty() ? "_descriptors" : rule_id, LeaseEventName(event))
+                    .Increment();
+              },
+          .on_bound =
+              [&metrics](std::string_view rule_id, int64_t bound) {
+                metrics.LeaseOvershootBound(rule_id.empty() ? "_descriptors" : rule_id)
+                    .Set(static_cast<double>(bound));
+              }}));
 }
 
 }  // namespace sluice::app

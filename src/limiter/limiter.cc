@@ -427,7 +427,10 @@ void Limiter::Check(CheckRequest request, Callback done) {
         .limit = &rule.limit,
         .cost = request.cost,
         .role = rule.mode == rules::RuleMode::kEnforce ? ItemRole::kEnforced : ItemRole::kShadow,
-        .when = request.charge_always ? ChargeWhen::kAlways : ChargeWhen::kRequestAllowed};
+        .when = request.charge_always ? ChargeWhen::kAlways : ChargeWhen::kRequestAllowed,
+        .consistency = rule.consistency,
+        .max_overshoot = rule.max_overshoot.has_value() ? &*rule.max_overshoot : nullptr,
+        .rule_id = rule.id};
     job->rule_index[i] = static_cast<size_t>(&rule - first);
   }
   job->snapshot = std::move(snapshot);

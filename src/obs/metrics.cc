@@ -46,6 +46,22 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
            .Name("sluice_store_cached_rejections_total")
            .Help("Checks rejected by the local over-limit cache without a store round trip")
            .Register(*registry_);
+  store_calls_ = &prometheus::BuildCounter()
+                      .Name("sluice_store_calls_total")
+                      .Help("Script calls sent to the shared store (a coalesced call counts once)")
+                      .Register(*registry_);
+  leases_ = &prometheus::BuildCounter()
+                 .Name("sluice_leases_total")
+                 .Help(
+                     "Leased counting: slices of a counter's quota taken from the store, "
+                     "returned unused, or expired with tokens left")
+                 .Register(*registry_);
+  lease_bound_ = &prometheus::BuildGauge()
+                      .Name("sluice_lease_overshoot_bound")
+                      .Help(
+                          "Leased counting: the most a leased rule may admit over its limit per "
+                          "window, all servers together (max_overshoot, in tokens)")
+                      .Register(*registry_);
   http_errors_ = &prometheus::BuildCounter()
                       .Name("sluice_http_errors_total")
                       .Help("HTTP requests answered with an error, by error code")
@@ -260,6 +276,18 @@ prometheus::Counter& Metrics::StoreErrors(std::string_view backend, std::string_
 
 prometheus::Counter& Metrics::StoreCachedRejections(std::string_view backend) {
   return store_cached_rejections_->Add({{"backend", std::string(backend)}});
+}
+
+prometheus::Counter& Metrics::StoreCalls(std::string_view backend) {
+  return store_calls_->Add({{"backend", std::string(backend)}});
+}
+
+prometheus::Counter& Metrics::Leases(std::string_view rule_id, std::string_view event) {
+  return leases_->Add({{"rule_id", std::string(rule_id)}, {"event", std::string(event)}});
+}
+
+prometheus::Gauge& Metrics::LeaseOvershootBound(std::string_view rule_id) {
+  return lease_bound_->Add({{"rule_id", std::string(rule_id)}});
 }
 
 prometheus::Counter& Metrics::http_errors(std::string_view code) {

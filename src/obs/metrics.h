@@ -111,6 +111,14 @@ class Metrics {
   prometheus::Counter& StoreErrors(std::string_view backend, std::string_view type);
   // sluice_store_cached_rejections_total: checks the over-limit cache answered without the store.
   prometheus::Counter& StoreCachedRejections(std::string_view backend);
+  // sluice_store_calls_total: script calls sent to a shared store (a coalesced call counts
+  // once): with sluice_requests_total, the store calls per decision.
+  prometheus::Counter& StoreCalls(std::string_view backend);
+  // sluice_leases_total{rule_id, event}: leased counting's slices taken, returned and expired
+  // (CONTRACT §11). Takes the registry's lock: per lease, never per check.
+  prometheus::Counter& Leases(std::string_view rule_id, std::string_view event);
+  // sluice_lease_overshoot_bound{rule_id}: the over-admission bound in force per window, tokens.
+  prometheus::Gauge& LeaseOvershootBound(std::string_view rule_id);
   prometheus::Gauge& rules_loaded() { return *rules_loaded_; }
   // sluice_rules_version: /health's rules.version, updated once a second.
   prometheus::Gauge& rules_version() { return *rules_version_; }
@@ -156,6 +164,9 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* store_duration_;
   prometheus::Family<prometheus::Counter>* store_errors_;
   prometheus::Family<prometheus::Counter>* store_cached_rejections_;
+  prometheus::Family<prometheus::Counter>* store_calls_;
+  prometheus::Family<prometheus::Counter>* leases_;
+  prometheus::Family<prometheus::Gauge>* lease_bound_;
   prometheus::Family<prometheus::Counter>* http_errors_;
   prometheus::Histogram* check_duration_;
   prometheus::Gauge* rules_loaded_;

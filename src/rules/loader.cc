@@ -17,6 +17,19 @@
 
 namespace sluice::rules {
 
+std::optional<Overshoot> ReadOvershoot(yaml::Reader& reader, const yaml::Field& field) {
+  std::optional<Overshoot> overshoot;
+  if (field.value.IsScalar()) overshoot = Overshoot::Parse(field.value.Scalar());
+  if (!overshoot.has_value()) {
+    reader.Problem(field.value_pos(),
+                   Cat("'", field.name,
+                       "' must be a count (an integer) or a percentage of the limit up to 100% "
+                       "with at most 4 decimals (\"1%\", \"0.25%\")",
+                       field.value.IsScalar() ? Cat(", got '", field.value.Scalar(), "'") : ""));
+  }
+  return overshoot;
+}
+
 namespace internal {
 
 namespace {

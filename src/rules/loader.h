@@ -24,9 +24,16 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/consistency.h"
 #include "rules/rule_set.h"
+#include "yaml/reader.h"
 
 namespace sluice::rules {
+
+// `max_overshoot:` (CONTRACT §11), in rules files and in the server config's `store`: an integer
+// count, or a percentage of the limit ("1%", "0.25%"). Reports a problem and returns nothing
+// otherwise.
+std::optional<Overshoot> ReadOvershoot(yaml::Reader& reader, const yaml::Field& field);
 
 // What one load accepts. Past a limit the load fails with a problem saying which.
 struct LoadLimits {

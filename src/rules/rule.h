@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/consistency.h"
 #include "core/limit.h"
 #include "core/time.h"
 #include "rules/attributes.h"
@@ -46,6 +47,9 @@ struct Rule {
   // The counter is per distinct tuple of these attributes' values; empty = one shared counter.
   std::vector<AttributeRef> key;
   Limit limit;
+  // CONTRACT §11: `consistency` and `max_overshoot` (unset: the store's defaults).
+  Consistency consistency = Consistency::kDefault;
+  std::optional<Overshoot> max_overshoot = std::nullopt;
   RuleMode mode = RuleMode::kEnforce;
   bool enabled = true;      // disabled rules are loaded (and counted) but never apply
   std::string description;  // free text for the admin API and the dashboard

@@ -20,8 +20,8 @@ namespace {
 
 // The fields a rule or list entry must give as JSON strings: the reader takes any YAML
 // scalar as a string, but in JSON `"id": 5` is a wrong type, not the id "5".
-constexpr std::string_view kRuleStringFields[] = {"id",        "group", "window",
-                                                  "algorithm", "mode",  "description"};
+constexpr std::string_view kRuleStringFields[] = {"id",   "group",       "window",     "algorithm",
+                                                  "mode", "description", "consistency"};
 
 // Positions of every key and value of a YAML tree, as field paths.
 class PathIndex {

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "rules/attributes.h"
+#include "rules/loader.h"
 #include "rules/loader_internal.h"
 #include "rules/pattern.h"
 #include "rules/strings.h"
@@ -76,6 +77,9 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
   RuleMode mode = RuleMode::kEnforce;
   bool enabled = true;
   std::string description;
+  Consistency consistency = Consistency::kDefault;
+  yaml::Pos consistency_pos;
+  std::optional<Overshoot> max_overshoot;
   yaml::Pos limit_pos;
 
   r_.ForEachField(node, "rule", [&](const yaml::Field& f) {
@@ -144,6 +148,17 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
               .value_or(mode);
     } else if (f.name == "enabled") {
       enabled = r_.Bool(f).value_or(enabled);
+    } else if (f.name == "consistency") {
+      consistency_pos = f.value_pos();
+      consistency =
+          r_.Enum<Consistency>(
+                f, {{"exact", Consistency::kExact}, {"leased", Consistency::kLeased}},
+                [](std::string_view got) {
+                  return Cat("unknown consistency '", got, "' (expected exact or leased)");
+                })
+              .value_or(consistency);
+    } else if (f.name == "max_overshoot") {
+      max_overshoot = ReadOvershoot(r_, f);
     } else if (f.name == "description") {
       description = r_.String(f).value_or("");
     } else {
@@ -165,12 +180,21 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
     Problem(limit_pos, Cat("invalid limit: ", created.status().message()));
     return;
   }
+  if (consistency == Consistency::kLeased && !Leasable(algorithm)) {
+    Problem(consistency_pos,
+            Cat("consistency 'leased' is not supported by ", AlgorithmName(algorithm),
+                " (use fixed_window, sliding_window_counter, token_bucket or gcra; see "
+                "docs/algorithms.md)"));
+    return;
+  }
   state_.rules.push_back(Rule{.id = std::move(id),
                               .group = std::move(group),
                               .priority = priority,
                               .match = std::move(match),
                               .key = std::move(key_attributes),
                               .limit = *created,
+                              .consistency = consistency,
+                              .max_overshoot = max_overshoot,
                               .mode = mode,
                               .enabled = enabled,
                               .description = std::move(description),

@@ -9,6 +9,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "core/consistency.h"
 #include "core/decision.h"
 #include "core/limit.h"
 
@@ -43,6 +44,11 @@ struct ChargeItem {
   int64_t cost = 1;  // >= 0; 0 only reads
   ItemRole role = ItemRole::kEnforced;
   ChargeWhen when = ChargeWhen::kRequestAllowed;
+  // CONTRACT §11, from the rule: stores that share state across servers may decide a leased item
+  // from a slice of its quota (src/store/leased/); others decide every item exactly.
+  Consistency consistency = Consistency::kDefault;
+  const Overshoot* max_overshoot = nullptr;  // the rule's; null: the store's default
+  std::string_view rule_id = {};             // for lease metrics
 
   // Whether Admit charges this item even when it rejects.
   OnReject on_reject() const {

@@ -30,23 +30,50 @@ RedisServer& SharedServer() {
   return server;
 }
 
+// How the store runs its scripts (`store.scripts`, `store.coalesce`).
+struct ScriptMode {
+  bool functions = true;
+  bool coalesce = true;
+};
+
 std::unique_ptr<RedisStore> Connect(const std::string& url,
                                     milliseconds timeout = milliseconds(2000),
-                                    const std::string& prefix = "sluice:") {
+                                    const std::string& prefix = "sluice:", ScriptMode mode = {}) {
   auto store = RedisStore::Create({.url = url,
                                    .timeout = timeout,
                                    .key_prefix = prefix,
                                    .connect_timeout = milliseconds(500),
-                                   .backoff_max = milliseconds(200)});
+                                   .backoff_max = milliseconds(200),
+                                   .functions = mode.functions,
+                                   .coalesce = mode.coalesce});
   EXPECT_TRUE(store.ok()) << store.status();
   return std::move(*store);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Redis, StoreContractTest,
-    ::testing::Values(testing::StoreFactory{
-        "redis", []() -> std::unique_ptr<Store> { return Connect(SharedServer().url()); }}),
-    [](const auto& info) { return info.param.name; });
+testing::StoreFactory Factory(std::string name, ScriptMode mode) {
+  return {std::move(name), [mode]() -> std::unique_ptr<Store> {
+            return Connect(SharedServer().url(), milliseconds(2000), "sluice:", mode);
+          }};
+}
+
+// Every exact-mode contract test, whatever way the scripts reach Redis.
+INSTANTIATE_TEST_SUITE_P(Redis, StoreContractTest,
+                         ::testing::Values(Factory("functions_coalesced", {true, true}),
+                                           Factory("functions", {true, false}),
+                                           Factory("evalsha_coalesced", {false, true}),
+                                           Factory("evalsha", {false, false})),
+                         [](const auto& info) { return info.param.name; });
+
+// calls of `command` (e.g. "fcall") Redis has run, from INFO commandstats.
+int64_t CommandCalls(RedisServer& server, const std::string& command) {
+  auto info = server.Command({"INFO", "commandstats"});
+  if (!info) return -1;
+  const std::string text(info->str, info->len);
+  const std::string tag = "cmdstat_" + command + ":calls=";
+  const size_t at = text.find(tag);
+  if (at == std::string::npos) return 0;
+  return std::stoll(text.substr(at + tag.size()));
+}
 
 // Charges one item and reports the status and how long it took.
 struct Timed {
@@ -174,6 +201,83 @@ TEST(RedisStoreTest, ReloadsTheScriptAfterNoscript) {
   EXPECT_TRUE(t.decision.allowed);
   EXPECT_EQ(t.decision.remaining, 0);
   EXPECT_FALSE(ChargeTimed(*store, "noscript", limit).decision.allowed);
+}
+
+// Verifies that a FUNCTION FLUSH (or a restarted Redis, which keeps no functions without
+// persistence) costs nothing but a reload: the next charge loads the library and answers.
+TEST(RedisStoreTest, ReloadsTheFunctionsAfterFunctionFlush) {
+  RedisServer server;
+  auto store = Connect(server.url());
+  const Limit limit = ContractLimit(Algorithm::kTokenBucket, 2);
+  ASSERT_TRUE(ChargeTimed(*store, "flushed", limit).status.ok());
+  EXPECT_GE(CommandCalls(server, "fcall"), 1);
+  ASSERT_TRUE(server.Command({"FUNCTION", "FLUSH"}));
+  const Timed t = ChargeTimed(*store, "flushed", limit);
+  ASSERT_TRUE(t.status.ok()) << t.status;
+  EXPECT_TRUE(t.decision.allowed);
+  EXPECT_EQ(t.decision.remaining, 0);
+  EXPECT_FALSE(ChargeTimed(*store, "flushed", limit).decision.allowed);
+  EXPECT_EQ(CommandCalls(server, "evalsha"), 0);
+}
+
+// Verifies the fall back to EVALSHA on a Redis without Functions (Redis 6): here a Redis 7 whose
+// FCALL is renamed away, which answers "unknown command" as Redis 6 does. Every charge is
+// answered, the first included, and the store stays on EVALSHA.
+TEST(RedisStoreTest, FallsBackToEvalshaWithoutFunctions) {
+  RedisServer server({"--rename-command", "FCALL", ""});
+  auto store = Connect(server.url());
+  const Limit limit = ContractLimit(Algorithm::kFixedWindow, 3);
+  for (int i = 0; i < 3; ++i) {
+    const Timed t = ChargeTimed(*store, "old-redis", limit);
+    ASSERT_TRUE(t.status.ok()) << t.status;
+    EXPECT_TRUE(t.decision.allowed);
+  }
+  EXPECT_FALSE(ChargeTimed(*store, "old-redis", limit).decision.allowed);
+  EXPECT_EQ(CommandCalls(server, "evalsha"), 4);
+}
+
+// Verifies coalescing: many checks in flight on one key reach Redis in fewer script calls than
+// checks, and each is decided exactly as if alone (exactly the limit admitted, in order: the
+// remaining counts seen are each value once).
+TEST(RedisStoreTest, CoalescedChargesAreExactAndFewerThanChecks) {
+  RedisServer server;
+  auto created =
+      RedisStore::Create({.url = server.url(), .timeout = milliseconds(5000), .pool = 2});
+  ASSERT_TRUE(created.ok());
+  RedisStore& store = **created;
+  constexpr int kLimit = 3000;
+  constexpr int kChecks = 4000;
+  const Limit limit = ContractLimit(Algorithm::kFixedWindow, kLimit);
+  std::vector<Decision> decisions(kChecks);
+  std::vector<ChargeItem> items(kChecks, ChargeItem{"hot", &limit, 1});
+  std::atomic<int> answered{0};
+  std::atomic<int> failed{0};
+  for (int i = 0; i < kChecks; ++i) {
+    store.Charge({&items[i], 1}, {&decisions[i], 1}, [&](absl::Status s) {
+      if (!s.ok()) failed.fetch_add(1);
+      answered.fetch_add(1);
+    });
+  }
+  const auto start = SteadyClock::now();
+  while (answered.load() < kChecks && SteadyClock::now() - start < std::chrono::seconds(30)) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_EQ(answered.load(), kChecks) << "hang";
+  EXPECT_EQ(failed.load(), 0);
+  std::vector<int> seen(kLimit, 0);
+  int admitted = 0;
+  for (const Decision& d : decisions) {
+    if (!d.allowed) continue;
+    ++admitted;
+    ASSERT_GE(d.remaining, 0);
+    ASSERT_LT(d.remaining, kLimit);
+    ++seen[d.remaining];
+  }
+  EXPECT_EQ(admitted, kLimit);
+  for (int r = 0; r < kLimit; ++r) EXPECT_EQ(seen[r], 1) << "remaining " << r;
+  const int64_t calls = CommandCalls(server, "fcall");
+  EXPECT_GT(calls, 0);
+  EXPECT_LT(calls, kChecks);
 }
 
 // Verifies AUTH and SELECT from the URL, and that a wrong password is an error, not a hang.

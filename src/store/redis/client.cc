@@ -54,6 +54,11 @@ struct Client::Impl final : Connection::Owner {
       std::vector<std::string_view> args(command.begin(), command.end());
       add(args);
     }
+    settings.handshake_required = settings.handshake_replies;
+    for (const auto& command : options.on_connect_optional) {
+      std::vector<std::string_view> args(command.begin(), command.end());
+      add(args);
+    }
     for (int i = 0; i < std::max(1, options.pool); ++i) {
       connections.push_back(std::make_unique<Connection>(io, i, settings, *this));
     }

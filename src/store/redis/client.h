@@ -51,6 +51,9 @@ struct ClientOptions {
   // Commands each new connection runs after AUTH/SELECT, before it takes requests (e.g. SCRIPT
   // LOAD). An error reply fails the connection attempt.
   std::vector<std::vector<std::string>> on_connect;
+  // Then these, whose errors are ignored (e.g. FUNCTION LOAD: "already exists", or a Redis 6
+  // without Functions).
+  std::vector<std::vector<std::string>> on_connect_optional;
 };
 
 class Client {

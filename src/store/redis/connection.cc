@@ -59,7 +59,8 @@ void Connection::Connected() {
   r->done = [this, gen](absl::StatusOr<std::vector<Reply>> replies) {
     if (gen != generation_) return;
     if (!replies.ok()) return Close(replies.status());
-    for (const Reply& reply : *replies) {
+    for (size_t i = 0; i < settings_.handshake_required && i < replies->size(); ++i) {
+      const Reply& reply = (*replies)[i];
       if (reply->type == REDIS_REPLY_ERROR) {
         return Close(
             absl::UnavailableError("redis handshake: " + std::string(reply->str, reply->len)));

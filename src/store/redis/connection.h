@@ -27,8 +27,9 @@ namespace sluice::redis {
 // What every connection of a client shares; owned by the client, changed only on its thread.
 struct ConnectionSettings {
   net::HostPort address;  // where to connect; empty host: nowhere yet
-  std::string handshake;  // AUTH, SELECT, on_connect commands: RESP
+  std::string handshake;  // AUTH, SELECT, on_connect, on_connect_optional commands: RESP
   size_t handshake_replies = 0;
+  size_t handshake_required = 0;  // the first replies, whose error fails the connection
   std::chrono::milliseconds connect_timeout{1000};  // TCP connect plus handshake
   std::chrono::milliseconds backoff_initial{10};    // reconnection delay, doubling per failure
   std::chrono::milliseconds backoff_max{1000};

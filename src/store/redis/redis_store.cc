@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "obs/log.h"
 #include "store/redis/cluster.h"
 #include "store/redis/scripts.h"
 
@@ -28,8 +29,11 @@ absl::Status ReplyError(const redisReply& r) {
 struct RedisStore::Part {
   uint64_t group = 0;
   std::vector<size_t> items;  // positions in Call::items
-  std::string evalsha;        // the command, kept for a retry after NOSCRIPT
-  bool reloaded = false;      // the retry has been made
+  // The part as one request of charge.lua's batch, in RESP: its keys and its arguments.
+  std::string keys;
+  std::string args;
+  size_t key_count = 0;
+  size_t arg_count = 0;
   absl::Status status;
   Micros at = 0;                    // Redis's time of the charge
   std::vector<Decision> decisions;  // per item of this part
@@ -72,15 +76,30 @@ struct RedisStore::Call {
   redis::Deadline refund_deadline;
 };
 
+// Parts of one group sent as one call.
+struct RedisStore::Batch {
+  uint64_t group = 0;
+  bool lane = false;  // holds a place in its group's lane (see Lane)
+  std::vector<std::pair<std::shared_ptr<Call>, size_t>> parts;
+};
+
 absl::StatusOr<std::unique_ptr<RedisStore>> RedisStore::Create(RedisStoreOptions options) {
   redis::ClientOptions client;
   client.pool = options.pool;
   client.timeout = options.timeout;
   client.connect_timeout = options.connect_timeout;
   client.backoff_max = options.backoff_max;
-  // Every connection loads the script as it connects, so a restarted Redis (empty script cache)
-  // has it before the first EVALSHA; NOSCRIPT then only follows a SCRIPT FLUSH.
+  // Every connection loads the scripts as it connects, so a restarted Redis (empty script cache,
+  // no functions) has them before the first call, and so does every node of a Redis Cluster
+  // before a slot migration sends a call there (ASK): NOSCRIPT and "Function not found" then only
+  // follow a SCRIPT FLUSH or FUNCTION FLUSH. FUNCTION LOAD may fail: "already exists" (another
+  // server, or connection, loaded it), or a Redis 6, which RunScript then finds out.
   client.on_connect.push_back({"SCRIPT", "LOAD", std::string(redis::kChargeScript)});
+  client.on_connect.push_back({"SCRIPT", "LOAD", std::string(redis::kLeaseScript)});
+  if (options.functions) {
+    client.on_connect_optional.push_back(
+        {"FUNCTION", "LOAD", std::string(redis::kFunctionLibrary)});
+  }
   std::unique_ptr<redis::Topology> topology;
   if (!options.cluster_nodes.empty()) {
     std::vector<redis::NodeAddress> seeds;
@@ -109,7 +128,9 @@ absl::StatusOr<std::unique_ptr<RedisStore>> RedisStore::Create(RedisStoreOptions
 }
 
 RedisStore::RedisStore(RedisStoreOptions options, std::unique_ptr<redis::Topology> topology)
-    : options_(std::move(options)), topology_(std::move(topology)) {}
+    : options_(std::move(options)),
+      functions_(options_.functions),
+      topology_(std::move(topology)) {}
 
 absl::Status RedisStore::Supports(const Limit& limit) {
   if (UsesBurst(limit.algorithm()) && limit.capacity_units() > kMaxScriptUnits) {
@@ -173,7 +194,7 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
     }
     part->items.push_back(i);
   }
-  for (Part& part : call->parts) part.evalsha = Script(*call, part, std::nullopt);
+  for (Part& part : call->parts) Encode(*call, part, std::nullopt);
   call->outstanding.store(call->parts.size(), std::memory_order_relaxed);
   for (size_t p = 0; p < call->parts.size(); ++p) Send(call, p);
 }
@@ -201,35 +222,26 @@ void RedisStore::Reset(std::string_view key, const Limit& /*limit*/, Done done) 
                      });
 }
 
-std::string RedisStore::Script(const Call& call, const Part& part,
-                               std::optional<Micros> refund_at) const {
-  // EVALSHA sha numkeys KEYS... now n refund_at quota_items (9 per item)...
-  size_t numkeys = 0;
-  for (size_t i : part.items) {
-    numkeys += call.items[i].limit->algorithm() == Algorithm::kSlidingWindowLog ? 2 : 1;
-  }
+void RedisStore::Encode(const Call& call, Part& part, std::optional<Micros> refund_at) const {
   constexpr std::string_view kLogSuffix = ":log";
-  std::string out;
-  out.reserve(160 + part.items.size() * 160);
-  redis::CommandWriter w(out);
-  w.Begin(3 + numkeys + 4 + part.items.size() * 9);
-  w.Arg("EVALSHA");
-  w.Arg(redis::kChargeScriptSha1);
-  w.Arg(static_cast<int64_t>(numkeys));
+  part.keys.clear();
+  part.args.clear();
+  part.key_count = 0;
+  redis::CommandWriter keys(part.keys);
   std::string log_key;
   for (size_t i : part.items) {
     const Call::Item& item = call.items[i];
-    w.Arg(item.key);
+    keys.Arg(item.key);
+    ++part.key_count;
     if (item.limit->algorithm() == Algorithm::kSlidingWindowLog) {
       log_key.assign(item.key).append(kLogSuffix);
-      w.Arg(log_key);
+      keys.Arg(log_key);
+      ++part.key_count;
     }
   }
-  if (call.now.has_value()) {
-    w.Arg(*call.now);
-  } else {
-    w.Arg(std::string_view());
-  }
+  // n, refund_at, quota items, then 9 per item (charge.lua).
+  redis::CommandWriter w(part.args);
+  part.arg_count = 3 + part.items.size() * 9;
   w.Arg(static_cast<int64_t>(part.items.size()));
   if (refund_at.has_value()) {
     w.Arg(*refund_at);
@@ -254,53 +266,189 @@ std::string RedisStore::Script(const Call& call, const Part& part,
     w.Arg(static_cast<int64_t>(item.role));
     w.Arg(static_cast<int64_t>(item.when));
   }
-  return out;
 }
 
 void RedisStore::Send(std::shared_ptr<Call> call, size_t p) {
-  Part& part = call->parts[p];
+  auto batch = std::make_shared<Batch>();
+  batch->group = call->parts[p].group;
+  // A replay at a given time (tests) is never coalesced: the batch has one time for all.
+  if (options_.coalesce && !call->now.has_value()) {
+    MutexLock lock(lanes_mu_);
+    Lane& lane = lanes_[batch->group];
+    if (lane.in_flight >= std::max(1, options_.pool)) {
+      lane.waiting.emplace_back(std::move(call), p);
+      return;
+    }
+    ++lane.in_flight;
+    batch->lane = true;
+  }
+  batch->parts.emplace_back(std::move(call), p);
+  SendBatch(std::move(batch));
+}
+
+void RedisStore::BatchDone(uint64_t group) {
+  // Up to this many parts per call: a bound on the call's size and on how long it holds Redis.
+  constexpr size_t kMaxBatch = 128;
+  auto batch = std::make_shared<Batch>();
+  batch->group = group;
+  batch->lane = true;
+  {
+    MutexLock lock(lanes_mu_);
+    auto it = lanes_.find(group);
+    Lane& lane = it->second;
+    if (lane.waiting.empty()) {
+      // Idle lanes go, so that a Redis Cluster's 16384 slots do not each keep one.
+      if (--lane.in_flight == 0) lanes_.erase(it);
+      return;
+    }
+    const size_t n = std::min(kMaxBatch, lane.waiting.size());
+    batch->parts.assign(std::make_move_iterator(lane.waiting.begin()),
+                        std::make_move_iterator(lane.waiting.begin() + n));
+    lane.waiting.erase(lane.waiting.begin(), lane.waiting.begin() + n);
+  }
+  SendBatch(std::move(batch));
+}
+
+void RedisStore::SendBatch(std::shared_ptr<Batch> batch) {
+  // A part that waited past its deadline in the lane fails alone; the call's deadline is the
+  // earliest of the rest (no check waits longer than its own).
+  const auto now = std::chrono::steady_clock::now();
+  std::optional<redis::Deadline> deadline;
+  std::erase_if(batch->parts, [&](auto& entry) {
+    const Call& call = *entry.first;
+    const redis::Deadline d = call.refunding ? call.refund_deadline : call.charge_deadline;
+    if (d <= now) {
+      PartDone(entry.first, entry.second,
+               absl::DeadlineExceededError("redis: deadline passed before the call was sent"),
+               nullptr, 0);
+      return true;
+    }
+    if (!deadline.has_value() || d < *deadline) deadline = d;
+    return false;
+  });
+  if (batch->parts.empty()) {
+    if (batch->lane) BatchDone(batch->group);
+    return;
+  }
+  auto build = [batch](bool functions) {
+    size_t key_count = 0;
+    size_t arg_count = 0;
+    size_t bytes = 64;
+    for (const auto& [call, p] : batch->parts) {
+      const Part& part = call->parts[p];
+      key_count += part.key_count;
+      arg_count += part.arg_count;
+      bytes += part.keys.size() + part.args.size();
+    }
+    std::string out;
+    out.reserve(bytes);
+    redis::CommandWriter w(out);
+    w.Begin(3 + key_count + 2 + arg_count);
+    w.Arg(functions ? std::string_view("FCALL") : std::string_view("EVALSHA"));
+    w.Arg(functions ? redis::kChargeFunction : redis::kChargeScriptSha1);
+    w.Arg(static_cast<int64_t>(key_count));
+    for (const auto& [call, p] : batch->parts) out += call->parts[p].keys;
+    const Call& first = *batch->parts.front().first;
+    if (first.now.has_value()) {
+      w.Arg(*first.now);
+    } else {
+      w.Arg(std::string_view());
+    }
+    w.Arg(static_cast<int64_t>(batch->parts.size()));
+    for (const auto& [call, p] : batch->parts) out += call->parts[p].args;
+    return out;
+  };
+  RunScript(batch->group, std::move(build), *deadline,
+            [this, batch](absl::StatusOr<redis::Reply> reply) mutable {
+              // The next call of the lane goes first: it need not wait for the callbacks.
+              if (batch->lane) BatchDone(batch->group);
+              absl::Status status;
+              const redisReply* r = nullptr;
+              if (!reply.ok()) {
+                status = reply.status();
+              } else {
+                r = reply->get();
+                if (r->type == REDIS_REPLY_ERROR) {
+                  status = ReplyError(*r);
+                } else {
+                  size_t fields = 1;
+                  for (const auto& [call, p] : batch->parts)
+                    fields += call->parts[p].items.size() * kFieldsPerDecision;
+                  bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == fields;
+                  for (size_t i = 0; ok && i < r->elements; ++i)
+                    ok = r->element[i]->type == REDIS_REPLY_INTEGER;
+                  if (!ok) status = absl::InternalError("redis: unexpected script reply");
+                }
+              }
+              size_t offset = 1;
+              for (auto& [call, p] : batch->parts) {
+                const size_t n = call->parts[p].items.size();
+                PartDone(std::move(call), p, status, status.ok() ? r : nullptr, offset);
+                offset += n * kFieldsPerDecision;
+              }
+            });
+}
+
+void RedisStore::RunScript(uint64_t group, std::function<std::string(bool functions)> build,
+                           redis::Deadline deadline, ScriptDone done, bool reload) {
+  const bool functions = functions_.load(std::memory_order_relaxed);
   std::string payload;
   size_t replies = 1;
-  if (part.reloaded) {
+  if (reload) {
     // After NOSCRIPT: load and call again on one connection, in one round trip.
-    const std::string_view load[] = {"SCRIPT", "LOAD", redis::kChargeScript};
-    redis::AppendCommand(payload, load);
-    payload += part.evalsha;
-    replies = 2;
-  } else {
-    payload = part.evalsha;
+    if (functions) {
+      const std::string_view load[] = {"FUNCTION", "LOAD", redis::kFunctionLibrary};
+      redis::AppendCommand(payload, load);
+      replies = 2;
+    } else {
+      for (std::string_view script : {redis::kChargeScript, redis::kLeaseScript}) {
+        const std::string_view load[] = {"SCRIPT", "LOAD", script};
+        redis::AppendCommand(payload, load);
+      }
+      replies = 3;
+    }
   }
-  const uint64_t group = part.group;
-  const redis::Deadline deadline = call->refunding ? call->refund_deadline : call->charge_deadline;
+  payload += build(functions);
+  if (options_.on_script_call) options_.on_script_call();
   topology_->Execute(
       group, std::move(payload), replies, deadline,
-      [this, call = std::move(call), p](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
-        PartDone(std::move(call), p, std::move(replies));
+      [this, group, functions, reload, build = std::move(build), deadline,
+       done = std::move(done)](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
+        if (!replies.ok()) return std::move(done)(replies.status());
+        redis::Reply reply = std::move(replies->back());
+        if (reply->type == REDIS_REPLY_ERROR) {
+          const std::string_view error(reply->str, reply->len);
+          if (functions && error.find("unknown command") != std::string_view::npos) {
+            // A Redis without Functions (before 7.0): EVALSHA from now on.
+            if (functions_.exchange(false)) {
+              obs::LogEvent(spdlog::level::warn, "redis_functions_unavailable",
+                            {{"error", std::string(error)}, {"using", "EVALSHA"}});
+            }
+            return RunScript(group, std::move(build), deadline, std::move(done), false);
+          }
+          const bool missing = error.starts_with("NOSCRIPT") ||
+                               error.find("Function not found") != std::string_view::npos;
+          if (missing && !reload) {
+            return RunScript(group, std::move(build), deadline, std::move(done), true);
+          }
+        }
+        std::move(done)(std::move(reply));
       });
 }
 
-void RedisStore::PartDone(std::shared_ptr<Call> call, size_t p,
-                          absl::StatusOr<std::vector<redis::Reply>> replies) {
+void RedisStore::PartDone(std::shared_ptr<Call> call, size_t p, absl::Status status,
+                          const redisReply* reply, size_t offset) {
   Part& part = call->parts[p];
   auto parse = [&]() -> absl::Status {
-    if (!replies.ok()) return replies.status();
-    const redisReply& r = *replies->back();
-    if (r.type == REDIS_REPLY_ERROR) return ReplyError(r);
+    if (!status.ok()) return status;
+    const redisReply& r = *reply;
     const size_t n = part.items.size();
-    if (r.type != REDIS_REPLY_ARRAY || r.elements != 1 + n * kFieldsPerDecision) {
-      return absl::InternalError("redis: unexpected script reply");
-    }
-    for (size_t i = 0; i < r.elements; ++i) {
-      if (r.element[i]->type != REDIS_REPLY_INTEGER) {
-        return absl::InternalError("redis: unexpected script reply");
-      }
-    }
     auto at = [&](size_t i) -> int64_t { return r.element[i]->integer; };
     part.decisions.resize(n);
     for (size_t j = 0; j < n; ++j) {
       // A refund's reply replaces the decisions of the items it gave back, and only those.
       if (call->refunding && !call->items[part.items[j]].Refundable(part.decisions[j])) continue;
-      const size_t b = 1 + j * kFieldsPerDecision;
+      const size_t b = offset + j * kFieldsPerDecision;
       Decision& d = part.decisions[j];
       d.allowed = at(b) != 0;
       d.cost_exceeds_limit = at(b + 1) != 0;
@@ -324,19 +472,12 @@ void RedisStore::PartDone(std::shared_ptr<Call> call, size_t p,
         }
         part.charged |= item.Refundable(part.decisions[j]);
       }
-      // What charge.lua decides with ARGV[4]: all the request's quota items here, all over.
+      // What charge.lua decides with the request's quota count: all here, all over.
       part.rejected |= quota > 0 && quota == call->quota_items && quota_rejected == quota;
     }
     return absl::OkStatus();
   };
-  if (replies.ok() && !part.reloaded) {
-    const redisReply& r = *replies->back();
-    if (r.type == REDIS_REPLY_ERROR && std::string_view(r.str, r.len).starts_with("NOSCRIPT")) {
-      part.reloaded = true;
-      return Send(std::move(call), p);
-    }
-  }
-  absl::Status status = parse();
+  status = parse();
   if (call->refunding) {
     // A refund that failed leaves the charge until its key expires; the decisions of the
     // charge stand.
@@ -376,8 +517,7 @@ void RedisStore::AllDone(std::shared_ptr<Call> call) {
   call->refunding = true;
   for (size_t p : refund) {
     Part& part = call->parts[p];
-    part.evalsha = Script(*call, part, part.at);
-    part.reloaded = false;
+    Encode(*call, part, part.at);
   }
   call->outstanding.store(refund.size(), std::memory_order_relaxed);
   // A failed check (the limiter's on_failure answers) does not wait for the refunds.
@@ -475,6 +615,58 @@ void RedisStore::RememberRejections(const Call& call) {
     e.decision = d;
     e.at = now;
   }
+}
+
+void RedisStore::Lease(const LeaseRequest& request, LeaseDone done) {
+  if (absl::Status s = Supports(*request.limit); !s.ok()) return std::move(done)(s);
+  const std::string state_key = StateKey(request.key);
+  const uint64_t group = topology_->GroupOf(state_key);
+  auto build = [state_key, pool_key = state_key + ":lease", r = request,
+                l = *request.limit](bool functions) {
+    std::string out;
+    out.reserve(256 + 2 * state_key.size());
+    redis::CommandWriter w(out);
+    w.Begin(3 + 2 + 14);
+    w.Arg(functions ? std::string_view("FCALL") : std::string_view("EVALSHA"));
+    w.Arg(functions ? redis::kLeaseFunction : redis::kLeaseScriptSha1);
+    w.Arg(int64_t{2});
+    w.Arg(state_key);
+    w.Arg(pool_key);
+    w.Arg(std::string_view());
+    w.Arg(static_cast<int64_t>(AlgorithmIndex(l.algorithm())));
+    w.Arg(l.limit());
+    w.Arg(l.window());
+    w.Arg(l.burst());
+    w.Arg(l.units_per_token());
+    w.Arg(l.units_per_micro());
+    w.Arg(r.want);
+    w.Arg(r.need);
+    w.Arg(r.debt);
+    w.Arg(r.give_back);
+    w.Arg(r.given_at);
+    w.Arg(r.credit_want);
+    w.Arg(r.overshoot);
+    return out;
+  };
+  RunScript(group, std::move(build), std::chrono::steady_clock::now() + options_.timeout,
+            [done = std::move(done)](absl::StatusOr<redis::Reply> reply) mutable {
+              if (!reply.ok()) return std::move(done)(reply.status());
+              const redisReply& r = **reply;
+              if (r.type == REDIS_REPLY_ERROR) return std::move(done)(ReplyError(r));
+              bool ok = r.type == REDIS_REPLY_ARRAY && r.elements == 8;
+              for (size_t i = 0; ok && i < r.elements; ++i)
+                ok = r.element[i]->type == REDIS_REPLY_INTEGER;
+              if (!ok) return std::move(done)(absl::InternalError("redis: unexpected lease reply"));
+              auto at = [&](size_t i) { return r.element[i]->integer; };
+              std::move(done)(LeaseReply{.now = at(0),
+                                         .granted = at(1),
+                                         .credit = at(2),
+                                         .cost_exceeds_limit = at(3) != 0,
+                                         .remaining = at(4),
+                                         .reset_after = at(5),
+                                         .retry_after = at(6),
+                                         .valid_for = at(7)});
+            });
 }
 
 }  // namespace sluice

@@ -1,8 +1,11 @@
 // The Redis store: per-key algorithm state in Redis that many Sluice processes share: one
-// server, a Redis Cluster, or standalone shards (topology.h). Each Charge is one EVALSHA of the
-// embedded script (scripts/*.lua) per node involved, which checks and charges that node's items
-// all-or-nothing, on Redis's clock (TIME), with the same integers as src/core; across nodes, a
-// rejection on one is followed by a refund on the others. See docs/redis-store.md.
+// server, a Redis Cluster, or standalone shards (topology.h). Each Charge is decided by the
+// embedded scripts (scripts/*.lua) in one call per node involved, which checks and charges that
+// node's items all-or-nothing, on Redis's clock (TIME), with the same integers as src/core; across
+// nodes, a rejection on one is followed by a refund on the others. The scripts run as a Redis
+// Functions library (FCALL; EVALSHA on a Redis without Functions, or with `scripts: eval`), and
+// the checks in flight for one node are coalesced into one call that decides them in order. See
+// docs/redis-store.md.
 #pragma once
 
 #include <atomic>
@@ -47,6 +50,40 @@ struct RedisStoreOptions {
   size_t over_limit_cache_keys = 65536;
   // Runs (on the calling thread) for each request the over-limit cache answers: for metrics.
   std::function<void()> on_cached_rejection = nullptr;
+  // CONTRACT §2 `store.scripts`: Redis Functions (FUNCTION LOAD once, FCALL), falling back to
+  // EVALSHA by itself on a Redis without them; or EVALSHA always.
+  bool functions = true;
+  // CONTRACT §2 `store.coalesce`: the charges in flight for one group (topology.h) go to Redis as
+  // one script call that decides them in order, each exactly as if sent alone. A group has at
+  // most `pool` calls in flight; what arrives meanwhile waits for one of them to be answered and
+  // goes in the next, so a lone check is sent at once and a busy node gets fewer, larger calls.
+  bool coalesce = true;
+  // Runs (on a client thread) for each script call sent to Redis: for metrics.
+  std::function<void()> on_script_call = nullptr;
+};
+
+// A lease (lease.lua): a slice of a counter's quota taken from the store, what was used on
+// credit charged, what is left of an earlier slice given back.
+struct LeaseRequest {
+  std::string_view key = {};  // the counter key, as a ChargeItem names it
+  const Limit* limit = nullptr;
+  int64_t want = 0;       // the slice wanted
+  int64_t need = 0;       // the least grant worth having (0: anything)
+  int64_t debt = 0;       // credit used since the last lease, charged into debt
+  int64_t give_back = 0;  // tokens of an earlier slice given back...
+  Micros given_at = 0;    // ...taken at this store time
+  int64_t credit_want = 0;
+  int64_t overshoot = 0;  // the most credit the store hands out per window, all servers together
+};
+struct LeaseReply {
+  Micros now = 0;  // the store's time of the lease
+  int64_t granted = 0;
+  int64_t credit = 0;
+  bool cost_exceeds_limit = false;
+  int64_t remaining = 0;   // left in the store after the grant
+  Micros reset_after = 0;  // as a Decision's
+  Micros retry_after = 0;  // when nothing was granted: when `need` would be
+  Micros valid_for = -1;   // how long the slice may be used; -1 until given back
 };
 
 // Thread-safe. `done` runs on a client thread (or on the calling thread for a request
@@ -90,6 +127,11 @@ class RedisStore final : public Store {
   // Round windows are far inside it; an error names the limit otherwise.
   static absl::Status Supports(const Limit& limit);
 
+  // Takes a lease (see LeaseRequest). One script call, answered within `timeout`; `done` runs on
+  // a client thread (or on the calling thread when no node can be asked). Thread-safe.
+  using LeaseDone = absl::AnyInvocable<void(absl::StatusOr<LeaseReply>) &&>;
+  void Lease(const LeaseRequest& request, LeaseDone done);
+
   // Requests answered from the over-limit cache. Relaxed: for metrics and tests.
   uint64_t cached_rejections() const { return cached_rejections_.load(std::memory_order_relaxed); }
 
@@ -100,13 +142,25 @@ class RedisStore final : public Store {
  private:
   struct Call;
   struct Part;
+  struct Batch;
   RedisStore(RedisStoreOptions options, std::unique_ptr<redis::Topology> topology);
 
-  // The EVALSHA of `part`'s items: a charge, or (refund_at set) a refund of what they charged.
-  std::string Script(const Call& call, const Part& part, std::optional<Micros> refund_at) const;
+  // Encodes `part`'s items as one request of charge.lua's batch: a charge, or (refund_at set) a
+  // refund of what they charged.
+  void Encode(const Call& call, Part& part, std::optional<Micros> refund_at) const;
+  // Sends a part: at once, or into the next call of its group's lane (coalescing).
   void Send(std::shared_ptr<Call> call, size_t part);
-  void PartDone(std::shared_ptr<Call> call, size_t part,
-                absl::StatusOr<std::vector<redis::Reply>> replies);
+  void SendBatch(std::shared_ptr<Batch> batch);
+  void BatchDone(uint64_t group);  // a lane's call answered: sends what waited, if anything
+  // Runs a script call built by `build(functions)` on `group`'s node: loads the scripts and
+  // calls again after NOSCRIPT (a SCRIPT FLUSH, FUNCTION FLUSH or restarted Redis), and falls back
+  // to EVALSHA for good on a Redis without Functions. `done` gets the call's reply.
+  using ScriptDone = absl::AnyInvocable<void(absl::StatusOr<redis::Reply>) &&>;
+  void RunScript(uint64_t group, std::function<std::string(bool functions)> build,
+                 redis::Deadline deadline, ScriptDone done, bool reload = false);
+  // A part's share of a batch's reply (its items' decisions from `offset`), or why it has none.
+  void PartDone(std::shared_ptr<Call> call, size_t part, absl::Status status,
+                const redisReply* reply, size_t offset);
   void AllDone(std::shared_ptr<Call> call);        // every part answered: done, or refunds first
   void Complete(Call& call, absl::Status status);  // reports the decisions and runs done
 
@@ -131,6 +185,13 @@ class RedisStore final : public Store {
   Mutex cache_mu_;
   absl::flat_hash_map<std::string, OverLimit> over_limit_ ABSL_GUARDED_BY(cache_mu_);
   std::atomic<uint64_t> cached_rejections_{0};
+  std::atomic<bool> functions_;  // false once a Redis said it has no Functions
+  struct Lane {
+    int in_flight = 0;  // calls sent and not yet answered
+    std::vector<std::pair<std::shared_ptr<Call>, size_t>> waiting;
+  };
+  Mutex lanes_mu_;
+  absl::flat_hash_map<uint64_t, Lane> lanes_ ABSL_GUARDED_BY(lanes_mu_);
   // Bumped (under cache_mu_) as a reset starts and once Redis has answered it. A charge notes it
   // as it starts and caches its rejections only if it has not moved: a charge in flight across
   // a reset may have been decided by Redis before the DEL, and caching its rejection would

@@ -1,0 +1,528 @@
+#include "store/leased/leased_store.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "base/mutex.h"
+
+namespace sluice {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+using TimePoint = SteadyClock::time_point;
+constexpr TimePoint kNever = TimePoint::max();
+// A check waits for at most this many slices before it is refused with what it found.
+constexpr int kMaxWaits = 4;
+// After a failed lease, checks that need one fail at once for this long (the circuit breaker of
+// the Redis client answers the next attempt quickly anyway; this spares it a stampede).
+constexpr std::chrono::milliseconds kFailureHold{50};
+
+Micros MicrosUntil(TimePoint t, TimePoint now) {
+  if (t <= now) return 0;
+  return std::chrono::duration_cast<std::chrono::microseconds>(t - now).count();
+}
+
+bool SameLimit(const Limit& a, const Limit& b) {
+  return a.algorithm() == b.algorithm() && a.limit() == b.limit() && a.window() == b.window() &&
+         a.burst() == b.burst();
+}
+
+TimePoint After(TimePoint base, Micros us) {
+  if (us < 0) return kNever;
+  return base + std::chrono::microseconds(us);
+}
+
+}  // namespace
+
+std::string_view LeaseEventName(LeaseEvent event) {
+  switch (event) {
+    case LeaseEvent::kTaken:
+      return "taken";
+    case LeaseEvent::kReturned:
+      return "returned";
+    case LeaseEvent::kExpired:
+      return "expired";
+  }
+  return "unknown";
+}
+
+// This server's lease on one counter. Guarded by its shard's mutex.
+struct LeasedStore::Entry {
+  explicit Entry(const Limit& l) : limit(l) {}
+  std::string key;
+  std::string rule_id;
+  Limit limit;          // the limit the slices were taken under
+  int64_t overshoot;    // the credit pool of the rule, in tokens
+  int64_t held = 0;     // tokens of slices not used yet
+  int64_t credit = 0;   // credit not used yet
+  int64_t debt = 0;     // credit used and charges forced while over, not yet charged in Redis
+  Micros taken_at = 0;  // Redis time of the last slice (what a give-back names)
+  TimePoint valid_until = kNever;  // the slices end (their window ends)
+  TimePoint credit_until = TimePoint::min();
+  TimePoint exhausted_until = TimePoint::min();  // Redis said: nothing for `need` until then
+  TimePoint failed_until = TimePoint::min();
+  absl::Status failure;
+  TimePoint reset_at;           // Redis's reset_after at the last lease, as a local time
+  int64_t store_remaining = 0;  // Redis's remaining at the last lease
+  bool leased_once = false;
+  bool in_flight = false;
+  bool dropped = false;  // reset: a lease in flight must not bring its slice back
+  std::vector<std::shared_ptr<Pending>> waiters;
+  // Rate: tokens used since `rate_since`, and the last estimate (tokens per second).
+  int64_t used = 0;
+  TimePoint rate_since;
+  double rate = 0;
+  int64_t last_want = 0;
+  TimePoint last_use;
+};
+
+struct LeasedStore::Shard {
+  Mutex mu;
+  absl::flat_hash_map<std::string, std::shared_ptr<Entry>> entries ABSL_GUARDED_BY(mu);
+};
+
+// One Charge with leased items.
+struct LeasedStore::Pending {
+  std::span<const ChargeItem> items;
+  std::span<Decision> decisions;
+  Done done;
+  std::vector<size_t> leased;
+  std::vector<size_t> exact;
+  // Per leased item (same order as `leased`): tokens taken from the slice and from credit.
+  std::vector<int64_t> from_slice;
+  std::vector<int64_t> from_credit;
+  std::vector<std::shared_ptr<Entry>> entries;
+  int waits = 0;
+  bool rejected = false;  // an enforced leased item rejected the request
+  // The exact part, charged through the Redis store.
+  std::vector<ChargeItem> exact_items;
+  std::vector<Decision> exact_decisions;
+};
+
+// A lease call in flight.
+struct LeasedStore::LeaseCall {
+  explicit LeaseCall(const Entry& e) : entry_limit(e.limit) {}
+  std::shared_ptr<Entry> entry;
+  LeaseRequest request;
+  std::string key;
+  Limit entry_limit;
+  TimePoint sent;
+  bool returning = false;  // gives back only (the counter went quiet)
+};
+
+LeasedStore::LeasedStore(std::unique_ptr<RedisStore> backend, LeasedStoreOptions options)
+    : options_(std::move(options)), shards_(new Shard[kShards]), backend_(std::move(backend)) {
+  sweeper_ = std::thread([this] {
+    Mutex mu;
+    CondVar cv;
+    const auto tick =
+        std::max<std::chrono::milliseconds>(std::chrono::milliseconds(10), options_.quiet / 4);
+    while (!stopping_.load(std::memory_order_acquire)) {
+      {
+        MutexLock lock(mu);
+        cv.WaitFor(mu, tick, [this] { return stopping_.load(std::memory_order_acquire); });
+      }
+      if (stopping_.load(std::memory_order_acquire)) break;
+      Sweep();
+    }
+  });
+}
+
+LeasedStore::~LeasedStore() {
+  stopping_.store(true, std::memory_order_release);
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+LeasedStore::Shard& LeasedStore::ShardOf(std::string_view key) {
+  return shards_[absl::HashOf(key) % kShards];
+}
+
+bool LeasedStore::Leased(const ChargeItem& item) const {
+  // Quota items are decided together across items, which only the exact path does.
+  if (item.role == ItemRole::kQuota || !Leasable(item.limit->algorithm())) return false;
+  const Consistency c =
+      item.consistency == Consistency::kDefault ? options_.consistency : item.consistency;
+  return c == Consistency::kLeased;
+}
+
+void LeasedStore::Charge(std::span<const ChargeItem> items, std::span<Decision> decisions,
+                         Done done) {
+  size_t leased = 0;
+  for (const ChargeItem& item : items) leased += Leased(item) ? 1 : 0;
+  if (leased == 0) return backend_->Charge(items, decisions, std::move(done));
+  auto p = std::make_shared<Pending>();
+  p->items = items;
+  p->decisions = decisions;
+  p->done = std::move(done);
+  for (size_t i = 0; i < items.size(); ++i) (Leased(items[i]) ? p->leased : p->exact).push_back(i);
+  p->from_slice.assign(p->leased.size(), 0);
+  p->from_credit.assign(p->leased.size(), 0);
+  p->entries.resize(p->leased.size());
+  Attempt(std::move(p));
+}
+
+void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
+  const TimePoint now = SteadyClock::now();
+  std::vector<std::shared_ptr<LeaseCall>> to_send;
+  std::vector<std::pair<std::string, int64_t>> bounds;
+  std::vector<std::pair<std::string, LeaseEvent>> events;
+  // Starts a lease for `e` (under its shard's lock): the slice its rate asks for.
+  auto start_lease = [&](const std::shared_ptr<Entry>& e, int64_t need) {
+    e->in_flight = true;
+    const Micros elapsed = MicrosUntil(now, e->rate_since);
+    if (elapsed >= 20'000) {
+      const double rate = static_cast<double>(e->used) * 1e6 / static_cast<double>(elapsed);
+      e->rate = e->rate == 0 ? rate : 0.5 * e->rate + 0.5 * rate;
+      e->used = 0;
+      e->rate_since = now;
+    }
+    const int64_t max_cost = e->limit.max_cost();
+    const double horizon_s = std::chrono::duration<double>(options_.horizon).count();
+    int64_t want = static_cast<int64_t>(e->rate * horizon_s);
+    // A counter seen for the first time starts small (most counters see few checks), and a
+    // slice grows at most fourfold from one lease to the next, so a burst does not strand much.
+    const int64_t initial = std::clamp<int64_t>(max_cost / 64, 1, 16);
+    want = std::max(want, initial);
+    if (e->last_want > 0) want = std::min(want, e->last_want * 4);
+    want = std::clamp<int64_t>(std::max(want, need), 1, max_cost);
+    e->last_want = want;
+    auto call = std::make_shared<LeaseCall>(*e);
+    call->entry = e;
+    call->key = e->key;
+    call->sent = now;
+    const int64_t credit_want =
+        e->overshoot > 0 && e->credit == 0 ? std::max<int64_t>(1, want / 4) : 0;
+    call->request = LeaseRequest{.want = want,
+                                 .need = need,
+                                 .debt = e->debt,
+                                 .credit_want = std::min(credit_want, e->overshoot),
+                                 .overshoot = e->overshoot};
+    to_send.push_back(std::move(call));
+  };
+
+  enum class Outcome { kDecided, kWait, kFail };
+  Outcome outcome = Outcome::kDecided;
+  absl::Status failure;
+  std::vector<int64_t> forced(p->leased.size(), 0);  // debts this attempt added
+  size_t reached = 0;
+  for (size_t j = 0; j < p->leased.size() && outcome == Outcome::kDecided; ++j, reached = j) {
+    const ChargeItem& item = p->items[p->leased[j]];
+    Decision& d = p->decisions[p->leased[j]];
+    const Limit& l = *item.limit;
+    Shard& shard = ShardOf(item.key);
+    MutexLock lock(shard.mu);
+    std::shared_ptr<Entry>& slot =
+        shard.entries[absl::string_view(item.key.data(), item.key.size())];
+    const int64_t overshoot =
+        (item.max_overshoot != nullptr ? *item.max_overshoot : options_.max_overshoot)
+            .For(l.limit());
+    if (slot == nullptr || !SameLimit(slot->limit, l) || slot->overshoot != overshoot) {
+      // New, or its rule changed: what the old entry holds was taken under another limit and is
+      // dropped (its window or the bucket's drain takes it back).
+      if (slot != nullptr) slot->dropped = true;
+      slot = std::make_shared<Entry>(l);
+      slot->key = std::string(item.key);
+      slot->rule_id = std::string(item.rule_id);
+      slot->overshoot = overshoot;
+      slot->rate_since = now;
+      slot->reset_at = now;
+      bounds.emplace_back(slot->rule_id, overshoot);
+    }
+    const std::shared_ptr<Entry> e = slot;
+    p->entries[j] = e;
+    if (now >= e->valid_until) {
+      if (e->held > 0) events.emplace_back(e->rule_id, LeaseEvent::kExpired);
+      e->held = 0;
+      e->valid_until = kNever;
+    }
+    if (now >= e->credit_until) e->credit = 0;
+    e->last_use = now;
+
+    d = Decision{};
+    d.limit = l.limit();
+    d.reset_after = MicrosUntil(e->reset_at, now);
+    const int64_t cost = item.cost;
+    const bool charge_over = item.when != ChargeWhen::kRequestAllowed;
+    auto reject = [&](Micros retry_after, bool exceeds) {
+      d.allowed = false;
+      d.cost_exceeds_limit = exceeds;
+      if (!exceeds) d.retry_after = std::max<Micros>(1, retry_after);
+      d.remaining = std::max<int64_t>(0, e->held);
+      if (charge_over && cost > 0) {
+        e->debt += cost;  // into debt, as the exact path charges it
+        forced[j] = cost;
+      }
+      if (item.role == ItemRole::kEnforced) p->rejected = true;
+    };
+    if (cost > l.max_cost()) {
+      reject(0, true);
+      continue;
+    }
+    if (e->leased_once && e->held >= cost) {
+      e->held -= cost;
+      p->from_slice[j] = cost;
+    } else if (e->leased_once && e->held + e->credit >= cost && now >= e->exhausted_until &&
+               (e->in_flight || now >= e->failed_until)) {
+      // On credit while the next slice is on its way (started below if it is not yet).
+      p->from_slice[j] = e->held;
+      p->from_credit[j] = cost - e->held;
+      e->credit -= cost - e->held;
+      e->debt += cost - e->held;
+      e->held = 0;
+    } else if (e->leased_once && now < e->exhausted_until) {
+      reject(MicrosUntil(e->exhausted_until, now), false);
+      continue;
+    } else if (now < e->failed_until && !e->in_flight) {
+      // Redis failed a moment ago and there is no slice to decide from: the failure answers.
+      outcome = Outcome::kFail;
+      failure = e->failure;
+      break;
+    } else if (p->waits < kMaxWaits) {
+      if (!e->in_flight) start_lease(e, cost);
+      e->waiters.push_back(p);
+      outcome = Outcome::kWait;
+      break;
+    } else {
+      reject(MicrosUntil(e->exhausted_until, now), false);
+      continue;
+    }
+    d.allowed = true;
+    e->used += cost;
+    d.remaining = e->held + e->store_remaining;
+    // Ahead of need: the next slice when half of this one is gone.
+    if (!e->in_flight && e->held * 2 < std::max<int64_t>(e->last_want, 2) &&
+        now >= e->failed_until && now >= e->exhausted_until) {
+      start_lease(e, 0);
+    }
+  }
+
+  if (outcome != Outcome::kDecided) {
+    // Undo what this attempt took before it stopped: it runs again whole, or fails.
+    for (size_t j = 0; j < reached; ++j) {
+      const std::shared_ptr<Entry>& e = p->entries[j];
+      MutexLock lock(ShardOf(e->key).mu);
+      e->held += p->from_slice[j];
+      e->credit += p->from_credit[j];
+      e->debt -= p->from_credit[j] + forced[j];
+      p->from_slice[j] = p->from_credit[j] = 0;
+    }
+    p->rejected = false;
+  }
+  for (auto& [rule, bound] : bounds) {
+    if (options_.on_bound) options_.on_bound(rule, bound);
+  }
+  for (auto& [rule, event] : events) {
+    if (options_.on_lease) options_.on_lease(rule, event);
+  }
+  for (auto& call : to_send) Send(std::move(call));
+  if (outcome == Outcome::kWait) return;
+  if (outcome == Outcome::kFail) return Finish(*p, failure);
+  if (p->rejected) GiveBackTaken(*p);
+  ChargeExact(std::move(p));
+}
+
+void LeasedStore::GiveBackTaken(Pending& p) {
+  for (size_t j = 0; j < p.leased.size(); ++j) {
+    const ChargeItem& item = p.items[p.leased[j]];
+    if (!item.refunded_on_rejection()) continue;
+    const int64_t taken = p.from_slice[j] + p.from_credit[j];
+    if (taken == 0) continue;
+    const std::shared_ptr<Entry>& e = p.entries[j];
+    {
+      MutexLock lock(ShardOf(e->key).mu);
+      e->held += p.from_slice[j];
+      e->credit += p.from_credit[j];
+      e->debt -= p.from_credit[j];
+      e->used -= taken;
+    }
+    p.from_slice[j] = p.from_credit[j] = 0;
+    p.decisions[p.leased[j]].remaining += taken;
+  }
+}
+
+void LeasedStore::ChargeExact(std::shared_ptr<Pending> p) {
+  if (p->exact.empty()) return Finish(*p, absl::OkStatus());
+  p->exact_items.reserve(p->exact.size());
+  for (size_t i : p->exact) {
+    ChargeItem item = p->items[i];
+    // A request the leased items rejected charges its exact items nothing but what they charge
+    // whatever happens: they are read for the answer.
+    if (p->rejected && item.when != ChargeWhen::kAlways) item.cost = 0;
+    p->exact_items.push_back(item);
+  }
+  p->exact_decisions.assign(p->exact.size(), Decision{});
+  Pending& r = *p;
+  backend_->Charge(r.exact_items, r.exact_decisions, [this, p](absl::Status status) mutable {
+    if (!status.ok()) {
+      GiveBackTaken(*p);
+      return Finish(*p, std::move(status));
+    }
+    for (size_t k = 0; k < p->exact.size(); ++k) p->decisions[p->exact[k]] = p->exact_decisions[k];
+    if (!p->rejected && RequestRejected(p->exact_items, p->exact_decisions)) GiveBackTaken(*p);
+    Finish(*p, absl::OkStatus());
+  });
+}
+
+void LeasedStore::Finish(Pending& p, absl::Status status) {
+  if (p.done) std::exchange(p.done, nullptr)(std::move(status));
+}
+
+void LeasedStore::Send(std::shared_ptr<LeaseCall> call) {
+  call->request.key = call->key;
+  call->request.limit = &call->entry_limit;
+  calls_in_flight_.fetch_add(1, std::memory_order_relaxed);
+  LeaseCall& c = *call;
+  backend_->Lease(c.request, [this, call = std::move(call)](absl::StatusOr<LeaseReply> reply) {
+    Answered(call, std::move(reply));
+    calls_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  });
+}
+
+void LeasedStore::Answered(std::shared_ptr<LeaseCall> call, absl::StatusOr<LeaseReply> reply) {
+  const std::shared_ptr<Entry>& e = call->entry;
+  std::vector<std::shared_ptr<Pending>> waiters;
+  std::vector<LeaseEvent> events;
+  {
+    MutexLock lock(ShardOf(e->key).mu);
+    e->in_flight = false;
+    waiters.swap(e->waiters);
+    if (!reply.ok()) {
+      e->failure = reply.status();
+      e->failed_until = SteadyClock::now() + kFailureHold;
+      // What was to be given back was not: it is still this server's to use.
+      e->held += call->request.give_back;
+    } else if (!e->dropped) {
+      const LeaseReply& r = *reply;
+      e->leased_once = true;
+      e->failed_until = TimePoint::min();
+      e->debt -= call->request.debt;
+      if (r.granted > 0) {
+        e->held += r.granted;
+        e->taken_at = r.now;
+        e->valid_until = After(call->sent, r.valid_for);
+        events.push_back(LeaseEvent::kTaken);
+      }
+      if (r.credit > 0) {
+        e->credit += r.credit;
+        // The pool is per window: credit ends with the window it was taken in.
+        const Micros window = e->limit.window();
+        e->credit_until = After(call->sent, window - r.now % window);
+      }
+      e->store_remaining = r.remaining;
+      e->reset_at = After(call->sent, r.reset_after);
+      e->exhausted_until = r.granted < std::max<int64_t>(call->request.need, 1)
+                               ? After(call->sent, r.retry_after)
+                               : TimePoint::min();
+    }
+    if (call->returning) events.push_back(LeaseEvent::kReturned);
+  }
+  for (LeaseEvent event : events) {
+    if (options_.on_lease) options_.on_lease(e->rule_id, event);
+  }
+  for (auto& p : waiters) {
+    if (!reply.ok()) {
+      Finish(*p, reply.status());
+      continue;
+    }
+    ++p->waits;
+    Attempt(std::move(p));
+  }
+}
+
+void LeasedStore::Sweep() {
+  const TimePoint now = SteadyClock::now();
+  std::vector<std::shared_ptr<LeaseCall>> to_send;
+  std::vector<std::pair<std::string, LeaseEvent>> events;
+  for (size_t s = 0; s < kShards; ++s) {
+    Shard& shard = shards_[s];
+    MutexLock lock(shard.mu);
+    absl::erase_if(shard.entries, [&](auto& kv) {
+      Entry& e = *kv.second;
+      if (e.in_flight) return false;
+      if (now >= e.valid_until) {
+        if (e.held > 0) events.emplace_back(e.rule_id, LeaseEvent::kExpired);
+        e.held = 0;
+        e.valid_until = kNever;
+      }
+      const bool quiet = now - e.last_use >= options_.quiet;
+      // A quiet counter gives back what it holds, unless it is a crumb (at most 1/256 of the
+      // limit: not worth a call), and pays its debt.
+      const int64_t crumb = e.limit.max_cost() / 256;
+      if (quiet && (e.held > crumb || e.debt > 0) && now >= e.failed_until) {
+        auto call = std::make_shared<LeaseCall>(e);
+        call->entry = kv.second;
+        call->key = e.key;
+        call->sent = now;
+        call->returning = e.held > 0;
+        call->request = LeaseRequest{.debt = e.debt, .give_back = e.held, .given_at = e.taken_at};
+        e.held = 0;
+        e.in_flight = true;
+        to_send.push_back(std::move(call));
+        return false;
+      }
+      // Long quiet with nothing held: forgotten (a later check leases again).
+      return now - e.last_use >= 8 * options_.quiet && e.held == 0 && e.debt == 0 &&
+             e.waiters.empty();
+    });
+  }
+  for (auto& [rule, event] : events) {
+    if (options_.on_lease) options_.on_lease(rule, event);
+  }
+  for (auto& call : to_send) Send(std::move(call));
+}
+
+void LeasedStore::GiveBackAll(std::chrono::milliseconds timeout) {
+  std::vector<std::shared_ptr<LeaseCall>> to_send;
+  const TimePoint now = SteadyClock::now();
+  for (size_t s = 0; s < kShards; ++s) {
+    Shard& shard = shards_[s];
+    MutexLock lock(shard.mu);
+    for (auto& [key, entry] : shard.entries) {
+      Entry& e = *entry;
+      if (e.in_flight || (e.held == 0 && e.debt == 0) || now >= e.valid_until) continue;
+      auto call = std::make_shared<LeaseCall>(e);
+      call->entry = entry;
+      call->key = e.key;
+      call->sent = now;
+      call->returning = e.held > 0;
+      call->request = LeaseRequest{.debt = e.debt, .give_back = e.held, .given_at = e.taken_at};
+      e.held = 0;
+      e.in_flight = true;
+      to_send.push_back(std::move(call));
+    }
+  }
+  for (auto& call : to_send) Send(std::move(call));
+  const TimePoint until = SteadyClock::now() + timeout;
+  while (calls_in_flight_.load(std::memory_order_relaxed) > 0 && SteadyClock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void LeasedStore::Reset(std::string_view key, const Limit& limit, Done done) {
+  ForgetLocal(key);
+  backend_->Reset(key, limit, std::move(done));
+}
+
+void LeasedStore::ForgetCached(std::string_view key) {
+  ForgetLocal(key);
+  backend_->ForgetCached(key);
+}
+
+void LeasedStore::ForgetLocal(std::string_view key) {
+  Shard& shard = ShardOf(key);
+  MutexLock lock(shard.mu);
+  auto it = shard.entries.find(absl::string_view(key.data(), key.size()));
+  if (it == shard.entries.end()) return;
+  // A lease in flight for it brings nothing back; the checks waiting on it try again then, with
+  // a fresh entry.
+  it->second->dropped = true;
+  shard.entries.erase(it);
+}
+
+}  // namespace sluice

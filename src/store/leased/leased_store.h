@@ -1,0 +1,113 @@
+// Leased counting (CONTRACT §11): a Store in front of the Redis store that decides leased items
+// from memory. For each leased counter, this server holds a slice of the counter's quota taken
+// from Redis (lease.lua charges it to the counter's state like one request of that cost), takes
+// each check's cost from it, takes the next slice before this one runs out, and gives back what it
+// did not use when the counter goes quiet. Redis sees a few calls per slice instead of one per
+// check. Exact items (and leased ones whose algorithm cannot be leased) go to Redis as before.
+//
+// What it promises, derived in docs/algorithms.md ("Leased counting"):
+// - Slices never admit more than the algorithm: a slice is granted only from quota the state
+//   has, windowed slices are used only in the window they were taken in, and a bucket slice
+//   charged early only makes the bucket stricter. Over the limit it goes only on credit: while a
+//   slice is on its way, a server may admit on credit taken from a per-window pool of
+//   `max_overshoot` tokens per counter in Redis, all servers together, and pays it back as debt.
+//   So admitted per window <= limit + max_overshoot; `max_overshoot: 0` is never over.
+// - A check never waits on Redis while the key is busy (the next slice is taken ahead of need),
+//   except the first check of a counter on this server (never admitted as if the counter were
+//   fresh) and a check that finds its slice and credit spent while the next slice is on its way.
+// - Nothing is refused while Redis has quota: a check that finds no slice asks Redis (or waits for
+//   the slice already asked for) before refusing, and refuses alone only until the moment Redis
+//   said the quota would be back.
+// - Redis unreachable: slices in hand keep deciding; then checks fail with the store's error and
+//   the limiter's on_failure answers.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "core/consistency.h"
+#include "store/redis/redis_store.h"
+#include "store/store.h"
+
+namespace sluice {
+
+enum class LeaseEvent : uint8_t {
+  kTaken,     // a slice was granted
+  kReturned,  // what was left of a slice was given back
+  kExpired,   // a slice's window ended with tokens left in it
+};
+std::string_view LeaseEventName(LeaseEvent event);
+
+struct LeasedStoreOptions {
+  // The rules' defaults (CONTRACT §2 `store.consistency`, `store.max_overshoot`).
+  Consistency consistency = Consistency::kExact;
+  Overshoot max_overshoot = Overshoot::PartsPerMillion(10'000);
+  // A slice covers about this much of the counter's recent rate on this server; the next is
+  // taken when half of it is left.
+  std::chrono::milliseconds horizon{250};
+  // A counter unused this long gives back its slice.
+  std::chrono::milliseconds quiet{500};
+  // Metrics, called on any thread, never under a lock of the store. `rule_id` is the item's ("":
+  // an Envoy descriptor).
+  std::function<void(std::string_view rule_id, LeaseEvent event)> on_lease = nullptr;
+  std::function<void(std::string_view rule_id, int64_t bound)> on_bound = nullptr;
+};
+
+class LeasedStore final : public Store {
+ public:
+  LeasedStore(std::unique_ptr<RedisStore> backend, LeasedStoreOptions options);
+  // Gives back nothing: windowed slices end with their window, bucket slices are lost (as if
+  // used) — at most one slice per counter.
+  ~LeasedStore() override;
+
+  void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions, Done done) override;
+  // Drops this server's slice of `key` (not given back: the store forgets the counter anyway),
+  // then resets it in Redis.
+  void Reset(std::string_view key, const Limit& limit, Done done) override;
+  void ForgetCached(std::string_view key) override;
+  std::string_view backend() const override { return backend_->backend(); }
+  RedisStore& redis() { return *backend_; }
+
+  // Whether `item` is decided from slices here.
+  bool Leased(const ChargeItem& item) const;
+
+  // Gives back every slice held, as if every counter had gone quiet, and waits (at most
+  // `timeout`) for Redis to take them. For tests and an orderly stop.
+  void GiveBackAll(std::chrono::milliseconds timeout);
+
+ public:
+  struct Entry;
+  struct Shard;
+  struct Pending;
+  struct LeaseCall;
+
+ private:
+  Shard& ShardOf(std::string_view key);
+  // Decides the leased items of `p`; when one must wait for a slice, returns and runs again when
+  // it arrives.
+  void Attempt(std::shared_ptr<Pending> p);
+  void ChargeExact(std::shared_ptr<Pending> p);
+  void GiveBackTaken(Pending& p);
+  void Finish(Pending& p, absl::Status status);
+  void Send(std::shared_ptr<LeaseCall> call);
+  void Answered(std::shared_ptr<LeaseCall> call, absl::StatusOr<LeaseReply> reply);
+  void Sweep();
+  void ForgetLocal(std::string_view key);  // drops this server's slice of `key`
+
+  const LeasedStoreOptions options_;
+  static constexpr size_t kShards = 16;
+  std::unique_ptr<Shard[]> shards_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> calls_in_flight_{0};
+  std::thread sweeper_;
+  // Last: destroyed first, it fails the leases in flight, whose callbacks use the members above.
+  std::unique_ptr<RedisStore> backend_;
+};
+
+}  // namespace sluice
