@@ -7,7 +7,13 @@
 // GET /stats answers {"allowed":N,"rejected":N,"errors":N}: the decisions made so far, for the
 // bench script to check that every answer was a real decision.
 //
-// Environment: PORT (HTTP, on 127.0.0.1), REDIS_URL (redis://127.0.0.1:6379), POINTS, DURATION.
+// Environment: PORT (HTTP, on 127.0.0.1), REDIS_URL (redis://127.0.0.1:6379), POINTS, DURATION;
+// AUTO_PIPELINING=1 turns on ioredis's enableAutoPipelining (commands issued in the same event-loop
+// tick go to Redis as one pipeline; off by default, as in ioredis); BLOCK_ON_CONSUMED sets
+// inMemoryBlockOnConsumed (default POINTS + 1: a key is blocked in memory from its first refused
+// request; POINTS blocks it from the request that takes its last point, the earliest the library
+// allows). bench/redis_vs_peers.sh uses the defaults, bench/redis_modes.sh AUTO_PIPELINING=1 and
+// BLOCK_ON_CONSUMED=POINTS (the library at its fastest).
 // Prints "listening" once Redis is connected and the HTTP port is open.
 'use strict';
 
@@ -18,8 +24,11 @@ const { RateLimiterRedis, RateLimiterRes } = require('rate-limiter-flexible');
 const port = Number(process.env.PORT || 8090);
 const points = Number(process.env.POINTS || 1000000);
 const duration = Number(process.env.DURATION || 1);
+const blockOnConsumed = Number(process.env.BLOCK_ON_CONSUMED || points + 1);
 
-const redis = new Redis(process.env.REDIS_URL || 'redis://127.0.0.1:6379');
+const redis = new Redis(process.env.REDIS_URL || 'redis://127.0.0.1:6379', {
+  enableAutoPipelining: process.env.AUTO_PIPELINING === '1',
+});
 const limiter = new RateLimiterRedis({
   storeClient: redis,
   keyPrefix: 'rlflx',
@@ -27,7 +36,7 @@ const limiter = new RateLimiterRedis({
   duration,
   // The library's local block of keys over their limit until their window ends: the
   // counterpart of Sluice's over-limit cache, which is on by default.
-  inMemoryBlockOnConsumed: points + 1,
+  inMemoryBlockOnConsumed: blockOnConsumed,
 });
 
 const stats = { allowed: 0, rejected: 0, errors: 0 };
