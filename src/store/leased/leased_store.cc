@@ -1,6 +1,7 @@
 #include "store/leased/leased_store.h"
 
 #include <algorithm>
+#include <deque>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -57,13 +58,19 @@ struct LeasedStore::Entry {
   explicit Entry(const Limit& l) : limit(l) {}
   std::string key;
   std::string rule_id;
-  Limit limit;          // the limit the slices were taken under
-  int64_t overshoot;    // the credit pool of the rule, in tokens
-  int64_t held = 0;     // tokens of slices not used yet
+  Limit limit;        // the limit the slices were taken under
+  int64_t overshoot;  // the credit pool of the rule, in tokens
+  // Slices not used up, oldest first, each usable until its end (a window's end; a bucket
+  // slice's life); `held` is their sum.
+  struct Slice {
+    int64_t tokens;
+    TimePoint until;
+  };
+  std::deque<Slice> slices;
+  int64_t held = 0;
   int64_t credit = 0;   // credit not used yet
   int64_t debt = 0;     // credit used and charges forced while over, not yet charged in Redis
   Micros taken_at = 0;  // Redis time of the last slice (what a give-back names)
-  TimePoint valid_until = kNever;  // the slices end (their window ends)
   TimePoint credit_until = TimePoint::min();
   TimePoint exhausted_until = TimePoint::min();  // Redis said: nothing for `need` until then
   TimePoint failed_until = TimePoint::min();
@@ -74,12 +81,58 @@ struct LeasedStore::Entry {
   bool in_flight = false;
   bool dropped = false;  // reset: a lease in flight must not bring its slice back
   std::vector<std::shared_ptr<Pending>> waiters;
-  // Rate: tokens used since `rate_since`, and the last estimate (tokens per second).
+  // Demand: tokens asked for (admitted or not) since `rate_since`, and the last estimate
+  // (tokens per second). Slices are sized by it.
   int64_t used = 0;
   TimePoint rate_since;
   double rate = 0;
   int64_t last_want = 0;
   TimePoint last_use;
+
+  // Drops the slices that ended; returns the tokens they still held.
+  int64_t Expire(TimePoint now) {
+    int64_t dropped = 0;
+    std::erase_if(slices, [&](const Slice& s) {
+      if (now < s.until) return false;
+      dropped += s.tokens;
+      return true;
+    });
+    held -= dropped;
+    return dropped;
+  }
+  void Add(int64_t tokens, TimePoint until) {
+    if (tokens <= 0) return;
+    if (!slices.empty() && slices.back().until == until) {
+      slices.back().tokens += tokens;
+    } else {
+      slices.push_back({tokens, until});
+    }
+    held += tokens;
+  }
+  // Takes `cost` <= held from the oldest slices; returns the end of the oldest one used.
+  TimePoint Take(int64_t cost) {
+    TimePoint until = kNever;
+    held -= cost;
+    while (cost > 0) {
+      Slice& s = slices.front();
+      until = std::min(until, s.until);
+      const int64_t n = std::min(cost, s.tokens);
+      s.tokens -= n;
+      cost -= n;
+      if (s.tokens == 0) slices.pop_front();
+    }
+    return until;
+  }
+  // Tokens taken back (a rejected request's, a give-back that failed), usable until `until`.
+  void Restore(int64_t tokens, TimePoint until) {
+    if (tokens <= 0) return;
+    slices.push_front({tokens, until});
+    held += tokens;
+  }
+  std::deque<Slice> TakeAll() {
+    held = 0;
+    return std::exchange(slices, {});
+  }
 };
 
 struct LeasedStore::Shard {
@@ -97,6 +150,7 @@ struct LeasedStore::Pending {
   // Per leased item (same order as `leased`): tokens taken from the slice and from credit.
   std::vector<int64_t> from_slice;
   std::vector<int64_t> from_credit;
+  std::vector<TimePoint> slice_until;  // the end of the oldest slice each took from
   std::vector<std::shared_ptr<Entry>> entries;
   int waits = 0;
   bool rejected = false;  // an enforced leased item rejected the request
@@ -113,7 +167,8 @@ struct LeasedStore::LeaseCall {
   std::string key;
   Limit entry_limit;
   TimePoint sent;
-  bool returning = false;  // gives back only (the counter went quiet)
+  bool returning = false;               // gives back only (the counter went quiet)
+  std::deque<Entry::Slice> given_back;  // restored if the give-back fails
 };
 
 LeasedStore::LeasedStore(std::unique_ptr<RedisStore> backend, LeasedStoreOptions options)
@@ -143,12 +198,33 @@ LeasedStore::Shard& LeasedStore::ShardOf(std::string_view key) {
   return shards_[absl::HashOf(key) % kShards];
 }
 
+namespace {
+
+constexpr bool Windowed(Algorithm a) {
+  return a == Algorithm::kFixedWindow || a == Algorithm::kSlidingWindowCounter;
+}
+
+// A bucket slice may be used for overshoot / rate after it was charged (lease.lua): the
+// overshoot's worth of the limit's drain.
+Micros BucketSliceLife(const Limit& l, int64_t overshoot) {
+  return static_cast<Micros>((static_cast<__int128>(overshoot) * l.window()) / l.limit());
+}
+
+// Below this a bucket slice would end before it could be used: the rule is counted exactly.
+constexpr Micros kMinSliceLife = 2000;
+
+}  // namespace
+
 bool LeasedStore::Leased(const ChargeItem& item) const {
+  const Limit& l = *item.limit;
   // Quota items are decided together across items, which only the exact path does.
-  if (item.role == ItemRole::kQuota || !Leasable(item.limit->algorithm())) return false;
+  if (item.role == ItemRole::kQuota || !Leasable(l.algorithm())) return false;
   const Consistency c =
       item.consistency == Consistency::kDefault ? options_.consistency : item.consistency;
-  return c == Consistency::kLeased;
+  if (c != Consistency::kLeased) return false;
+  if (Windowed(l.algorithm())) return true;
+  const Overshoot& o = item.max_overshoot != nullptr ? *item.max_overshoot : options_.max_overshoot;
+  return BucketSliceLife(l, o.For(l.limit())) >= kMinSliceLife;
 }
 
 void LeasedStore::Charge(std::span<const ChargeItem> items, std::span<Decision> decisions,
@@ -163,6 +239,7 @@ void LeasedStore::Charge(std::span<const ChargeItem> items, std::span<Decision> 
   for (size_t i = 0; i < items.size(); ++i) (Leased(items[i]) ? p->leased : p->exact).push_back(i);
   p->from_slice.assign(p->leased.size(), 0);
   p->from_credit.assign(p->leased.size(), 0);
+  p->slice_until.assign(p->leased.size(), kNever);
   p->entries.resize(p->leased.size());
   Attempt(std::move(p));
 }
@@ -183,7 +260,12 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
       e->rate_since = now;
     }
     const int64_t max_cost = e->limit.max_cost();
-    const double horizon_s = std::chrono::duration<double>(options_.horizon).count();
+    double horizon_s = std::chrono::duration<double>(options_.horizon).count();
+    if (!Windowed(e->limit.algorithm())) {
+      // A bucket slice is usable for its life only: no bigger than what this server uses in it.
+      horizon_s = std::min(horizon_s,
+                           0.5e-6 * static_cast<double>(BucketSliceLife(e->limit, e->overshoot)));
+    }
     int64_t want = static_cast<int64_t>(e->rate * horizon_s);
     // A counter seen for the first time starts small (most counters see few checks), and a
     // slice grows at most fourfold from one lease to the next, so a burst does not strand much.
@@ -196,13 +278,22 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
     call->entry = e;
     call->key = e->key;
     call->sent = now;
-    const int64_t credit_want =
-        e->overshoot > 0 && e->credit == 0 ? std::max<int64_t>(1, want / 4) : 0;
-    call->request = LeaseRequest{.want = want,
-                                 .need = need,
-                                 .debt = e->debt,
-                                 .credit_want = std::min(credit_want, e->overshoot),
-                                 .overshoot = e->overshoot};
+    // Credit only for windowed algorithms: a bucket's overshoot bounds its slices' life instead.
+    const int64_t credit_want = Windowed(e->limit.algorithm()) && e->overshoot > 0 && e->credit == 0
+                                    ? std::max<int64_t>(1, want / 4)
+                                    : 0;
+    call->request = LeaseRequest{
+        .want = want,
+        .need = need,
+        .debt = e->debt,
+        .credit_want = std::min(credit_want, e->overshoot),
+        .overshoot = e->overshoot,
+        // A fixed window frees everything at once, at its end.
+        // A fixed window frees everything at once, at its end; a
+        // sliding window counter frees a little at a time, and checks
+        // refused while waiting for a batch would move its admissions
+        // into the next window; buckets refill at their rate.
+        .batch = Windowed(e->limit.algorithm()) ? need : std::max<int64_t>(need, want / 4)};
     to_send.push_back(std::move(call));
   };
 
@@ -236,11 +327,7 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
     }
     const std::shared_ptr<Entry> e = slot;
     p->entries[j] = e;
-    if (now >= e->valid_until) {
-      if (e->held > 0) events.emplace_back(e->rule_id, LeaseEvent::kExpired);
-      e->held = 0;
-      e->valid_until = kNever;
-    }
+    if (e->Expire(now) > 0) events.emplace_back(e->rule_id, LeaseEvent::kExpired);
     if (now >= e->credit_until) e->credit = 0;
     e->last_use = now;
 
@@ -248,6 +335,7 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
     d.limit = l.limit();
     d.reset_after = MicrosUntil(e->reset_at, now);
     const int64_t cost = item.cost;
+    if (p->waits == 0) e->used += cost;
     const bool charge_over = item.when != ChargeWhen::kRequestAllowed;
     auto reject = [&](Micros retry_after, bool exceeds) {
       d.allowed = false;
@@ -265,16 +353,17 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
       continue;
     }
     if (e->leased_once && e->held >= cost) {
-      e->held -= cost;
+      p->slice_until[j] = e->Take(cost);
       p->from_slice[j] = cost;
     } else if (e->leased_once && e->held + e->credit >= cost && now >= e->exhausted_until &&
                (e->in_flight || now >= e->failed_until)) {
       // On credit while the next slice is on its way (started below if it is not yet).
+      const int64_t from_credit = cost - e->held;
       p->from_slice[j] = e->held;
-      p->from_credit[j] = cost - e->held;
-      e->credit -= cost - e->held;
-      e->debt += cost - e->held;
-      e->held = 0;
+      p->from_credit[j] = from_credit;
+      p->slice_until[j] = e->Take(e->held);
+      e->credit -= from_credit;
+      e->debt += from_credit;
     } else if (e->leased_once && now < e->exhausted_until) {
       reject(MicrosUntil(e->exhausted_until, now), false);
       continue;
@@ -293,7 +382,6 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
       continue;
     }
     d.allowed = true;
-    e->used += cost;
     d.remaining = e->held + e->store_remaining;
     // Ahead of need: the next slice when half of this one is gone.
     if (!e->in_flight && e->held * 2 < std::max<int64_t>(e->last_want, 2) &&
@@ -307,7 +395,7 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
     for (size_t j = 0; j < reached; ++j) {
       const std::shared_ptr<Entry>& e = p->entries[j];
       MutexLock lock(ShardOf(e->key).mu);
-      e->held += p->from_slice[j];
+      e->Restore(p->from_slice[j], p->slice_until[j]);
       e->credit += p->from_credit[j];
       e->debt -= p->from_credit[j] + forced[j];
       p->from_slice[j] = p->from_credit[j] = 0;
@@ -336,10 +424,9 @@ void LeasedStore::GiveBackTaken(Pending& p) {
     const std::shared_ptr<Entry>& e = p.entries[j];
     {
       MutexLock lock(ShardOf(e->key).mu);
-      e->held += p.from_slice[j];
+      e->Restore(p.from_slice[j], p.slice_until[j]);
       e->credit += p.from_credit[j];
       e->debt -= p.from_credit[j];
-      e->used -= taken;
     }
     p.from_slice[j] = p.from_credit[j] = 0;
     p.decisions[p.leased[j]].remaining += taken;
@@ -396,16 +483,16 @@ void LeasedStore::Answered(std::shared_ptr<LeaseCall> call, absl::StatusOr<Lease
       e->failure = reply.status();
       e->failed_until = SteadyClock::now() + kFailureHold;
       // What was to be given back was not: it is still this server's to use.
-      e->held += call->request.give_back;
+      for (auto it = call->given_back.rbegin(); it != call->given_back.rend(); ++it)
+        e->Restore(it->tokens, it->until);
     } else if (!e->dropped) {
       const LeaseReply& r = *reply;
       e->leased_once = true;
       e->failed_until = TimePoint::min();
       e->debt -= call->request.debt;
       if (r.granted > 0) {
-        e->held += r.granted;
+        e->Add(r.granted, After(call->sent, r.valid_for));
         e->taken_at = r.now;
-        e->valid_until = After(call->sent, r.valid_for);
         events.push_back(LeaseEvent::kTaken);
       }
       if (r.credit > 0) {
@@ -445,11 +532,7 @@ void LeasedStore::Sweep() {
     absl::erase_if(shard.entries, [&](auto& kv) {
       Entry& e = *kv.second;
       if (e.in_flight) return false;
-      if (now >= e.valid_until) {
-        if (e.held > 0) events.emplace_back(e.rule_id, LeaseEvent::kExpired);
-        e.held = 0;
-        e.valid_until = kNever;
-      }
+      if (e.Expire(now) > 0) events.emplace_back(e.rule_id, LeaseEvent::kExpired);
       const bool quiet = now - e.last_use >= options_.quiet;
       // A quiet counter gives back what it holds, unless it is a crumb (at most 1/256 of the
       // limit: not worth a call), and pays its debt.
@@ -461,7 +544,7 @@ void LeasedStore::Sweep() {
         call->sent = now;
         call->returning = e.held > 0;
         call->request = LeaseRequest{.debt = e.debt, .give_back = e.held, .given_at = e.taken_at};
-        e.held = 0;
+        call->given_back = e.TakeAll();
         e.in_flight = true;
         to_send.push_back(std::move(call));
         return false;
@@ -485,14 +568,15 @@ void LeasedStore::GiveBackAll(std::chrono::milliseconds timeout) {
     MutexLock lock(shard.mu);
     for (auto& [key, entry] : shard.entries) {
       Entry& e = *entry;
-      if (e.in_flight || (e.held == 0 && e.debt == 0) || now >= e.valid_until) continue;
+      e.Expire(now);
+      if (e.in_flight || (e.held == 0 && e.debt == 0)) continue;
       auto call = std::make_shared<LeaseCall>(e);
       call->entry = entry;
       call->key = e.key;
       call->sent = now;
       call->returning = e.held > 0;
       call->request = LeaseRequest{.debt = e.debt, .give_back = e.held, .given_at = e.taken_at};
-      e.held = 0;
+      call->given_back = e.TakeAll();
       e.in_flight = true;
       to_send.push_back(std::move(call));
     }

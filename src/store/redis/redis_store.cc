@@ -626,7 +626,7 @@ void RedisStore::Lease(const LeaseRequest& request, LeaseDone done) {
     std::string out;
     out.reserve(256 + 2 * state_key.size());
     redis::CommandWriter w(out);
-    w.Begin(3 + 2 + 14);
+    w.Begin(3 + 2 + 15);
     w.Arg(functions ? std::string_view("FCALL") : std::string_view("EVALSHA"));
     w.Arg(functions ? redis::kLeaseFunction : redis::kLeaseScriptSha1);
     w.Arg(int64_t{2});
@@ -646,6 +646,7 @@ void RedisStore::Lease(const LeaseRequest& request, LeaseDone done) {
     w.Arg(r.given_at);
     w.Arg(r.credit_want);
     w.Arg(r.overshoot);
+    w.Arg(r.batch);
     return out;
   };
   RunScript(group, std::move(build), std::chrono::steady_clock::now() + options_.timeout,

@@ -74,6 +74,7 @@ struct LeaseRequest {
   Micros given_at = 0;    // ...taken at this store time
   int64_t credit_want = 0;
   int64_t overshoot = 0;  // the most credit the store hands out per window, all servers together
+  int64_t batch = 0;      // nothing left: retry_after is for this many (see lease.lua)
 };
 struct LeaseReply {
   Micros now = 0;  // the store's time of the lease
@@ -83,7 +84,7 @@ struct LeaseReply {
   int64_t remaining = 0;   // left in the store after the grant
   Micros reset_after = 0;  // as a Decision's
   Micros retry_after = 0;  // when nothing was granted: when `need` would be
-  Micros valid_for = -1;   // how long the slice may be used; -1 until given back
+  Micros valid_for = 0;    // how long from the lease the slice may be used
 };
 
 // Thread-safe. `done` runs on a client thread (or on the calling thread for a request

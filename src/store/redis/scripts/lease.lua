@@ -14,13 +14,17 @@
 --           over-limit charge is), so that the next slices pay it back.
 -- args[11], args[12]: give back this many tokens, charged at that time (the `now` of the lease
 --           that took them).
--- args[13]: credit wanted; args[14]: the most credit the pool hands out per period (the rule's
---           max_overshoot as a count). Credit lets a server admit while its next slice is on the
---           way; the pool makes the sum over every server at most max_overshoot per period.
+-- args[13]: credit wanted; args[14]: the rule's max_overshoot as a count. Credit (windowed
+--           algorithms only) lets a server admit while its next slice is on the way; the pool
+--           hands out at most max_overshoot per window, all servers together. For buckets the
+--           overshoot instead bounds how long a slice may be used (valid_for).
+-- args[15]: batch: when nothing worth having is left, retry_after is when this many (at least
+--           `need`) will be: a server whose counter trickles back (sliding window counter,
+--           buckets) then asks again for a handful at a time, not for each token as it frees.
 -- Returns {now, granted, credit, cost_exceeds_limit, remaining, reset_after, retry_after,
 --          valid_for}: remaining is what the store has left after the grant; retry_after, when
 --          nothing was granted, is when `need` would be; valid_for is how long the slice may be
---          used (to the end of the window for windowed algorithms; -1: until given back).
+--          used, in microseconds from the lease.
 
 local WINDOWED = {[0] = true, [1] = true}
 
@@ -30,6 +34,7 @@ local function lease(keys, args)
   local want, need = tonumber(args[8]), tonumber(args[9])
   local debt, back, back_at = tonumber(args[10]), tonumber(args[11]), tonumber(args[12])
   local credit_want, overshoot = tonumber(args[13]), tonumber(args[14])
+  local batch = tonumber(args[15])
   local w = item.window
 
   if back > 0 then
@@ -56,9 +61,17 @@ local function lease(keys, args)
     granted = 0
   end
   if granted == 0 then
-    d = item.impl.admit(item, now, math.max(need, 1))  -- rejected: charges nothing
+    local ask = math.max(need, 1)
+    -- When `ask` is rejected, so is more: the retry is for the batch, within what can ever be.
+    local later = math.max(ask, math.min(batch, item.limit))
+    d = item.impl.admit(item, now, ask)  -- rejected: charges nothing
     if d.allowed then  -- cannot happen (need > remaining); keep the books right if it does
-      granted = math.max(need, 1)
+      granted = ask
+    elseif later > ask and not d.cost_exceeds_limit then
+      local b = item.impl.admit(item, now, later)
+      if not b.allowed and not b.cost_exceeds_limit then
+        d.retry_after = b.retry_after
+      end
     end
   end
   if back > 0 and granted == 0 and debt == 0 then
@@ -81,9 +94,15 @@ local function lease(keys, args)
     end
   end
 
-  local valid_for = -1
+  -- How long the slice may be used. Windowed: to the end of its window. Buckets: a token
+  -- charged at `now` drains out of the level at the limit's rate, so one used later than it was
+  -- charged lets the state admit it again; used within overshoot / rate of its charge, what a
+  -- bucket admits over any interval grows by at most max_overshoot (docs/algorithms.md).
+  local valid_for
   if WINDOWED[item.algorithm] then
     valid_for = (fdiv(now, w) + 1) * w - now
+  else
+    valid_for = muldiv(overshoot, w, item.limit)
   end
   return {now, granted, credit, d.cost_exceeds_limit and 1 or 0, d.remaining, d.reset_after,
           d.retry_after, valid_for}
