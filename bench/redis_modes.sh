@@ -10,12 +10,14 @@
 #                                 go to Redis together, one FCALL deciding many
 #   leased     leased            store: {scripts: functions, coalesce: true, consistency: leased,
 #                                 max_overshoot: 1%}: decided in memory from leased slices of quota
+#   leased-fw  as leased, with the rule a fixed_window: a bucket's slice lives max_overshoot / rate
+#              (10 ms at 1%), a window's to the window's end (docs/algorithms.md)
 #   memory     Sluice on the memory store (no Redis): the ceiling for leased (target: leased
 #              req/s >= 0.9x memory's)
 #   rlf        rate-limiter-flexible 11.4 (RateLimiterRedis on ioredis, bench/node/server.js,
 #              plain node:http) at its fastest: ioredis enableAutoPipelining, and
 #              inMemoryBlockOnConsumed = points
-# Every Sluice row has one rule: token_bucket keyed on user_id, window 1 s; rate-limiter-flexible
+# Every Sluice row has one rule: token_bucket (leased-fw: fixed_window) keyed on user_id, window 1 s; rate-limiter-flexible
 # has the same points per 1 s (a fixed window: it has no token bucket).
 #
 # Workloads (WORKLOADS, default "hot many"): wrk posts /v1/ratelimit/check with a user picked at
@@ -78,7 +80,7 @@ rounds=${ROUNDS:-3}
 conns=${CONNS:-64}
 warmup=${WARMUP:-2}
 read -r -a workloads <<<"${WORKLOADS:-hot many}"
-read -r -a modes <<<"${MODES:-eval fcall coalesced leased memory rlf}"
+read -r -a modes <<<"${MODES:-eval fcall coalesced leased leased-fw memory rlf}"
 open_loop=${OPEN_LOOP:-1}
 pre_issue14=${PRE_ISSUE14:-0}
 for tool in node npm; do
@@ -119,6 +121,7 @@ label() {
     fcall) echo "exact, FCALL" ;;
     coalesced) echo "exact, coalesced" ;;
     leased) echo "leased (1%)" ;;
+    leased-fw) echo "leased (1%), fixed_window" ;;
     memory) echo "memory store" ;;
     rlf) echo "rate-limiter-flexible" ;;
     *) echo "redis_modes: unknown mode $1" >&2; exit 1 ;;
@@ -145,7 +148,7 @@ store_block() {  # MODE → the store: section of the server config
       else printf '%s\n  scripts: eval\n  coalesce: false\n' "$redis"; fi ;;
     fcall) printf '%s\n  scripts: functions\n  coalesce: false\n' "$redis" ;;
     coalesced) printf '%s\n  scripts: functions\n  coalesce: true\n' "$redis" ;;
-    leased)
+    leased|leased-fw)
       printf '%s\n  scripts: functions\n  coalesce: true\n  consistency: leased\n  max_overshoot: 1%%\n' \
         "$redis" ;;
     memory) echo "  backend: memory" ;;
@@ -202,7 +205,7 @@ rules:
     key: [user_id]
     limit: $limit
     window: 1s
-    algorithm: token_bucket
+    algorithm: $([ "$mode" = leased-fw ] && echo fixed_window || echo token_bucket)
 YAML
     cat > "$work/sluice.yaml" <<YAML
 listen:
@@ -311,7 +314,7 @@ for mode in "${modes[@]}"; do
 done
 echo
 labels=()
-for mode in eval fcall coalesced leased memory rlf; do labels+=("$mode=$(label "$mode")"); done
+for mode in eval fcall coalesced leased leased-fw memory rlf; do labels+=("$mode=$(label "$mode")"); done
 python3 - "$results" "$ticks" "${labels[@]}" <<'PY'
 import statistics, sys
 
@@ -392,11 +395,10 @@ if late:
           f" late (lag p99 up to {max(r['ol_lag'] for r in late):.1f} ms): their latencies include"
           " its own delay. Was CPU 1 busy with something else?")
 for wl in dict.fromkeys(r["wl"] for r in runs):
-    leased, memory = med.get((wl, "leased")), med.get((wl, "memory"))
-    if leased and memory:
+    for lm in ("leased", "leased-fw"):
+      leased, memory = med.get((wl, lm)), med.get((wl, "memory"))
+      if leased and memory:
         q = leased["rps"] / memory["rps"]
-        print(f"{wl}: leased / memory store req/s {q:.2f}× (target >= 0.9: "
+        print(f"{wl}: {lm} / memory store req/s {q:.2f}× (target >= 0.9: "
               f"{'met' if q >= 0.9 else 'not met'})")
-    else:
-        print(f"{wl}: leased / memory store req/s: – (leased or memory row missing)")
 PY

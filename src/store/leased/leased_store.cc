@@ -229,9 +229,13 @@ bool LeasedStore::Leased(const ChargeItem& item) const {
 
 void LeasedStore::Charge(std::span<const ChargeItem> items, std::span<Decision> decisions,
                          Done done) {
-  size_t leased = 0;
-  for (const ChargeItem& item : items) leased += Leased(item) ? 1 : 0;
-  if (leased == 0) return backend_->Charge(items, decisions, std::move(done));
+  if (items.size() == 1) {
+    if (!Leased(items[0])) return backend_->Charge(items, decisions, std::move(done));
+    if (DecideFromSlice(items[0], decisions[0])) return std::move(done)(absl::OkStatus());
+  } else if (std::none_of(items.begin(), items.end(),
+                          [this](const ChargeItem& item) { return Leased(item); })) {
+    return backend_->Charge(items, decisions, std::move(done));
+  }
   auto p = std::make_shared<Pending>();
   p->items = items;
   p->decisions = decisions;
@@ -242,6 +246,37 @@ void LeasedStore::Charge(std::span<const ChargeItem> items, std::span<Decision> 
   p->slice_until.assign(p->leased.size(), kNever);
   p->entries.resize(p->leased.size());
   Attempt(std::move(p));
+}
+
+bool LeasedStore::DecideFromSlice(const ChargeItem& item, Decision& d) {
+  // The common case of a busy counter, without allocating: one item, its slice covers the cost,
+  // and no lease is due. Anything else takes Attempt's way.
+  const Limit& l = *item.limit;
+  if (item.cost > l.max_cost()) return false;
+  const TimePoint now = SteadyClock::now();
+  Shard& shard = ShardOf(item.key);
+  MutexLock lock(shard.mu);
+  auto it = shard.entries.find(absl::string_view(item.key.data(), item.key.size()));
+  if (it == shard.entries.end()) return false;
+  Entry& e = *it->second;
+  if (!e.leased_once || e.held < item.cost || e.slices.empty() || now >= e.slices.front().until ||
+      !SameLimit(e.limit, l)) {
+    return false;
+  }
+  const int64_t overshoot =
+      (item.max_overshoot != nullptr ? *item.max_overshoot : options_.max_overshoot).For(l.limit());
+  const bool lease_due =
+      !e.in_flight && (e.held - item.cost) * 2 < std::max<int64_t>(e.last_want, 2);
+  if (overshoot != e.overshoot || lease_due) return false;
+  e.Take(item.cost);
+  e.used += item.cost;
+  e.last_use = now;
+  d = Decision{};
+  d.allowed = true;
+  d.limit = l.limit();
+  d.remaining = e.held + e.store_remaining;
+  d.reset_after = MicrosUntil(e.reset_at, now);
+  return true;
 }
 
 void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
@@ -278,10 +313,13 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
     call->entry = e;
     call->key = e->key;
     call->sent = now;
-    // Credit only for windowed algorithms: a bucket's overshoot bounds its slices' life instead.
-    const int64_t credit_want = Windowed(e->limit.algorithm()) && e->overshoot > 0 && e->credit == 0
-                                    ? std::max<int64_t>(1, want / 4)
-                                    : 0;
+    // Credit only for windowed algorithms (a bucket's overshoot bounds its slices' life
+    // instead), and for a counter busy enough to run out while its next slice is on the way:
+    // not on its first lease.
+    const int64_t credit_want =
+        Windowed(e->limit.algorithm()) && e->overshoot > 0 && e->credit == 0 && e->leased_once
+            ? std::max<int64_t>(1, want / 4)
+            : 0;
     call->request = LeaseRequest{
         .want = want,
         .need = need,
@@ -534,10 +572,13 @@ void LeasedStore::Sweep() {
       if (e.in_flight) return false;
       if (e.Expire(now) > 0) events.emplace_back(e.rule_id, LeaseEvent::kExpired);
       const bool quiet = now - e.last_use >= options_.quiet;
-      // A quiet counter gives back what it holds, unless it is a crumb (at most 1/256 of the
-      // limit: not worth a call), and pays its debt.
-      const int64_t crumb = e.limit.max_cost() / 256;
-      if (quiet && (e.held > crumb || e.debt > 0) && now >= e.failed_until) {
+      // A quiet counter pays its debt, and gives back what it holds when others may need it:
+      // not a crumb (at most 1/256 of the limit: not worth a call), and Redis had less than a
+      // quarter of the limit left at the last lease (far from its limit, a counter's slice
+      // ends with its window or its life before anyone misses it).
+      const int64_t max_cost = e.limit.max_cost();
+      const bool worth = e.held > max_cost / 256 && e.store_remaining < max_cost / 4;
+      if (quiet && (worth || e.debt > 0) && now >= e.failed_until) {
         auto call = std::make_shared<LeaseCall>(e);
         call->entry = kv.second;
         call->key = e.key;

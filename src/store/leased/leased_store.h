@@ -89,6 +89,8 @@ class LeasedStore final : public Store {
 
  private:
   Shard& ShardOf(std::string_view key);
+  // Decides a lone item from its counter's slice when that needs nothing else; false otherwise.
+  bool DecideFromSlice(const ChargeItem& item, Decision& d);
   // Decides the leased items of `p`; when one must wait for a slice, returns and runs again when
   // it arrives.
   void Attempt(std::shared_ptr<Pending> p);
