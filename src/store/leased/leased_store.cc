@@ -192,6 +192,9 @@ LeasedStore::LeasedStore(std::unique_ptr<RedisStore> backend, LeasedStoreOptions
 LeasedStore::~LeasedStore() {
   stopping_.store(true, std::memory_order_release);
   if (sweeper_.joinable()) sweeper_.join();
+  // An orderly stop gives its slices back, so that the other servers can use them; briefly: a
+  // store that does not answer keeps them (a window's end or a bucket's drain takes them back).
+  GiveBackAll(std::chrono::milliseconds(200));
 }
 
 LeasedStore::Shard& LeasedStore::ShardOf(std::string_view key) {
@@ -232,6 +235,10 @@ void LeasedStore::Charge(std::span<const ChargeItem> items, std::span<Decision> 
   if (items.size() == 1) {
     if (!Leased(items[0])) return backend_->Charge(items, decisions, std::move(done));
     if (DecideFromSlice(items[0], decisions[0])) return std::move(done)(absl::OkStatus());
+    // A counter this server has not seen lately goes to the store exactly: most counters see a
+    // check or two (a slice would cost a lease and a give-back for them); the next check on it
+    // takes a slice.
+    if (FirstSight(items[0])) return backend_->Charge(items, decisions, std::move(done));
   } else if (std::none_of(items.begin(), items.end(),
                           [this](const ChargeItem& item) { return Leased(item); })) {
     return backend_->Charge(items, decisions, std::move(done));
@@ -276,6 +283,28 @@ bool LeasedStore::DecideFromSlice(const ChargeItem& item, Decision& d) {
   d.limit = l.limit();
   d.remaining = e.held + e.store_remaining;
   d.reset_after = MicrosUntil(e.reset_at, now);
+  return true;
+}
+
+bool LeasedStore::FirstSight(const ChargeItem& item) {
+  const Limit& l = *item.limit;
+  const int64_t overshoot =
+      (item.max_overshoot != nullptr ? *item.max_overshoot : options_.max_overshoot).For(l.limit());
+  {
+    Shard& shard = ShardOf(item.key);
+    MutexLock lock(shard.mu);
+    auto [it, inserted] =
+        shard.entries.try_emplace(absl::string_view(item.key.data(), item.key.size()));
+    if (!inserted) return false;
+    // A marker, swept like a quiet entry: the next check finds it and leases.
+    auto e = std::make_shared<Entry>(l);
+    e->key = std::string(item.key);
+    e->rule_id = std::string(item.rule_id);
+    e->overshoot = overshoot;
+    e->rate_since = e->reset_at = e->last_use = SteadyClock::now();
+    it->second = std::move(e);
+  }
+  if (options_.on_bound) options_.on_bound(item.rule_id, overshoot);
   return true;
 }
 
@@ -326,7 +355,6 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
         .debt = e->debt,
         .credit_want = std::min(credit_want, e->overshoot),
         .overshoot = e->overshoot,
-        // A fixed window frees everything at once, at its end.
         // A fixed window frees everything at once, at its end; a
         // sliding window counter frees a little at a time, and checks
         // refused while waiting for a batch would move its admissions
@@ -545,7 +573,7 @@ void LeasedStore::Answered(std::shared_ptr<LeaseCall> call, absl::StatusOr<Lease
                                ? After(call->sent, r.retry_after)
                                : TimePoint::min();
     }
-    if (call->returning) events.push_back(LeaseEvent::kReturned);
+    if (call->returning && reply.ok()) events.push_back(LeaseEvent::kReturned);
   }
   for (LeaseEvent event : events) {
     if (options_.on_lease) options_.on_lease(e->rule_id, event);

@@ -13,8 +13,10 @@
 //   `max_overshoot` tokens per counter in Redis, all servers together, and pays it back as debt.
 //   So admitted per window <= limit + max_overshoot; `max_overshoot: 0` is never over.
 // - A check never waits on Redis while the key is busy (the next slice is taken ahead of need),
-//   except the first check of a counter on this server (never admitted as if the counter were
-//   fresh) and a check that finds its slice and credit spent while the next slice is on its way.
+//   except a check that finds its slice and credit spent while the next slice is on its way.
+//   The first check of a counter this server has not seen lately is decided by Redis exactly
+//   (most counters see a check or two: a slice would cost them a lease and a give-back); the next
+//   one takes a slice and waits for it. A counter is never admitted as if it were fresh.
 // - Nothing is refused while Redis has quota: a check that finds no slice asks Redis (or waits for
 //   the slice already asked for) before refusing, and refuses alone only until the moment Redis
 //   said the quota would be back.
@@ -62,8 +64,8 @@ struct LeasedStoreOptions {
 class LeasedStore final : public Store {
  public:
   LeasedStore(std::unique_ptr<RedisStore> backend, LeasedStoreOptions options);
-  // Gives back nothing: windowed slices end with their window, bucket slices are lost (as if
-  // used) — at most one slice per counter.
+  // Gives back the slices held (GiveBackAll, at most 200 ms): what Redis does not take back in
+  // time ends with its window or drains out of its bucket.
   ~LeasedStore() override;
 
   void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions, Done done) override;
@@ -91,6 +93,8 @@ class LeasedStore final : public Store {
   Shard& ShardOf(std::string_view key);
   // Decides a lone item from its counter's slice when that needs nothing else; false otherwise.
   bool DecideFromSlice(const ChargeItem& item, Decision& d);
+  // Whether this server has no entry for the item's counter (and now has a marker for it).
+  bool FirstSight(const ChargeItem& item);
   // Decides the leased items of `p`; when one must wait for a slice, returns and runs again when
   // it arrives.
   void Attempt(std::shared_ptr<Pending> p);

@@ -203,9 +203,11 @@ void RedisStore::Reset(std::string_view key, const Limit& /*limit*/, Done done) 
   ForgetReset(key);
   const std::string state_key = StateKey(key);
   const std::string log_key = LogKey(key);
-  // Both keys whatever the algorithm: DEL ignores a missing key, and a state written under
-  // another algorithm (the rule changed) is forgotten too. One command: they share a slot.
-  const std::string_view del[] = {"DEL", state_key, log_key};
+  const std::string pool_key = state_key + ":lease";
+  // Every key whatever the algorithm: DEL ignores a missing key, and a state written under
+  // another algorithm (the rule changed) is forgotten too, as is leased counting's credit pool.
+  // One command: they share a slot.
+  const std::string_view del[] = {"DEL", state_key, log_key, pool_key};
   std::string payload;
   redis::AppendCommand(payload, del);
   const redis::Deadline deadline = std::chrono::steady_clock::now() + options_.timeout;

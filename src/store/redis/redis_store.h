@@ -106,8 +106,9 @@ class RedisStore final : public Store {
   static absl::StatusOr<std::unique_ptr<RedisStore>> Create(RedisStoreOptions options);
 
   void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions, Done done) override;
-  // One DEL of every Redis key the counter may hold (StateKey and LogKey, whatever `limit`'s
-  // algorithm: a state left by another algorithm is the key's too), sent to the node that holds
+  // One DEL of every Redis key the counter may hold (StateKey, LogKey and leased counting's
+  // credit pool, whatever `limit`'s algorithm: a state left by another algorithm is the key's
+  // too), sent to the node that holds
   // them (they share a hash tag), answered within `timeout`; and drops the key from the
   // over-limit cache, so that the next request reaches Redis. Failures as Charge reports them.
   void Reset(std::string_view key, const Limit& limit, Done done) override;

@@ -60,12 +60,13 @@ local function lease(keys, args)
   else
     granted = 0
   end
-  if granted == 0 then
+  if granted == 0 and want > 0 then
+    -- Not enough for `need` (or nothing at all): the rejection says when there will be.
     local ask = math.max(need, 1)
     -- When `ask` is rejected, so is more: the retry is for the batch, within what can ever be.
     local later = math.max(ask, math.min(batch, item.limit))
-    d = item.impl.admit(item, now, ask)  -- rejected: charges nothing
-    if d.allowed then  -- cannot happen (need > remaining); keep the books right if it does
+    d = item.impl.admit(item, now, ask)  -- rejected (ask > remaining): charges nothing
+    if d.allowed then  -- cannot happen; keep the books right if it does
       granted = ask
     elseif later > ask and not d.cost_exceeds_limit then
       local b = item.impl.admit(item, now, later)
