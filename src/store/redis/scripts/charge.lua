@@ -48,19 +48,22 @@ end
 -- An item from the 6 limit values at args[a + 1 ..], with its keys from keys[k ..]. Returns the
 -- item and the index of the next key.
 local function read_item(keys, args, a, k, expire)
-  local item = {
-    algorithm = tonumber(args[a + 1]), limit = tonumber(args[a + 2]),
-    window = tonumber(args[a + 3]), burst = tonumber(args[a + 4]), upt = tonumber(args[a + 5]),
-    upm = tonumber(args[a + 6]), expire = expire, key = keys[k],
-  }
-  item.cap = item.burst * item.upt
-  k = k + 1
-  if item.algorithm == LOG then
-    item.key2 = keys[k]
-    k = k + 1
+  -- One constructor with every field (those charge.lua adds too): a table that grows rehashes.
+  local algorithm, burst, upt = tonumber(args[a + 1]), tonumber(args[a + 4]), tonumber(args[a + 5])
+  local key2 = false
+  if algorithm == LOG then
+    key2 = keys[k + 1]
   end
-  item.impl = ALGORITHMS[item.algorithm]
-  return item, k
+  local item = {
+    algorithm = algorithm, limit = tonumber(args[a + 2]), window = tonumber(args[a + 3]),
+    burst = burst, upt = upt, upm = tonumber(args[a + 6]), expire = expire, key = keys[k],
+    key2 = key2, cap = burst * upt, impl = ALGORITHMS[algorithm],
+    cost = 0, role = 0, force = false, refunded = true,
+  }
+  if key2 then
+    return item, k + 2
+  end
+  return item, k + 1
 end
 
 -- Sets the expiry of an item's state after it changed, given the decision it is left in.
