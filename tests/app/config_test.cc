@@ -302,6 +302,80 @@ admin:
   EXPECT_NE(all.find(":9:7: a token must be a mapping"), std::string::npos) << all;
 }
 
+// Verifies the store keys of leased counting and script delivery (CONTRACT §2, §11): scripts
+// functions|eval, coalesce, consistency exact|leased, max_overshoot as a share or a count; and
+// their defaults.
+TEST(ConfigTest, StoreScriptsCoalesceConsistencyAndOvershoot) {
+  std::vector<std::string> problems;
+  ServerConfig defaults =
+      LoadServerConfig(Write("store_defaults.yaml", "store:\n  pool: 4\n"), &problems);
+  ASSERT_TRUE(problems.empty()) << problems[0];
+  EXPECT_TRUE(defaults.store.functions);
+  EXPECT_TRUE(defaults.store.coalesce);
+  EXPECT_EQ(defaults.store.consistency, Consistency::kExact);
+  EXPECT_EQ(defaults.store.max_overshoot, Overshoot::PartsPerMillion(10'000));
+
+  ServerConfig c = LoadServerConfig(Write("store_leased.yaml", R"(store:
+  backend: redis
+  url: redis://127.0.0.1:6379
+  scripts: eval
+  coalesce: false
+  consistency: leased
+  max_overshoot: "2%"
+)"),
+                                    &problems);
+  ASSERT_TRUE(problems.empty()) << problems[0];
+  EXPECT_FALSE(c.store.functions);
+  EXPECT_FALSE(c.store.coalesce);
+  EXPECT_EQ(c.store.consistency, Consistency::kLeased);
+  EXPECT_EQ(c.store.max_overshoot, Overshoot::PartsPerMillion(20'000));
+  EXPECT_EQ(c.store.max_overshoot.For(1000), 20);
+
+  c = LoadServerConfig(Write("store_exact.yaml", R"(store:
+  scripts: functions
+  coalesce: true
+  consistency: exact
+  max_overshoot: 10
+)"),
+                       &problems);
+  ASSERT_TRUE(problems.empty()) << problems[0];
+  EXPECT_TRUE(c.store.functions);
+  EXPECT_TRUE(c.store.coalesce);
+  EXPECT_EQ(c.store.consistency, Consistency::kExact);
+  EXPECT_EQ(c.store.max_overshoot, Overshoot::Count(10));
+}
+
+// Verifies that bad values of those keys are problems at the value's FILE:LINE:COL, naming the
+// key.
+TEST(ConfigTest, BadScriptsCoalesceConsistencyAndOvershootAreReported) {
+  const std::string path = Write("store_bad.yaml", R"(store:
+  scripts: lua
+  coalesce: sometimes
+  consistency: eventual
+  max_overshoot: "1.5"
+)");
+  std::vector<std::string> problems;
+  LoadServerConfig(path, &problems);
+  ASSERT_EQ(problems.size(), 4u);
+  EXPECT_EQ(problems[0], path + ":2:12: 'scripts' must be one of functions, eval, got 'lua'");
+  EXPECT_EQ(problems[1].rfind(path + ":3:13: 'coalesce' must be true or false", 0), 0u)
+      << problems[1];
+  EXPECT_EQ(problems[2].rfind(path + ":4:16: 'consistency' must be one of exact, leased", 0), 0u)
+      << problems[2];
+  EXPECT_EQ(problems[3].rfind(path + ":5:18: 'max_overshoot' must be a count", 0), 0u)
+      << problems[3];
+  EXPECT_NE(problems[3].find("got '1.5'"), std::string::npos) << problems[3];
+
+  for (const std::string bad : {"\"101%\"", "-3", "\"1.23456%\"", "[1]", "\"abc\""}) {
+    problems.clear();
+    const std::string bad_path =
+        Write("overshoot_bad.yaml", "store:\n  max_overshoot: " + bad + "\n");
+    LoadServerConfig(bad_path, &problems);
+    ASSERT_EQ(problems.size(), 1u) << bad;
+    EXPECT_EQ(problems[0].rfind(bad_path + ":2:18: 'max_overshoot' must be", 0), 0u) << problems[0];
+  }
+}
+
 TEST(ConfigTest, ParsesHostPort) {
   std::string host;
   uint16_t port;

@@ -331,6 +331,92 @@ TEST(LoaderTest, SuccessAndExpansion) {
   EXPECT_EQ(empty.rule_set->size(), 0u);
 }
 
+// Verifies `consistency` and `max_overshoot` (CONTRACT §11): loaded into the Rule, unset by
+// default (the store's defaults then apply).
+TEST(LoaderTest, ConsistencyAndMaxOvershootLoadIntoTheRule) {
+  TempDir dir;
+  const std::string path = dir.Write("c.yaml", R"(rules:
+  - id: leased
+    limit: 100
+    window: 1m
+    consistency: leased
+    max_overshoot: "5%"
+  - id: counted
+    limit: 100
+    window: 1m
+    algorithm: token_bucket
+    consistency: leased
+    max_overshoot: 3
+  - id: exact
+    limit: 100
+    window: 1m
+    algorithm: sliding_window_log
+    consistency: exact
+  - id: plain
+    limit: 100
+    window: 1m
+)");
+  absl::StatusOr<std::shared_ptr<const RuleSet>> set = LoadRuleSet({path});
+  ASSERT_TRUE(set.ok()) << set.status();
+  const RuleSet& rules = **set;
+  ASSERT_NE(rules.FindRule("leased"), nullptr);
+  EXPECT_EQ(rules.FindRule("leased")->consistency, Consistency::kLeased);
+  EXPECT_EQ(rules.FindRule("leased")->max_overshoot, Overshoot::PartsPerMillion(50'000));
+  EXPECT_EQ(rules.FindRule("leased")->max_overshoot->For(100), 5);
+  ASSERT_NE(rules.FindRule("counted"), nullptr);
+  EXPECT_EQ(rules.FindRule("counted")->consistency, Consistency::kLeased);
+  EXPECT_EQ(rules.FindRule("counted")->max_overshoot, Overshoot::Count(3));
+  ASSERT_NE(rules.FindRule("exact"), nullptr);
+  EXPECT_EQ(rules.FindRule("exact")->consistency, Consistency::kExact);
+  EXPECT_EQ(rules.FindRule("exact")->max_overshoot, std::nullopt);
+  ASSERT_NE(rules.FindRule("plain"), nullptr);
+  EXPECT_EQ(rules.FindRule("plain")->consistency, Consistency::kDefault);
+  EXPECT_EQ(rules.FindRule("plain")->max_overshoot, std::nullopt);
+}
+
+// Verifies that `consistency: leased` on an algorithm that cannot be leased is a problem at the
+// consistency value, naming 'leased' and the algorithm; and that an unknown consistency or a bad
+// max_overshoot is reported at its value.
+TEST(LoaderTest, LeasedNeedsALeasableAlgorithm) {
+  for (const char* algorithm : {"sliding_window_log", "leaky_bucket"}) {
+    SCOPED_TRACE(algorithm);
+    const std::vector<std::string> problems = ProblemsOf(std::string(R"(rules:
+  - id: a
+    limit: 10
+    window: 1s
+    algorithm: )") + algorithm + R"(
+    consistency: leased
+)");
+    ASSERT_THAT(problems, SizeIs(1));
+    EXPECT_THAT(problems[0], StartsWith("f.yaml:6:18: consistency 'leased' is not supported by "));
+    EXPECT_THAT(problems[0], HasSubstr(algorithm));
+  }
+  // Exact is fine on them.
+  EXPECT_THAT(ProblemsOf(R"(rules:
+  - {id: a, limit: 10, window: 1s, algorithm: sliding_window_log, consistency: exact}
+  - {id: b, limit: 10, window: 1s, algorithm: leaky_bucket, consistency: exact}
+)"),
+              IsEmpty());
+  EXPECT_THAT(
+      ProblemsOf(R"(rules:
+  - id: a
+    limit: 10
+    window: 1s
+    consistency: eventual
+)"),
+      ElementsAre("f.yaml:5:18: unknown consistency 'eventual' (expected exact or leased)"));
+  const std::vector<std::string> bad_overshoot = ProblemsOf(R"(rules:
+  - id: a
+    limit: 10
+    window: 1s
+    consistency: leased
+    max_overshoot: 150%
+)");
+  ASSERT_THAT(bad_overshoot, SizeIs(1));
+  EXPECT_THAT(bad_overshoot[0], StartsWith("f.yaml:6:20: 'max_overshoot' must be a count"));
+  EXPECT_THAT(bad_overshoot[0], HasSubstr("got '150%'"));
+}
+
 // Verifies the Envoy domain file problems, with envoyproxy/ratelimit's wording where it has one.
 TEST(LoaderTest, DomainFileProblems) {
   EXPECT_THAT(ProblemsOf(R"(domain: ""

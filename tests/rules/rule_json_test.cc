@@ -68,6 +68,36 @@ TEST(RuleJsonTest, ProblemsNameTheirField) {
   EXPECT_GE(problems(R"({"id": "", "limit": -1, "window": "x"})").size(), 3u);
 }
 
+// Verifies consistency and max_overshoot in rule JSON (the admin API): loaded like the file's,
+// and a consistency that is not a JSON string, or a wrong value, is a problem on "consistency".
+TEST(RuleJsonTest, ConsistencyAndMaxOvershoot) {
+  const JsonRule r = ParseRuleJson(
+      R"({"id": "a", "limit": 100, "window": "1m", "consistency": "leased",
+          "max_overshoot": "5%"})",
+      "api");
+  ASSERT_TRUE(r.problems.empty()) << r.problems.front().field << ": " << r.problems.front().message;
+  ASSERT_TRUE(r.rule.has_value());
+  EXPECT_EQ(r.rule->consistency, Consistency::kLeased);
+  EXPECT_EQ(r.rule->max_overshoot, Overshoot::PartsPerMillion(50'000));
+  const JsonRule counted = ParseRuleJson(
+      R"({"id": "a", "limit": 100, "window": "1m", "consistency": "exact", "max_overshoot": 4})",
+      "api");
+  ASSERT_TRUE(counted.problems.empty()) << counted.problems.front().message;
+  EXPECT_EQ(counted.rule->consistency, Consistency::kExact);
+  EXPECT_EQ(counted.rule->max_overshoot, Overshoot::Count(4));
+
+  auto problems = [](std::string_view text) { return ParseRuleJson(text, "api").problems; };
+  EXPECT_THAT(problems(R"({"id": "a", "limit": 5, "window": "1s", "consistency": 5})"),
+              Contains(Field(&FieldProblem::field, "consistency")));
+  EXPECT_THAT(problems(R"({"id": "a", "limit": 5, "window": "1s", "consistency": "eventual"})"),
+              Contains(Field(&FieldProblem::field, "consistency")));
+  EXPECT_THAT(problems(R"({"id": "a", "limit": 5, "window": "1s", "consistency": "leased",
+                           "algorithm": "sliding_window_log"})"),
+              Contains(Field(&FieldProblem::field, "consistency")));
+  EXPECT_THAT(problems(R"({"id": "a", "limit": 5, "window": "1s", "max_overshoot": "1.5"})"),
+              Contains(Field(&FieldProblem::field, "max_overshoot")));
+}
+
 TEST(RuleJsonTest, ListEntries) {
   const JsonListEntry e = ParseListEntryJson(
       R"({"ip_address": "203.0.113.0/24", "reason": "abuse", "expires_at": "2030-01-01T00:00:00Z",
