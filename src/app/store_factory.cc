@@ -55,6 +55,7 @@ absl::StatusOr<std::unique_ptr<Store>> MakeStore(const StoreConfig& config, cons
       LeasedStoreOptions{
           .consistency = config.consistency,
           .max_overshoot = config.max_overshoot,
+          .timeout = timeout,
           .on_lease =
               [&metrics](std::string_view rule_id, LeaseEvent event) {
                 metrics.Leases(rule_id.empty() ? "_descriptors" : rule_id, LeaseEventName(event))

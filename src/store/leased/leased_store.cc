@@ -8,6 +8,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/hash/hash.h"
 #include "base/mutex.h"
 
@@ -18,8 +19,6 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 using TimePoint = SteadyClock::time_point;
 constexpr TimePoint kNever = TimePoint::max();
-// A check waits for at most this many slices before it is refused with what it found.
-constexpr int kMaxWaits = 4;
 // After a failed lease, checks that need one fail at once for this long (the circuit breaker of
 // the Redis client answers the next attempt quickly anyway; this spares it a stampede).
 constexpr std::chrono::milliseconds kFailureHold{50};
@@ -81,6 +80,9 @@ struct LeasedStore::Entry {
   bool in_flight = false;
   bool dropped = false;  // reset: a lease in flight must not bring its slice back
   std::vector<std::shared_ptr<Pending>> waiters;
+  // Reads of the counter waiting for the lease in flight, so that Redis's answer and `held`
+  // agree on where its slice is (see ChargeThrough).
+  std::vector<absl::AnyInvocable<void() &&>> after_lease;
   // Demand: tokens asked for (admitted or not) since `rate_since`, and the last estimate
   // (tokens per second). Slices are sized by it.
   int64_t used = 0;
@@ -153,6 +155,7 @@ struct LeasedStore::Pending {
   std::vector<TimePoint> slice_until;  // the end of the oldest slice each took from
   std::vector<std::shared_ptr<Entry>> entries;
   int waits = 0;
+  TimePoint deadline;     // waiting for slices fails after the store's timeout
   bool rejected = false;  // an enforced leased item rejected the request
   // The exact part, charged through the Redis store.
   std::vector<ChargeItem> exact_items;
@@ -174,14 +177,13 @@ struct LeasedStore::LeaseCall {
 LeasedStore::LeasedStore(std::unique_ptr<RedisStore> backend, LeasedStoreOptions options)
     : options_(std::move(options)), shards_(new Shard[kShards]), backend_(std::move(backend)) {
   sweeper_ = std::thread([this] {
-    Mutex mu;
-    CondVar cv;
     const auto tick =
         std::max<std::chrono::milliseconds>(std::chrono::milliseconds(10), options_.quiet / 4);
     while (!stopping_.load(std::memory_order_acquire)) {
       {
-        MutexLock lock(mu);
-        cv.WaitFor(mu, tick, [this] { return stopping_.load(std::memory_order_acquire); });
+        MutexLock lock(stop_mu_);
+        stop_cv_.WaitFor(stop_mu_, tick,
+                         [this] { return stopping_.load(std::memory_order_acquire); });
       }
       if (stopping_.load(std::memory_order_acquire)) break;
       Sweep();
@@ -190,7 +192,11 @@ LeasedStore::LeasedStore(std::unique_ptr<RedisStore> backend, LeasedStoreOptions
 }
 
 LeasedStore::~LeasedStore() {
-  stopping_.store(true, std::memory_order_release);
+  {
+    MutexLock lock(stop_mu_);
+    stopping_.store(true, std::memory_order_release);
+  }
+  stop_cv_.NotifyAll();
   if (sweeper_.joinable()) sweeper_.join();
   // An orderly stop gives its slices back, so that the other servers can use them; briefly: a
   // store that does not answer keeps them (a window's end or a bucket's drain takes them back).
@@ -218,10 +224,63 @@ constexpr Micros kMinSliceLife = 2000;
 
 }  // namespace
 
+bool LeasedStore::LeasedRule(const ChargeItem& item) const {
+  const Consistency c =
+      item.consistency == Consistency::kDefault ? options_.consistency : item.consistency;
+  return c == Consistency::kLeased && Leasable(item.limit->algorithm());
+}
+
+void LeasedStore::ChargeThrough(std::span<const ChargeItem> items, std::span<Decision> decisions,
+                                Done done) {
+  const bool reads = std::any_of(items.begin(), items.end(), [this](const ChargeItem& item) {
+    return item.cost == 0 && LeasedRule(item);
+  });
+  if (!reads) return backend_->Charge(items, decisions, std::move(done));
+  // A lease in flight is charged in Redis before it is in `held`: the read waits for it.
+  for (const ChargeItem& item : items) {
+    if (item.cost != 0 || !LeasedRule(item)) continue;
+    Shard& shard = ShardOf(item.key);
+    MutexLock lock(shard.mu);
+    auto it = shard.entries.find(absl::string_view(item.key.data(), item.key.size()));
+    if (it == shard.entries.end() || !it->second->in_flight) continue;
+    it->second->after_lease.push_back([this, items, decisions, done = std::move(done)]() mutable {
+      // The store being destroyed fails its leases in flight: nothing more is sent.
+      if (stopping_.load(std::memory_order_acquire)) {
+        return std::move(done)(absl::UnavailableError("store stopping"));
+      }
+      ChargeThrough(items, decisions, std::move(done));
+    });
+    return;
+  }
+  backend_->Charge(items, decisions,
+                   [this, items, decisions, done = std::move(done)](absl::Status status) mutable {
+                     if (status.ok()) AddHeld(items, decisions);
+                     std::move(done)(std::move(status));
+                   });
+}
+
+void LeasedStore::AddHeld(std::span<const ChargeItem> items, std::span<Decision> decisions) {
+  const TimePoint now = SteadyClock::now();
+  for (size_t i = 0; i < items.size(); ++i) {
+    const ChargeItem& item = items[i];
+    if (item.cost != 0 || !LeasedRule(item)) continue;
+    Shard& shard = ShardOf(item.key);
+    MutexLock lock(shard.mu);
+    auto it = shard.entries.find(absl::string_view(item.key.data(), item.key.size()));
+    if (it == shard.entries.end() || !SameLimit(it->second->limit, *item.limit)) continue;
+    it->second->Expire(now);
+    decisions[i].remaining += it->second->held;
+  }
+}
+
 bool LeasedStore::Leased(const ChargeItem& item) const {
   const Limit& l = *item.limit;
-  // Quota items are decided together across items, which only the exact path does.
-  if (item.role == ItemRole::kQuota || !Leasable(l.algorithm())) return false;
+  // Exact: quota items (decided together across items), reads (cost 0: what Redis holds, debts
+  // included) and items charged when over (their debt must be in Redis before the next read).
+  if (item.role == ItemRole::kQuota || item.cost == 0 || item.when != ChargeWhen::kRequestAllowed ||
+      !Leasable(l.algorithm())) {
+    return false;
+  }
   const Consistency c =
       item.consistency == Consistency::kDefault ? options_.consistency : item.consistency;
   if (c != Consistency::kLeased) return false;
@@ -233,7 +292,7 @@ bool LeasedStore::Leased(const ChargeItem& item) const {
 void LeasedStore::Charge(std::span<const ChargeItem> items, std::span<Decision> decisions,
                          Done done) {
   if (items.size() == 1) {
-    if (!Leased(items[0])) return backend_->Charge(items, decisions, std::move(done));
+    if (!Leased(items[0])) return ChargeThrough(items, decisions, std::move(done));
     if (DecideFromSlice(items[0], decisions[0])) return std::move(done)(absl::OkStatus());
     // A counter this server has not seen lately goes to the store exactly: most counters see a
     // check or two (a slice would cost a lease and a give-back for them); the next check on it
@@ -241,9 +300,10 @@ void LeasedStore::Charge(std::span<const ChargeItem> items, std::span<Decision> 
     if (FirstSight(items[0])) return backend_->Charge(items, decisions, std::move(done));
   } else if (std::none_of(items.begin(), items.end(),
                           [this](const ChargeItem& item) { return Leased(item); })) {
-    return backend_->Charge(items, decisions, std::move(done));
+    return ChargeThrough(items, decisions, std::move(done));
   }
   auto p = std::make_shared<Pending>();
+  p->deadline = SteadyClock::now() + options_.timeout;
   p->items = items;
   p->decisions = decisions;
   p->done = std::move(done);
@@ -438,14 +498,17 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
       outcome = Outcome::kFail;
       failure = e->failure;
       break;
-    } else if (p->waits < kMaxWaits) {
+    } else if (now >= p->deadline) {
+      // Slices kept going to other checks until the store's timeout: the store's failure
+      // answers (never a refusal while Redis may still have quota).
+      outcome = Outcome::kFail;
+      failure = absl::DeadlineExceededError("leased counting: no slice within the store timeout");
+      break;
+    } else {
       if (!e->in_flight) start_lease(e, cost);
       e->waiters.push_back(p);
       outcome = Outcome::kWait;
       break;
-    } else {
-      reject(MicrosUntil(e->exhausted_until, now), false);
-      continue;
     }
     d.allowed = true;
     d.remaining = e->held + e->store_remaining;
@@ -516,6 +579,7 @@ void LeasedStore::ChargeExact(std::shared_ptr<Pending> p) {
       GiveBackTaken(*p);
       return Finish(*p, std::move(status));
     }
+    AddHeld(p->exact_items, p->exact_decisions);
     for (size_t k = 0; k < p->exact.size(); ++k) p->decisions[p->exact[k]] = p->exact_decisions[k];
     if (!p->rejected && RequestRejected(p->exact_items, p->exact_decisions)) GiveBackTaken(*p);
     Finish(*p, absl::OkStatus());
@@ -540,11 +604,13 @@ void LeasedStore::Send(std::shared_ptr<LeaseCall> call) {
 void LeasedStore::Answered(std::shared_ptr<LeaseCall> call, absl::StatusOr<LeaseReply> reply) {
   const std::shared_ptr<Entry>& e = call->entry;
   std::vector<std::shared_ptr<Pending>> waiters;
+  std::vector<absl::AnyInvocable<void() &&>> reads;
   std::vector<LeaseEvent> events;
   {
     MutexLock lock(ShardOf(e->key).mu);
     e->in_flight = false;
     waiters.swap(e->waiters);
+    reads.swap(e->after_lease);
     if (!reply.ok()) {
       e->failure = reply.status();
       e->failed_until = SteadyClock::now() + kFailureHold;
@@ -578,9 +644,10 @@ void LeasedStore::Answered(std::shared_ptr<LeaseCall> call, absl::StatusOr<Lease
   for (LeaseEvent event : events) {
     if (options_.on_lease) options_.on_lease(e->rule_id, event);
   }
+  for (auto& read : reads) std::move(read)();
   for (auto& p : waiters) {
-    if (!reply.ok()) {
-      Finish(*p, reply.status());
+    if (!reply.ok() || stopping_.load(std::memory_order_acquire)) {
+      Finish(*p, reply.ok() ? absl::UnavailableError("store stopping") : reply.status());
       continue;
     }
     ++p->waits;
@@ -600,12 +667,9 @@ void LeasedStore::Sweep() {
       if (e.in_flight) return false;
       if (e.Expire(now) > 0) events.emplace_back(e.rule_id, LeaseEvent::kExpired);
       const bool quiet = now - e.last_use >= options_.quiet;
-      // A quiet counter pays its debt, and gives back what it holds when others may need it:
-      // not a crumb (at most 1/256 of the limit: not worth a call), and Redis had less than a
-      // quarter of the limit left at the last lease (far from its limit, a counter's slice
-      // ends with its window or its life before anyone misses it).
-      const int64_t max_cost = e.limit.max_cost();
-      const bool worth = e.held > max_cost / 256 && e.store_remaining < max_cost / 4;
+      // A quiet counter pays its debt and gives back what it holds, unless that is a crumb (at
+      // most 1/256 of the limit: not worth a call; it ends with its window or life).
+      const bool worth = e.held > e.limit.max_cost() / 256;
       if (quiet && (worth || e.debt > 0) && now >= e.failed_until) {
         auto call = std::make_shared<LeaseCall>(e);
         call->entry = kv.second;

@@ -33,6 +33,7 @@
 #include <string_view>
 #include <thread>
 
+#include "base/mutex.h"
 #include "core/consistency.h"
 #include "store/redis/redis_store.h"
 #include "store/store.h"
@@ -55,6 +56,8 @@ struct LeasedStoreOptions {
   std::chrono::milliseconds horizon{250};
   // A counter unused this long gives back its slice.
   std::chrono::milliseconds quiet{500};
+  // The store's timeout: a check that found no slice for this long fails (DEADLINE_EXCEEDED).
+  std::chrono::milliseconds timeout{50};
   // Metrics, called on any thread, never under a lock of the store. `rule_id` is the item's ("":
   // an Envoy descriptor).
   std::function<void(std::string_view rule_id, LeaseEvent event)> on_lease = nullptr;
@@ -78,6 +81,8 @@ class LeasedStore final : public Store {
 
   // Whether `item` is decided from slices here.
   bool Leased(const ChargeItem& item) const;
+  // Whether `item`'s rule is leased (its reads, cost 0, still go to Redis).
+  bool LeasedRule(const ChargeItem& item) const;
 
   // Gives back every slice held, as if every counter had gone quiet, and waits (at most
   // `timeout`) for Redis to take them. For tests and an orderly stop.
@@ -105,11 +110,18 @@ class LeasedStore final : public Store {
   void Answered(std::shared_ptr<LeaseCall> call, absl::StatusOr<LeaseReply> reply);
   void Sweep();
   void ForgetLocal(std::string_view key);  // drops this server's slice of `key`
+  // Charges items none of which is decided from slices. Reads of leased counters (cost 0) go to
+  // Redis, where this server's slices are charged: what they still hold can be had, and is added
+  // back to their `remaining` (AddHeld).
+  void ChargeThrough(std::span<const ChargeItem> items, std::span<Decision> decisions, Done done);
+  void AddHeld(std::span<const ChargeItem> items, std::span<Decision> decisions);
 
   const LeasedStoreOptions options_;
   static constexpr size_t kShards = 16;
   std::unique_ptr<Shard[]> shards_;
   std::atomic<bool> stopping_{false};
+  Mutex stop_mu_;  // wakes the sweeper to stop
+  CondVar stop_cv_;
   std::atomic<int64_t> calls_in_flight_{0};
   std::thread sweeper_;
   // Last: destroyed first, it fails the leases in flight, whose callbacks use the members above.
