@@ -1,25 +1,26 @@
 // Leased counting (CONTRACT §11): a Store in front of the Redis store that decides leased items
-// from memory. For each leased counter, this server holds a slice of the counter's quota taken
-// from Redis (lease.lua charges it to the counter's state like one request of that cost), takes
-// each check's cost from it, takes the next slice before this one runs out, and gives back what it
-// did not use when the counter goes quiet. Redis sees a few calls per slice instead of one per
-// check. Exact items (and leased ones whose algorithm cannot be leased) go to Redis as before.
+// from memory. For each leased counter, this server holds slices of the counter's quota taken
+// from Redis (lease.lua charges a slice to the counter's state like one request of that cost),
+// takes each check's cost from them, takes the next slice before they run out, and gives back
+// what it did not use when the counter goes quiet. Redis sees a few calls per slice instead of one
+// per check. Exact items go to Redis as before, and so do, check by check, the items of leased
+// rules that a slice cannot decide: reads (cost 0), items charged when over (their debt must be in
+// Redis for the next read), quota items, and the first check of a counter this server has not
+// seen lately (most counters see a check or two: a slice would cost them a lease and a give-back).
 //
 // What it promises, derived in docs/algorithms.md ("Leased counting"):
-// - Slices never admit more than the algorithm: a slice is granted only from quota the state
-//   has, windowed slices are used only in the window they were taken in, and a bucket slice
-//   charged early only makes the bucket stricter. Over the limit it goes only on credit: while a
-//   slice is on its way, a server may admit on credit taken from a per-window pool of
-//   `max_overshoot` tokens per counter in Redis, all servers together, and pays it back as debt.
-//   So admitted per window <= limit + max_overshoot; `max_overshoot: 0` is never over.
-// - A check never waits on Redis while the key is busy (the next slice is taken ahead of need),
-//   except a check that finds its slice and credit spent while the next slice is on its way.
-//   The first check of a counter this server has not seen lately is decided by Redis exactly
-//   (most counters see a check or two: a slice would cost them a lease and a give-back); the next
-//   one takes a slice and waits for it. A counter is never admitted as if it were fresh.
-// - Nothing is refused while Redis has quota: a check that finds no slice asks Redis (or waits for
-//   the slice already asked for) before refusing, and refuses alone only until the moment Redis
-//   said the quota would be back.
+// - Slices never admit more than the algorithm, within max_overshoot. A slice is granted only
+//   from quota the state has. Windowed slices are used only in the window they were taken in;
+//   beyond the limit a server goes only on credit, taken (while its next slice is on its way)
+//   from a per-window pool of `max_overshoot` tokens per counter in Redis, all servers together,
+//   and paid back as debt. A bucket slice is used only for max_overshoot / rate after its
+//   charge, which bounds what its early charge lets through. `max_overshoot: 0` is never over.
+// - A check never waits on Redis while the counter is busy (the next slice is taken ahead of
+//   need), except one that finds its slice and credit spent while the next slice is on its way.
+//   A counter is never admitted as if it were fresh.
+// - Nothing is refused while Redis has quota: a check that finds no slice waits for one (up to
+//   the store's timeout, then fails as a store timeout), and refuses alone only until the moment
+//   Redis said the quota would be back.
 // - Redis unreachable: slices in hand keep deciding; then checks fail with the store's error and
 //   the limiter's on_failure answers.
 #pragma once
