@@ -19,6 +19,8 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 using TimePoint = SteadyClock::time_point;
 constexpr TimePoint kNever = TimePoint::max();
+// A counter's first checks on a server go to Redis exactly; the next one leases.
+constexpr int kColdChecks = 3;
 // After a failed lease, checks that need one fail at once for this long (the circuit breaker of
 // the Redis client answers the next attempt quickly anyway; this spares it a stampede).
 constexpr std::chrono::milliseconds kFailureHold{50};
@@ -77,6 +79,7 @@ struct LeasedStore::Entry {
   TimePoint reset_at;           // Redis's reset_after at the last lease, as a local time
   int64_t store_remaining = 0;  // Redis's remaining at the last lease
   bool leased_once = false;
+  int cold_checks = 0;  // checks sent exactly before the first lease (LeasedStore::Cold)
   bool in_flight = false;
   bool dropped = false;  // reset: a lease in flight must not bring its slice back
   std::vector<std::shared_ptr<Pending>> waiters;
@@ -297,7 +300,7 @@ void LeasedStore::Charge(std::span<const ChargeItem> items, std::span<Decision> 
     // A counter this server has not seen lately goes to the store exactly: most counters see a
     // check or two (a slice would cost a lease and a give-back for them); the next check on it
     // takes a slice.
-    if (FirstSight(items[0])) return backend_->Charge(items, decisions, std::move(done));
+    if (Cold(items[0])) return backend_->Charge(items, decisions, std::move(done));
   } else if (std::none_of(items.begin(), items.end(),
                           [this](const ChargeItem& item) { return Leased(item); })) {
     return ChargeThrough(items, decisions, std::move(done));
@@ -346,22 +349,31 @@ bool LeasedStore::DecideFromSlice(const ChargeItem& item, Decision& d) {
   return true;
 }
 
-bool LeasedStore::FirstSight(const ChargeItem& item) {
+bool LeasedStore::Cold(const ChargeItem& item) {
   const Limit& l = *item.limit;
   const int64_t overshoot =
       (item.max_overshoot != nullptr ? *item.max_overshoot : options_.max_overshoot).For(l.limit());
+  const TimePoint now = SteadyClock::now();
   {
     Shard& shard = ShardOf(item.key);
     MutexLock lock(shard.mu);
     auto [it, inserted] =
         shard.entries.try_emplace(absl::string_view(item.key.data(), item.key.size()));
-    if (!inserted) return false;
-    // A marker, swept like a quiet entry: the next check finds it and leases.
+    if (!inserted) {
+      Entry& e = *it->second;
+      if (e.leased_once || e.in_flight || !SameLimit(e.limit, l)) return false;
+      // Checks seen within `quiet` of each other warm a counter up; a pause starts it over.
+      e.cold_checks = now - e.last_use < options_.quiet ? e.cold_checks + 1 : 1;
+      e.last_use = now;
+      return e.cold_checks <= kColdChecks;
+    }
+    // A marker, swept like a quiet entry; the check after kColdChecks leases.
     auto e = std::make_shared<Entry>(l);
     e->key = std::string(item.key);
     e->rule_id = std::string(item.rule_id);
     e->overshoot = overshoot;
-    e->rate_since = e->reset_at = e->last_use = SteadyClock::now();
+    e->rate_since = e->reset_at = e->last_use = now;
+    e->cold_checks = 1;
     it->second = std::move(e);
   }
   if (options_.on_bound) options_.on_bound(item.rule_id, overshoot);

@@ -5,8 +5,8 @@
 // what it did not use when the counter goes quiet. Redis sees a few calls per slice instead of one
 // per check. Exact items go to Redis as before, and so do, check by check, the items of leased
 // rules that a slice cannot decide: reads (cost 0), items charged when over (their debt must be in
-// Redis for the next read), quota items, and the first check of a counter this server has not
-// seen lately (most counters see a check or two: a slice would cost them a lease and a give-back).
+// Redis for the next read), quota items, and the first checks of a counter this server has not
+// seen busy (most counters see a check or two: a slice would cost them a lease and a give-back).
 //
 // What it promises, derived in docs/algorithms.md ("Leased counting"):
 // - Slices never admit more than the algorithm, within max_overshoot. A slice is granted only
@@ -99,8 +99,9 @@ class LeasedStore final : public Store {
   Shard& ShardOf(std::string_view key);
   // Decides a lone item from its counter's slice when that needs nothing else; false otherwise.
   bool DecideFromSlice(const ChargeItem& item, Decision& d);
-  // Whether this server has no entry for the item's counter (and now has a marker for it).
-  bool FirstSight(const ChargeItem& item);
+  // Whether the item's counter is cold here (one of its first checks, counted on a marker entry):
+  // then it goes to Redis exactly.
+  bool Cold(const ChargeItem& item);
   // Decides the leased items of `p`; when one must wait for a slice, returns and runs again when
   // it arrives.
   void Attempt(std::shared_ptr<Pending> p);
