@@ -647,9 +647,12 @@ void LeasedStore::Answered(std::shared_ptr<LeaseCall> call, absl::StatusOr<Lease
       }
       e->store_remaining = r.remaining;
       e->reset_at = After(call->sent, r.reset_after);
-      e->exhausted_until = r.granted < std::max<int64_t>(call->request.need, 1)
-                               ? After(call->sent, r.retry_after)
-                               : TimePoint::min();
+      // Refused alone until Redis said the quota would be back, but never longer than `quiet`:
+      // another server going quiet gives its slice back to Redis meanwhile.
+      e->exhausted_until =
+          r.granted < std::max<int64_t>(call->request.need, 1)
+              ? std::min(After(call->sent, r.retry_after), call->sent + options_.quiet)
+              : TimePoint::min();
     }
     if (call->returning && reply.ok()) events.push_back(LeaseEvent::kReturned);
   }
@@ -714,6 +717,8 @@ void LeasedStore::GiveBackAll(std::chrono::milliseconds timeout) {
     for (auto& [key, entry] : shard.entries) {
       Entry& e = *entry;
       e.Expire(now);
+      // Whatever Redis said it lacked may be back (others give back too): ask again.
+      e.exhausted_until = TimePoint::min();
       if (e.in_flight || (e.held == 0 && e.debt == 0)) continue;
       auto call = std::make_shared<LeaseCall>(e);
       call->entry = entry;
