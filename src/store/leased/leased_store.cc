@@ -437,6 +437,7 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
 
   enum class Outcome { kDecided, kWait, kFail };
   Outcome outcome = Outcome::kDecided;
+  std::shared_ptr<Entry> wait_on;  // kWait: the entry whose lease this check waits for
   absl::Status failure;
   std::vector<int64_t> forced(p->leased.size(), 0);  // debts this attempt added
   size_t reached = 0;
@@ -517,8 +518,9 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
       failure = absl::DeadlineExceededError("leased counting: no slice within the store timeout");
       break;
     } else {
+      // Queued on the entry only after the undo below: once queued, `p` is the lease's.
       if (!e->in_flight) start_lease(e, cost);
-      e->waiters.push_back(p);
+      wait_on = e;
       outcome = Outcome::kWait;
       break;
     }
@@ -543,6 +545,14 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
     }
     p->rejected = false;
   }
+  bool queued = false;
+  if (outcome == Outcome::kWait) {
+    MutexLock lock(ShardOf(wait_on->key).mu);
+    // The lease may have been answered meanwhile (one another check started): then try again.
+    queued = wait_on->in_flight;
+    if (queued) wait_on->waiters.push_back(p);
+  }
+  // From here `p` is touched only if it was not queued.
   for (auto& [rule, bound] : bounds) {
     if (options_.on_bound) options_.on_bound(rule, bound);
   }
@@ -550,7 +560,10 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
     if (options_.on_lease) options_.on_lease(rule, event);
   }
   for (auto& call : to_send) Send(std::move(call));
-  if (outcome == Outcome::kWait) return;
+  if (outcome == Outcome::kWait) {
+    if (!queued) Attempt(std::move(p));
+    return;
+  }
   if (outcome == Outcome::kFail) return Finish(*p, failure);
   if (p->rejected) GiveBackTaken(*p);
   ChargeExact(std::move(p));
