@@ -21,6 +21,7 @@ using TimePoint = SteadyClock::time_point;
 constexpr TimePoint kNever = TimePoint::max();
 // A counter's first checks on a server go to Redis exactly; the next one leases.
 constexpr int kColdChecks = 3;
+constexpr uint64_t kColdSeed = 0x5eed'1ea5'ed00'0001;
 // After a failed lease, checks that need one fail at once for this long (the circuit breaker of
 // the Redis client answers the next attempt quickly anyway; this spares it a stampede).
 constexpr std::chrono::milliseconds kFailureHold{50};
@@ -79,7 +80,6 @@ struct LeasedStore::Entry {
   TimePoint reset_at;           // Redis's reset_after at the last lease, as a local time
   int64_t store_remaining = 0;  // Redis's remaining at the last lease
   bool leased_once = false;
-  int cold_checks = 0;  // checks sent exactly before the first lease (LeasedStore::Cold)
   bool in_flight = false;
   bool dropped = false;  // reset: a lease in flight must not bring its slice back
   std::vector<std::shared_ptr<Pending>> waiters;
@@ -140,9 +140,16 @@ struct LeasedStore::Entry {
   }
 };
 
+struct ColdMarker {
+  int checks;
+  std::chrono::steady_clock::time_point last;
+};
+
 struct LeasedStore::Shard {
   Mutex mu;
   absl::flat_hash_map<std::string, std::shared_ptr<Entry>> entries ABSL_GUARDED_BY(mu);
+  // Counters seen but not leased yet (LeasedStore::Cold), by a hash of their key.
+  absl::flat_hash_map<uint64_t, ColdMarker> cold ABSL_GUARDED_BY(mu);
 };
 
 // One Charge with leased items.
@@ -350,34 +357,21 @@ bool LeasedStore::DecideFromSlice(const ChargeItem& item, Decision& d) {
 }
 
 bool LeasedStore::Cold(const ChargeItem& item) {
-  const Limit& l = *item.limit;
-  const int64_t overshoot =
-      (item.max_overshoot != nullptr ? *item.max_overshoot : options_.max_overshoot).For(l.limit());
   const TimePoint now = SteadyClock::now();
-  {
-    Shard& shard = ShardOf(item.key);
-    MutexLock lock(shard.mu);
-    auto [it, inserted] =
-        shard.entries.try_emplace(absl::string_view(item.key.data(), item.key.size()));
-    if (!inserted) {
-      Entry& e = *it->second;
-      if (e.leased_once || e.in_flight || !SameLimit(e.limit, l)) return false;
-      // Checks seen within `quiet` of each other warm a counter up; a pause starts it over.
-      e.cold_checks = now - e.last_use < options_.quiet ? e.cold_checks + 1 : 1;
-      e.last_use = now;
-      return e.cold_checks <= kColdChecks;
-    }
-    // A marker, swept like a quiet entry; the check after kColdChecks leases.
-    auto e = std::make_shared<Entry>(l);
-    e->key = std::string(item.key);
-    e->rule_id = std::string(item.rule_id);
-    e->overshoot = overshoot;
-    e->rate_since = e->reset_at = e->last_use = now;
-    e->cold_checks = 1;
-    it->second = std::move(e);
-  }
-  if (options_.on_bound) options_.on_bound(item.rule_id, overshoot);
-  return true;
+  const absl::string_view key(item.key.data(), item.key.size());
+  Shard& shard = ShardOf(item.key);
+  MutexLock lock(shard.mu);
+  if (shard.entries.contains(key)) return false;
+  // Markers are keyed by a hash of the counter key: no allocation per counter, and a collision
+  // only warms a counter up a check early or late.
+  auto [it, inserted] = shard.cold.try_emplace(absl::HashOf(key, kColdSeed), ColdMarker{0, now});
+  ColdMarker& m = it->second;
+  // Checks seen within `quiet` of each other warm a counter up; a pause starts it over.
+  m.checks = !inserted && now - m.last < options_.quiet ? m.checks + 1 : 1;
+  m.last = now;
+  if (m.checks <= kColdChecks) return true;
+  shard.cold.erase(it);  // warm: Attempt makes its entry and leases
+  return false;
 }
 
 void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
@@ -690,6 +684,8 @@ void LeasedStore::Sweep() {
   for (size_t s = 0; s < kShards; ++s) {
     Shard& shard = shards_[s];
     MutexLock lock(shard.mu);
+    absl::erase_if(shard.cold,
+                   [&](const auto& kv) { return now - kv.second.last >= options_.quiet; });
     absl::erase_if(shard.entries, [&](auto& kv) {
       Entry& e = *kv.second;
       if (e.in_flight) return false;
