@@ -70,7 +70,8 @@ struct LeasedStore::Entry {
   };
   std::deque<Slice> slices;
   int64_t held = 0;
-  int64_t credit = 0;   // credit not used yet
+  int64_t credit = 0;          // credit not used yet
+  int64_t credit_period = -1;  // the window (Redis time / window) the credit was taken in
   int64_t debt = 0;     // credit used and charges forced while over, not yet charged in Redis
   Micros taken_at = 0;  // Redis time of the last slice (what a give-back names)
   TimePoint credit_until = TimePoint::min();
@@ -647,9 +648,13 @@ void LeasedStore::Answered(std::shared_ptr<LeaseCall> call, absl::StatusOr<Lease
         events.push_back(LeaseEvent::kTaken);
       }
       if (r.credit > 0) {
-        e->credit += r.credit;
-        // The pool is per window: credit ends with the window it was taken in.
+        // The pool is per window: credit ends with the window it was taken in, and credit left
+        // from an earlier window (not yet found expired by a check) must not ride along.
         const Micros window = e->limit.window();
+        const int64_t period = r.now / window;
+        if (period != e->credit_period) e->credit = 0;
+        e->credit += r.credit;
+        e->credit_period = period;
         e->credit_until = After(call->sent, window - r.now % window);
       }
       e->store_remaining = r.remaining;
