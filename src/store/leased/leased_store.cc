@@ -72,8 +72,8 @@ struct LeasedStore::Entry {
   int64_t held = 0;
   int64_t credit = 0;          // credit not used yet
   int64_t credit_period = -1;  // the window (Redis time / window) the credit was taken in
-  int64_t debt = 0;     // credit used and charges forced while over, not yet charged in Redis
-  Micros taken_at = 0;  // Redis time of the last slice (what a give-back names)
+  int64_t debt = 0;            // credit used, not yet charged in Redis
+  Micros taken_at = 0;         // Redis time of the last slice (what a give-back names)
   TimePoint credit_until = TimePoint::min();
   TimePoint exhausted_until = TimePoint::min();  // Redis said: nothing for `need` until then
   TimePoint failed_until = TimePoint::min();
@@ -434,7 +434,6 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
   Outcome outcome = Outcome::kDecided;
   std::shared_ptr<Entry> wait_on;  // kWait: the entry whose lease this check waits for
   absl::Status failure;
-  std::vector<int64_t> forced(p->leased.size(), 0);  // debts this attempt added
   size_t reached = 0;
   for (size_t j = 0; j < p->leased.size() && outcome == Outcome::kDecided; ++j, reached = j) {
     const ChargeItem& item = p->items[p->leased[j]];
@@ -470,16 +469,12 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
     d.reset_after = MicrosUntil(e->reset_at, now);
     const int64_t cost = item.cost;
     if (p->waits == 0) e->used += cost;
-    const bool charge_over = item.when != ChargeWhen::kRequestAllowed;
+    // Items charged when over never come here (Leased): a rejection charges nothing.
     auto reject = [&](Micros retry_after, bool exceeds) {
       d.allowed = false;
       d.cost_exceeds_limit = exceeds;
       if (!exceeds) d.retry_after = std::max<Micros>(1, retry_after);
       d.remaining = std::max<int64_t>(0, e->held);
-      if (charge_over && cost > 0) {
-        e->debt += cost;  // into debt, as the exact path charges it
-        forced[j] = cost;
-      }
       if (item.role == ItemRole::kEnforced) p->rejected = true;
     };
     if (cost > l.max_cost()) {
@@ -535,7 +530,7 @@ void LeasedStore::Attempt(std::shared_ptr<Pending> p) {
       MutexLock lock(ShardOf(e->key).mu);
       e->Restore(p->from_slice[j], p->slice_until[j]);
       e->credit += p->from_credit[j];
-      e->debt -= p->from_credit[j] + forced[j];
+      e->debt -= p->from_credit[j];
       p->from_slice[j] = p->from_credit[j] = 0;
     }
     p->rejected = false;
@@ -682,6 +677,20 @@ void LeasedStore::Answered(std::shared_ptr<LeaseCall> call, absl::StatusOr<Lease
   }
 }
 
+std::shared_ptr<LeasedStore::LeaseCall> LeasedStore::GiveBackCall(
+    const std::shared_ptr<Entry>& entry, TimePoint now) {
+  Entry& e = *entry;
+  auto call = std::make_shared<LeaseCall>(e);
+  call->entry = entry;
+  call->key = e.key;
+  call->sent = now;
+  call->returning = e.held > 0;
+  call->request = LeaseRequest{.debt = e.debt, .give_back = e.held, .given_at = e.taken_at};
+  call->given_back = e.TakeAll();
+  e.in_flight = true;
+  return call;
+}
+
 void LeasedStore::Sweep() {
   const TimePoint now = SteadyClock::now();
   std::vector<std::shared_ptr<LeaseCall>> to_send;
@@ -700,15 +709,7 @@ void LeasedStore::Sweep() {
       // most 1/256 of the limit: not worth a call; it ends with its window or life).
       const bool worth = e.held > e.limit.max_cost() / 256;
       if (quiet && (worth || e.debt > 0) && now >= e.failed_until) {
-        auto call = std::make_shared<LeaseCall>(e);
-        call->entry = kv.second;
-        call->key = e.key;
-        call->sent = now;
-        call->returning = e.held > 0;
-        call->request = LeaseRequest{.debt = e.debt, .give_back = e.held, .given_at = e.taken_at};
-        call->given_back = e.TakeAll();
-        e.in_flight = true;
-        to_send.push_back(std::move(call));
+        to_send.push_back(GiveBackCall(kv.second, now));
         return false;
       }
       // Long quiet with nothing held: forgotten (a later check leases again).
@@ -734,15 +735,7 @@ void LeasedStore::GiveBackAll(std::chrono::milliseconds timeout) {
       // Whatever Redis said it lacked may be back (others give back too): ask again.
       e.exhausted_until = TimePoint::min();
       if (e.in_flight || (e.held == 0 && e.debt == 0)) continue;
-      auto call = std::make_shared<LeaseCall>(e);
-      call->entry = entry;
-      call->key = e.key;
-      call->sent = now;
-      call->returning = e.held > 0;
-      call->request = LeaseRequest{.debt = e.debt, .give_back = e.held, .given_at = e.taken_at};
-      call->given_back = e.TakeAll();
-      e.in_flight = true;
-      to_send.push_back(std::move(call));
+      to_send.push_back(GiveBackCall(entry, now));
     }
   }
   for (auto& call : to_send) Send(std::move(call));

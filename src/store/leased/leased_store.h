@@ -111,6 +111,10 @@ class LeasedStore final : public Store {
   void Send(std::shared_ptr<LeaseCall> call);
   void Answered(std::shared_ptr<LeaseCall> call, absl::StatusOr<LeaseReply> reply);
   void Sweep();
+  // A call giving back all `entry` holds and paying its debt (a quiet counter, or a stop). Under
+  // the entry's shard lock; marks it in flight.
+  std::shared_ptr<LeaseCall> GiveBackCall(const std::shared_ptr<Entry>& entry,
+                                          std::chrono::steady_clock::time_point now);
   void ForgetLocal(std::string_view key);  // drops this server's slice of `key`
   // Charges items none of which is decided from slices. Reads of leased counters (cost 0) go to
   // Redis, where this server's slices are charged: what they still hold can be had, and is added

@@ -23,6 +23,26 @@ absl::Status ReplyError(const redisReply& r) {
   return absl::InternalError("redis: " + std::string(r.str, r.len));
 }
 
+// Whether `r` is a script's reply: an array of `n` integers.
+bool IntegerArray(const redisReply& r, size_t n) {
+  if (r.type != REDIS_REPLY_ARRAY || r.elements != n) return false;
+  for (size_t i = 0; i < n; ++i) {
+    if (r.element[i]->type != REDIS_REPLY_INTEGER) return false;
+  }
+  return true;
+}
+
+// A limit as the scripts take it (charge.lua, lease.lua): algorithm, limit, window, burst, units
+// per token, units per microsecond.
+void WriteLimit(redis::CommandWriter& w, const Limit& l) {
+  w.Arg(static_cast<int64_t>(AlgorithmIndex(l.algorithm())));
+  w.Arg(l.limit());
+  w.Arg(l.window());
+  w.Arg(l.burst());
+  w.Arg(l.units_per_token());
+  w.Arg(l.units_per_micro());
+}
+
 }  // namespace
 
 // The items of one Charge that live in one group (one node; for Redis Cluster, one slot).
@@ -258,12 +278,7 @@ void RedisStore::Encode(const Call& call, Part& part, std::optional<Micros> refu
     // they charge always.
     const int64_t cost =
         !refund_at.has_value() || item.Refundable(part.decisions[j]) ? item.cost : int64_t{0};
-    w.Arg(static_cast<int64_t>(AlgorithmIndex(l.algorithm())));
-    w.Arg(l.limit());
-    w.Arg(l.window());
-    w.Arg(l.burst());
-    w.Arg(l.units_per_token());
-    w.Arg(l.units_per_micro());
+    WriteLimit(w, l);
     w.Arg(cost);
     w.Arg(static_cast<int64_t>(item.role));
     w.Arg(static_cast<int64_t>(item.when));
@@ -376,10 +391,9 @@ void RedisStore::SendBatch(std::shared_ptr<Batch> batch) {
                   size_t fields = 1;
                   for (const auto& [call, p] : batch->parts)
                     fields += call->parts[p].items.size() * kFieldsPerDecision;
-                  bool ok = r->type == REDIS_REPLY_ARRAY && r->elements == fields;
-                  for (size_t i = 0; ok && i < r->elements; ++i)
-                    ok = r->element[i]->type == REDIS_REPLY_INTEGER;
-                  if (!ok) status = absl::InternalError("redis: unexpected script reply");
+                  if (!IntegerArray(*r, fields)) {
+                    status = absl::InternalError("redis: unexpected script reply");
+                  }
                 }
               }
               size_t offset = 1;
@@ -635,12 +649,7 @@ void RedisStore::Lease(const LeaseRequest& request, LeaseDone done) {
     w.Arg(state_key);
     w.Arg(pool_key);
     w.Arg(std::string_view());
-    w.Arg(static_cast<int64_t>(AlgorithmIndex(l.algorithm())));
-    w.Arg(l.limit());
-    w.Arg(l.window());
-    w.Arg(l.burst());
-    w.Arg(l.units_per_token());
-    w.Arg(l.units_per_micro());
+    WriteLimit(w, l);
     w.Arg(r.want);
     w.Arg(r.need);
     w.Arg(r.debt);
@@ -656,10 +665,9 @@ void RedisStore::Lease(const LeaseRequest& request, LeaseDone done) {
               if (!reply.ok()) return std::move(done)(reply.status());
               const redisReply& r = **reply;
               if (r.type == REDIS_REPLY_ERROR) return std::move(done)(ReplyError(r));
-              bool ok = r.type == REDIS_REPLY_ARRAY && r.elements == 8;
-              for (size_t i = 0; ok && i < r.elements; ++i)
-                ok = r.element[i]->type == REDIS_REPLY_INTEGER;
-              if (!ok) return std::move(done)(absl::InternalError("redis: unexpected lease reply"));
+              if (!IntegerArray(r, 8)) {
+                return std::move(done)(absl::InternalError("redis: unexpected lease reply"));
+              }
               auto at = [&](size_t i) { return r.element[i]->integer; };
               std::move(done)(LeaseReply{.now = at(0),
                                          .granted = at(1),
