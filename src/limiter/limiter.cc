@@ -374,6 +374,12 @@ struct Limiter::CheckJob final : Job {
   }
 };
 
+void Limiter::Release(std::string_view lease_id, ReleaseCallback done) {
+  // Concurrency limits are not built yet: no check hands out a lease id.
+  if (lease_id.empty()) return std::move(done)(absl::InvalidArgumentError("empty lease_id"));
+  std::move(done)(absl::OkStatus());
+}
+
 void Limiter::ApplyStoredTier(rules::RequestAttributes& attributes) const {
   if (attributes.tier.empty() && !attributes.user_id.empty() &&
       has_tiers_.load(std::memory_order_acquire)) {

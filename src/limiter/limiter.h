@@ -63,6 +63,13 @@ struct CheckResult {
   std::string deny_reason;
   bool degraded = false;  // the store failed and fail_open/local answered
   Micros now = 0;         // the time the decision was made (for reset_at)
+  // Gateway mode (CONTRACT §10): how long to hold an admitted request before forwarding it, the
+  // longest delay of the applicable enforced `shape: true` leaky_bucket rules (0: none). The
+  // rule's max_delay bounds it: a longer delay is a rejection.
+  Micros hold = 0;
+  // The concurrency slots this admitted request holds (`algorithm: concurrency` rules): the id
+  // that gives them all back (Limiter::Release). Empty when no concurrency rule took a slot.
+  std::string lease_id;
 };
 
 // What the store probe saw (GET /health, /healthcheck and gRPC health).
@@ -166,6 +173,13 @@ class Limiter {
   // into debt; nothing else is consumed when the answer is OVER_LIMIT). The caller validates
   // that the domain and descriptors are not empty. `done` runs exactly once. Thread-safe.
   void CheckDescriptors(DescriptorsRequest request, DescriptorsCallback done);
+
+  using ReleaseCallback = absl::AnyInvocable<void(absl::Status) &&>;
+  // Gives back the concurrency slots of a check (its CheckResult::lease_id), on any server that
+  // shares the store. Releasing a slot already released or expired is OK (nothing happens);
+  // InvalidArgument for a lease id no check of this kind could have made. `done` runs exactly
+  // once, possibly before Release returns. Thread-safe.
+  void Release(std::string_view lease_id, ReleaseCallback done);
 
   using ProbeCallback = absl::AnyInvocable<void(ProbeResult) &&>;
   // Reads (cost 0) a reserved key: a real store round trip that charges nothing. `done` runs
