@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "core/bucket.h"
+#include "core/concurrency.h"
 #include "core/decision.h"
 #include "core/fixed_window.h"
 #include "core/gcra.h"
@@ -22,16 +23,20 @@ union AlgorithmState {
   BucketState bucket;  // token_bucket and leaky_bucket
   GcraState gcra;
   SlidingWindowLogState* sliding_window_log;  // owned; allocated on first admit; see Release()
+  ConcurrencyState* concurrency;              // likewise
 
   AlgorithmState() : fixed_window{} {}
 };
 static_assert(sizeof(AlgorithmState) == 16);
 
-// Dispatches to the algorithm of `limit`. Not thread-safe: the caller owns `state`.
+// Dispatches to the algorithm of `limit`. Not thread-safe: the caller owns `state`. `lease`
+// names the slot a concurrency request takes (a hash of its lease id; other algorithms ignore
+// it); Refund frees that slot.
 Decision Admit(AlgorithmState& state, const Limit& limit, Micros now, int64_t cost,
-               OnReject on_reject = OnReject::kChargeNothing);
-void Refund(AlgorithmState& state, const Limit& limit, Micros charged_at, int64_t cost);
-// Frees what `state` owns (the sliding_window_log entries) and leaves it fresh.
+               OnReject on_reject = OnReject::kChargeNothing, uint64_t lease = 0);
+void Refund(AlgorithmState& state, const Limit& limit, Micros charged_at, int64_t cost,
+            uint64_t lease = 0);
+// Frees what `state` owns (sliding_window_log and concurrency entries) and leaves it fresh.
 void Release(AlgorithmState& state, Algorithm algorithm);
 // Heap bytes `state` owns beyond its 16 bytes.
 size_t HeapBytes(const AlgorithmState& state, Algorithm algorithm);

@@ -8,8 +8,8 @@ namespace sluice {
 
 namespace {
 constexpr std::string_view kNames[] = {
-    "fixed_window", "sliding_window_counter", "sliding_window_log", "token_bucket", "gcra",
-    "leaky_bucket"};
+    "fixed_window", "sliding_window_counter", "sliding_window_log", "token_bucket",
+    "gcra",         "leaky_bucket",           "concurrency"};
 }  // namespace
 
 std::string_view AlgorithmName(Algorithm algorithm) {
@@ -20,6 +20,7 @@ std::optional<Algorithm> ParseAlgorithm(std::string_view name) {
   for (Algorithm a : kAllAlgorithms) {
     if (AlgorithmName(a) == name) return a;
   }
+  if (name == AlgorithmName(Algorithm::kConcurrency)) return Algorithm::kConcurrency;
   return std::nullopt;
 }
 

@@ -17,7 +17,12 @@ enum class Algorithm : uint8_t {
   kTokenBucket,
   kGcra,
   kLeakyBucket,
+  // Not a rate: at most `limit` requests in flight per key, each slot held for at most the
+  // limit's window (the rule's `lease_ttl`). See core/concurrency.h.
+  kConcurrency,
 };
+// The rate algorithms (every one but concurrency), in enum order: the Redis scripts number them
+// by their index here.
 inline constexpr Algorithm kAllAlgorithms[] = {
     Algorithm::kFixedWindow,
     Algorithm::kSlidingWindowCounter,
@@ -62,8 +67,12 @@ class Limit {
   int64_t limit() const { return limit_; }
   Micros window() const { return window_; }
   int64_t burst() const { return burst_; }
-  // The largest cost a single request could ever be admitted with.
-  int64_t max_cost() const { return UsesBurst(algorithm_) ? burst_ : limit_; }
+  // The largest cost a single request could ever be admitted with (concurrency: any, since a
+  // request holds one slot whatever its cost).
+  int64_t max_cost() const {
+    if (algorithm_ == Algorithm::kConcurrency) return kMaxCount;
+    return UsesBurst(algorithm_) ? burst_ : limit_;
+  }
 
   int64_t units_per_token() const { return units_per_token_; }  // window / gcd
   int64_t units_per_micro() const { return units_per_micro_; }  // limit / gcd

@@ -8,6 +8,8 @@
 #include <optional>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/random/random.h"
+#include "absl/strings/escaping.h"
 #include "base/strings.h"
 
 namespace sluice {
@@ -263,10 +265,47 @@ void Limiter::ProbeStore(ProbeCallback done) {
 
 // ---- Check: the HTTP check API ----
 
+namespace {
+
+// A lease id (CONTRACT §10) names the slot and the counters it is held on, so that any server
+// sharing the store can release it: "<32 hex digits>" then ".<counter key, base64url>" per
+// concurrency counter. Not a secret: holding one lets a caller give back that one slot early.
+constexpr size_t kLeaseSlotChars = 32;
+constexpr size_t kMaxLeaseIdBytes = 8 * 1024;
+constexpr size_t kMaxLeaseCounters = 64;
+
+std::string NewLeaseSlot() {
+  thread_local absl::BitGen gen;
+  std::string slot;
+  slot.reserve(kLeaseSlotChars);
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int half = 0; half < 2; ++half) {
+    uint64_t bits = absl::Uniform<uint64_t>(gen);
+    for (int i = 0; i < 16; ++i, bits >>= 4) slot.push_back(kHex[bits & 0xf]);
+  }
+  return slot;
+}
+
+std::string MakeLeaseId(const std::string& slot, const std::vector<ChargeItem>& items,
+                        const std::vector<std::string>& keys) {
+  std::string id = slot;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].limit->algorithm() != Algorithm::kConcurrency) continue;
+    id.push_back('.');
+    id += absl::WebSafeBase64Escape(keys[i]);
+  }
+  return id;
+}
+
+}  // namespace
+
 struct Limiter::CheckJob final : Job {
   std::vector<const Rule*> rules;  // the applicable rules, one per item
   std::vector<size_t> rule_index;  // of each, into snapshot->counters
   std::string request_id;
+  // The slot id of the request's concurrency items (the items' `lease` points into it); empty
+  // when no concurrency rule applies.
+  std::string lease;
   Callback done;
 
   // Hands the outcome, the latency and each rule's key (moved out of `keys`) to the stats.
@@ -368,6 +407,15 @@ struct Limiter::CheckJob final : Job {
       result.outcome = Outcome::kRejected;
       limiter.rejections_.Rejected(result.rule_id, keys[reported], result.decision.retry_after,
                                    request_id);
+    } else {
+      for (size_t i = 0; i < n; ++i) {
+        // Shaping: the longest delay of the enforced shape rules (each within its max_delay:
+        // the rule's queue is sized so).
+        if (rules[i]->shape && rules[i]->mode == rules::RuleMode::kEnforce) {
+          result.hold = std::max(result.hold, decisions[i].delay);
+        }
+      }
+      if (!lease.empty() && items[0].cost > 0) result.lease_id = MakeLeaseId(lease, items, keys);
     }
     Record(limiter, rejected ? stats::Result::kRejected : stats::Result::kAllowed, decided_by);
     std::move(done)(std::move(result));
@@ -375,9 +423,63 @@ struct Limiter::CheckJob final : Job {
 };
 
 void Limiter::Release(std::string_view lease_id, ReleaseCallback done) {
-  // Concurrency limits are not built yet: no check hands out a lease id.
-  if (lease_id.empty()) return std::move(done)(absl::InvalidArgumentError("empty lease_id"));
-  std::move(done)(absl::OkStatus());
+  auto invalid = [&](std::string_view why) {
+    std::move(done)(absl::InvalidArgumentError(Cat("invalid lease_id: ", why)));
+  };
+  if (lease_id.size() > kMaxLeaseIdBytes) return invalid("too long");
+  std::vector<std::string_view> parts;
+  for (size_t from = 0;;) {
+    const size_t dot = lease_id.find('.', from);
+    parts.push_back(lease_id.substr(from, dot == std::string_view::npos ? dot : dot - from));
+    if (dot == std::string_view::npos) break;
+    from = dot + 1;
+  }
+  const std::string_view slot = parts[0];
+  if (slot.size() != kLeaseSlotChars ||
+      slot.find_first_not_of("0123456789abcdef") != std::string_view::npos) {
+    return invalid("not one a check returned");
+  }
+  if (parts.size() < 2 || parts.size() > kMaxLeaseCounters + 1) {
+    return invalid("not one a check returned");
+  }
+  std::vector<std::string> keys(parts.size() - 1);
+  for (size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i].empty() ||
+        !absl::WebSafeBase64Unescape(absl::string_view(parts[i].data(), parts[i].size()),
+                                     &keys[i - 1])) {
+      return invalid("not one a check returned");
+    }
+  }
+  // Every counter's slot, in the store and in the local fallback (which held the slots a check
+  // took while the store was down). Answers once all have answered, with the first error.
+  struct Pending {
+    std::atomic<size_t> left;
+    Mutex mu;
+    absl::Status status ABSL_GUARDED_BY(mu);
+    ReleaseCallback done;
+  };
+  auto pending = std::make_shared<Pending>();
+  const bool fallback = options_.fallback != nullptr;
+  pending->left = keys.size() * (fallback ? 2 : 1);
+  pending->done = std::move(done);
+  auto answered = [pending](absl::Status status) {
+    {
+      MutexLock lock(pending->mu);
+      if (pending->status.ok()) pending->status = std::move(status);
+    }
+    if (pending->left.fetch_sub(1) != 1) return;
+    absl::Status first;
+    {
+      MutexLock lock(pending->mu);
+      first = pending->status;
+    }
+    std::move(pending->done)(std::move(first));
+  };
+  for (const std::string& key : keys) {
+    if (fallback) options_.fallback->Release(key, slot, [](absl::Status) {});
+    if (fallback) answered(absl::OkStatus());
+    store_.Release(key, slot, answered);
+  }
 }
 
 void Limiter::ApplyStoredTier(rules::RequestAttributes& attributes) const {
@@ -424,6 +526,12 @@ void Limiter::Check(CheckRequest request, Callback done) {
   job->decisions.resize(n);
   job->rule_index.resize(n);
   const Rule* first = rules.rules().data();
+  for (const Rule* rule : job->rules) {
+    if (rule->limit.algorithm() == Algorithm::kConcurrency && request.cost > 0) {
+      job->lease = NewLeaseSlot();
+      break;
+    }
+  }
   for (size_t i = 0; i < n; ++i) {
     const Rule& rule = *job->rules[i];
     // The key is present: Applicable checked.
@@ -433,10 +541,16 @@ void Limiter::Check(CheckRequest request, Callback done) {
         .limit = &rule.limit,
         .cost = request.cost,
         .role = rule.mode == rules::RuleMode::kEnforce ? ItemRole::kEnforced : ItemRole::kShadow,
-        .when = request.charge_always ? ChargeWhen::kAlways : ChargeWhen::kRequestAllowed,
+        // A concurrency slot is held only by an admitted request (whose answer carries the lease
+        // id that frees it): "charge": "always" does not apply to it.
+        .when = request.charge_always && rule.limit.algorithm() != Algorithm::kConcurrency
+                    ? ChargeWhen::kAlways
+                    : ChargeWhen::kRequestAllowed,
         .consistency = rule.consistency,
         .max_overshoot = rule.max_overshoot.has_value() ? &*rule.max_overshoot : nullptr,
-        .rule_id = rule.id};
+        .rule_id = rule.id,
+        .lease = rule.limit.algorithm() == Algorithm::kConcurrency ? std::string_view(job->lease)
+                                                                   : std::string_view()};
     job->rule_index[i] = static_cast<size_t>(&rule - first);
   }
   job->snapshot = std::move(snapshot);

@@ -304,6 +304,13 @@ std::optional<DescriptorLimit> DomainFileReader::LoadRateLimit(const yaml::Field
       }
     } else if (f.name == "algorithm") {
       algorithm = ReadAlgorithm(r_, f).value_or(algorithm);
+      if (algorithm == Algorithm::kConcurrency) {
+        // Envoy's API has no way to give a slot back: a descriptor can only rate-limit.
+        Problem(f.value_pos(),
+                "algorithm 'concurrency' is not available in domain files (Envoy's rate limit "
+                "API cannot release a slot); use a Sluice rules file");
+        algorithm = Algorithm::kFixedWindow;
+      }
     } else if (f.name == "burst") {
       burst = r_.Integer(f, 1).value_or(0);
     } else if (f.name == "unit_multiplier") {

@@ -34,7 +34,8 @@ namespace internal {
 
 namespace {
 constexpr std::string_view kAlgorithmList =
-    "fixed_window, sliding_window_counter, sliding_window_log, token_bucket, gcra, leaky_bucket";
+    "fixed_window, sliding_window_counter, sliding_window_log, token_bucket, gcra, leaky_bucket, "
+    "concurrency";
 }  // namespace
 
 std::optional<Algorithm> ReadAlgorithm(yaml::Reader& reader, const yaml::Field& field) {

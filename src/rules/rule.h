@@ -51,6 +51,11 @@ struct Rule {
   Consistency consistency = Consistency::kDefault;
   std::optional<Overshoot> max_overshoot = std::nullopt;
   RuleMode mode = RuleMode::kEnforce;
+  // CONTRACT §10, leaky_bucket only: gateway mode holds each admitted request for its delay.
+  // The queue then holds at most `max_delay`'s worth (see rules_file.cc): a request whose delay
+  // would exceed it is rejected.
+  bool shape = false;
+  Micros max_delay = 0;     // with shape: default 1 s
   bool enabled = true;      // disabled rules are loaded (and counted) but never apply
   std::string description;  // free text for the admin API and the dashboard
   // The rule as canonical JSON (rule_json.h): as the admin API shows it and the rules database

@@ -20,8 +20,9 @@ namespace {
 
 // The fields a rule or list entry must give as JSON strings: the reader takes any YAML
 // scalar as a string, but in JSON `"id": 5` is a wrong type, not the id "5".
-constexpr std::string_view kRuleStringFields[] = {"id",   "group",       "window",     "algorithm",
-                                                  "mode", "description", "consistency"};
+constexpr std::string_view kRuleStringFields[] = {"id",          "group",     "window",
+                                                  "algorithm",   "mode",      "description",
+                                                  "consistency", "lease_ttl", "max_delay"};
 
 // Positions of every key and value of a YAML tree, as field paths.
 class PathIndex {

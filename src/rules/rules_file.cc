@@ -81,6 +81,14 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
   yaml::Pos consistency_pos;
   std::optional<Overshoot> max_overshoot;
   yaml::Pos limit_pos;
+  yaml::Pos algorithm_pos;
+  std::optional<Micros> lease_ttl;
+  yaml::Pos lease_ttl_pos;
+  bool shape = false;
+  yaml::Pos shape_pos;
+  std::optional<Micros> max_delay;
+  yaml::Pos max_delay_pos;
+  yaml::Pos window_pos;
 
   r_.ForEachField(node, "rule", [&](const yaml::Field& f) {
     if (f.name == "id") {
@@ -133,9 +141,20 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
       limit = r_.Integer(f, 1);
     } else if (f.name == "window") {
       window_seen = true;
+      window_pos = f.key_pos();
       window = r_.Duration(f, Limit::kMaxWindow, "10 years");
     } else if (f.name == "algorithm") {
+      algorithm_pos = f.value_pos();
       algorithm = ReadAlgorithm(r_, f).value_or(algorithm);
+    } else if (f.name == "lease_ttl") {
+      lease_ttl_pos = f.key_pos();
+      lease_ttl = r_.Duration(f, Limit::kMaxWindow, "10 years");
+    } else if (f.name == "shape") {
+      shape_pos = f.key_pos();
+      shape = r_.Bool(f).value_or(false);
+    } else if (f.name == "max_delay") {
+      max_delay_pos = f.key_pos();
+      max_delay = r_.Duration(f, Limit::kMaxWindow, "10 years");
     } else if (f.name == "burst") {
       // Accepted on every algorithm: those without a bucket ignore it (Limit keeps it unused).
       burst = r_.Integer(f, 1).value_or(0);
@@ -168,14 +187,44 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
   });
 
   const yaml::Pos rule_pos = yaml::At(node);
-  for (const auto& [seen, name] :
-       {std::pair{id_seen, "id"}, std::pair{limit_seen, "limit"}, {window_seen, "window"}}) {
+  // Concurrency counts requests in flight, not a rate: no window, a lease_ttl instead.
+  const bool concurrent = algorithm == Algorithm::kConcurrency;
+  for (const auto& [seen, name] : {std::pair{id_seen, "id"},
+                                   std::pair{limit_seen, "limit"},
+                                   {window_seen || concurrent, "window"}}) {
     if (!seen) Problem(rule_pos, Cat("rule is missing required key '", name, "'"));
+  }
+  if (concurrent && window_seen) {
+    Problem(window_pos, "a concurrency rule has no 'window': its slots expire after 'lease_ttl'");
+  }
+  if (!concurrent && lease_ttl.has_value()) {
+    Problem(lease_ttl_pos, "'lease_ttl' is for algorithm: concurrency only");
+  }
+  if (shape && algorithm != Algorithm::kLeakyBucket) {
+    Problem(shape_pos, "'shape' needs algorithm: leaky_bucket (its delay is what is held)");
+  }
+  if (max_delay.has_value() && !shape) {
+    Problem(max_delay_pos, "'max_delay' applies only with 'shape: true'");
   }
   if (ProblemCount() != problems_before) return;
 
-  absl::StatusOr<Limit> created =
-      Limit::Create({.algorithm = algorithm, .limit = *limit, .window = *window, .burst = burst});
+  // CONTRACT §10: slots expire after lease_ttl (default 30 s), kept as the limit's window.
+  constexpr Micros kDefaultLeaseTtl = 30 * kMicrosPerSecond;
+  const Micros limit_window = concurrent ? lease_ttl.value_or(kDefaultLeaseTtl) : *window;
+  // A shaped queue holds at most max_delay's worth of requests: a request is admitted with the
+  // delay the queue ahead of it takes to drain, so capping the queue at max_delay × rate (+ 1,
+  // the request that finds the queue at exactly max_delay) makes a longer delay a rejection —
+  // decided by the store like any other, with nothing to give back.
+  constexpr Micros kDefaultMaxDelay = kMicrosPerSecond;
+  const Micros delay_bound = shape ? max_delay.value_or(kDefaultMaxDelay) : 0;
+  int64_t queue = burst;
+  if (shape) {
+    const int64_t burst_or_limit = burst == 0 ? *limit : burst;
+    const __int128 fits = static_cast<__int128>(delay_bound) * *limit / *window + 1;
+    queue = static_cast<int64_t>(std::min<__int128>(burst_or_limit, fits));
+  }
+  absl::StatusOr<Limit> created = Limit::Create(
+      {.algorithm = algorithm, .limit = *limit, .window = limit_window, .burst = queue});
   if (!created.ok()) {
     Problem(limit_pos, Cat("invalid limit: ", created.status().message()));
     return;
@@ -196,6 +245,8 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
                               .consistency = consistency,
                               .max_overshoot = max_overshoot,
                               .mode = mode,
+                              .shape = shape,
+                              .max_delay = delay_bound,
                               .enabled = enabled,
                               .description = std::move(description),
                               .json = YamlToJson(node),

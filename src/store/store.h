@@ -49,6 +49,9 @@ struct ChargeItem {
   Consistency consistency = Consistency::kDefault;
   const Overshoot* max_overshoot = nullptr;  // the rule's; null: the store's default
   std::string_view rule_id = {};             // for lease metrics
+  // algorithm: concurrency — the id of the slot this request takes (the check's lease id, the
+  // same for every concurrency item of one request; Store::Release frees it). Empty otherwise.
+  std::string_view lease = {};
 
   // Whether Admit charges this item even when it rejects.
   OnReject on_reject() const {
@@ -99,6 +102,11 @@ class Store {
   // calling thread before Reset returns, with a non-OK status when the store could not be
   // reached (as Charge reports it); resetting a key that holds no state is OK. Thread-safe.
   virtual void Reset(std::string_view key, const Limit& limit, Done done) = 0;
+
+  // Frees the concurrency slot `lease` holds on counter `key` (algorithm: concurrency; see
+  // ChargeItem::lease). Freeing a slot that is not held (released already, expired, never taken)
+  // is OK and changes nothing. `done` runs exactly once, as for Reset. Thread-safe.
+  virtual void Release(std::string_view key, std::string_view lease, Done done) = 0;
 
   // Drops whatever this process caches about counter `key` (the Redis store's over-limit
   // cache), so that its next charge asks the store: another server reset the counter.

@@ -483,6 +483,9 @@ class HeldStore final : public Store {
       inner_.Charge(items, decisions, std::move(done));
     });
   }
+  void Release(std::string_view key, std::string_view lease, Done done) override {
+    inner_.Release(key, lease, std::move(done));
+  }
   void Reset(std::string_view key, const Limit& limit, Done done) override {
     inner_.Reset(key, limit, std::move(done));
   }

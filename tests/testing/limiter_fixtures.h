@@ -41,6 +41,10 @@ class SwitchableStore final : public Store {
     if (down_.load()) return std::move(done)(absl::UnavailableError("connection refused"));
     inner_.Charge(items, decisions, std::move(done));
   }
+  void Release(std::string_view key, std::string_view lease, Done done) override {
+    if (down_.load()) return std::move(done)(absl::UnavailableError("connection refused"));
+    inner_.Release(key, lease, std::move(done));
+  }
   void Reset(std::string_view key, const Limit& limit, Done done) override {
     if (down_.load()) return std::move(done)(absl::UnavailableError("connection refused"));
     inner_.Reset(key, limit, std::move(done));

@@ -212,6 +212,20 @@ absl::StatusOr<CheckRequest> ParseCheckRequest(std::string_view body) {
   return request;
 }
 
+absl::StatusOr<std::string> ParseReleaseRequest(std::string_view body) {
+  json parsed = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    return absl::InvalidArgumentError("request body is not valid JSON");
+  }
+  if (!parsed.is_object()) return absl::InvalidArgumentError("request body must be a JSON object");
+  auto it = parsed.find("lease_id");
+  if (it == parsed.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+    return absl::InvalidArgumentError(
+        "field 'lease_id' must be the non-empty string a check's answer carried");
+  }
+  return it->get<std::string>();
+}
+
 std::string ErrorBody(std::string_view code, std::string_view message) {
   json body = {{"error", {{"code", code}, {"message", message}}}};
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -265,6 +279,10 @@ Rendered RenderCheckResult(const CheckResult& r) {
     if (r.algorithm == Algorithm::kLeakyBucket) {
       absl::StrAppend(&out.body, R"(,"delay_ms":)",
                       static_cast<int64_t>(int_math::CeilDiv(d.delay, kMicrosPerMilli)));
+    }
+    if (!r.lease_id.empty()) {
+      absl::StrAppend(&out.body, R"(,"lease_id":)");
+      AppendJsonString(out.body, r.lease_id);
     }
     out.body.push_back('}');
     return out;

@@ -37,6 +37,10 @@ struct Rendered {
 // allow-listed requests never set them. `window` is the reported rule's window.
 Rendered RenderCheckResult(const CheckResult& result);
 
+// Parses the body of POST /v1/ratelimit/release: {"lease_id": "…"} (a non-empty string; other
+// fields ignored). InvalidArgument (→ 400) naming what is wrong.
+absl::StatusOr<std::string> ParseReleaseRequest(std::string_view body);
+
 // {"error": {"code": code, "message": message}}.
 std::string ErrorBody(std::string_view code, std::string_view message);
 

@@ -96,6 +96,8 @@ void Routes::Handle(Request& request, Respond respond) {
   };
   if (path == "/v1/ratelimit/check") {
     if (only(bhttp::verb::post)) Check(request, std::move(respond));
+  } else if (path == "/v1/ratelimit/release") {
+    if (only(bhttp::verb::post)) Release(request, std::move(respond));
   } else if (path.starts_with(kAdminPrefix) || path.starts_with(kStatsPrefix)) {
     const bool stats = path.starts_with(kStatsPrefix);
     if (stats && stats_ != nullptr) {
@@ -150,6 +152,44 @@ void Routes::Check(Request& request, Respond respond) {
                    for (auto& [name, value] : rendered.headers) res.set(name, value);
                    std::move(respond)(std::move(res));
                  });
+}
+
+void Routes::Release(Request& request, Respond respond) {
+  const unsigned version = request.version();
+  auto bad = [&](const absl::Status& status) {
+    metrics_.http_errors("INVALID_REQUEST").Increment();
+    std::move(respond)(
+        JsonResponse(400,
+                     ErrorBody("INVALID_REQUEST",
+                               std::string_view(status.message().data(), status.message().size())),
+                     version));
+  };
+  absl::StatusOr<std::string> lease_id = ParseReleaseRequest(request.body());
+  if (!lease_id.ok()) return bad(lease_id.status());
+  limiter_.Release(
+      *lease_id, [this, respond = std::move(respond), version](absl::Status status) mutable {
+        if (absl::IsInvalidArgument(status)) {
+          metrics_.http_errors("INVALID_REQUEST").Increment();
+          return std::move(respond)(JsonResponse(
+              400,
+              ErrorBody("INVALID_REQUEST",
+                        std::string_view(status.message().data(), status.message().size())),
+              version));
+        }
+        if (!status.ok()) {
+          // The slot stays held until its lease_ttl: say so, and let the caller retry.
+          metrics_.http_errors("STORE_UNAVAILABLE").Increment();
+          Response res = JsonResponse(
+              503,
+              ErrorBody("STORE_UNAVAILABLE",
+                        "The rate limit store could not be reached: the slot is freed when its "
+                        "lease_ttl ends, or by a retry."),
+              version);
+          res.set(bhttp::field::retry_after, "1");
+          return std::move(respond)(std::move(res));
+        }
+        std::move(respond)(JsonResponse(200, R"({"released":true})", version));
+      });
 }
 
 void Routes::Health(Request& request, Respond respond, bool envoy_style) {

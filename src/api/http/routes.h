@@ -45,6 +45,8 @@ class Routes {
 
  private:
   void Check(Request& request, Respond respond);
+  // POST /v1/ratelimit/release (CONTRACT §10): gives back a check's concurrency slots.
+  void Release(Request& request, Respond respond);
   void Health(Request& request, Respond respond, bool envoy_style);
 
   Limiter& limiter_;

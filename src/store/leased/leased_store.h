@@ -77,6 +77,10 @@ class LeasedStore final : public Store {
   // then resets it in Redis.
   void Reset(std::string_view key, const Limit& limit, Done done) override;
   void ForgetCached(std::string_view key) override;
+  // Concurrency is never leased: straight to Redis.
+  void Release(std::string_view key, std::string_view lease, Done done) override {
+    backend_->Release(key, lease, std::move(done));
+  }
   std::string_view backend() const override { return backend_->backend(); }
   RedisStore& redis() { return *backend_; }
 

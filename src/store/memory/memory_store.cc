@@ -17,7 +17,7 @@ namespace {
 Decision ReadFresh(const Limit& limit, Micros now, int64_t cost) {
   AlgorithmState scratch;
   Decision d = sluice::Admit(scratch, limit, now, cost);
-  Release(scratch, limit.algorithm());
+  sluice::Release(scratch, limit.algorithm());
   return d;
 }
 
@@ -27,6 +27,10 @@ uint32_t ExpirySeconds(Micros now, Micros reset_after) {
       static_cast<int64_t>(int_math::CeilDiv(at, kMicrosPerSecond));  // never early
   return static_cast<uint32_t>(std::clamp<int64_t>(seconds, 0, UINT32_MAX));
 }
+
+// A concurrency slot's name in a ConcurrencyState: a hash of the lease id, never 0. Not seeded:
+// lease ids are random already.
+uint64_t LeaseHash(std::string_view lease) { return XXH3_64bits(lease.data(), lease.size()) | 1; }
 
 uint32_t NowSeconds(Micros now) {
   return static_cast<uint32_t>(std::clamp<int64_t>(now / kMicrosPerSecond, 0, UINT32_MAX));
@@ -47,7 +51,7 @@ MemoryStore::MemoryStore(const Clock& clock, MemoryStoreOptions options)
 MemoryStore::~MemoryStore() {
   for (Shard& shard : shards_) {
     MutexLock lock(shard.mu);
-    for (auto& [hash, slot] : shard.map) Release(slot.state, slot.algorithm);
+    for (auto& [hash, slot] : shard.map) sluice::Release(slot.state, slot.algorithm);
   }
 }
 
@@ -75,10 +79,23 @@ void MemoryStore::Reset(std::string_view key, const Limit& /*limit*/, Done done)
     // algorithm (a rule changed its algorithm) is still the key's, and is forgotten too. A slot
     // whose check bits differ is a colliding key's: this key has no state to forget.
     if (it != shard.map.end() && it->second.check == (hash.check & kCheckMask)) {
-      Release(it->second.state, it->second.algorithm);
+      sluice::Release(it->second.state, it->second.algorithm);
       shard.map.erase(it);
       keys_.fetch_sub(1, std::memory_order_relaxed);
       resets_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  std::move(done)(absl::OkStatus());
+}
+
+void MemoryStore::Release(std::string_view key, std::string_view lease, Done done) {
+  const MemoryKeyHash hash = Hash(key);
+  Shard& shard = ShardFor(hash);
+  {
+    MutexLock lock(shard.mu);
+    if (Slot* slot = Find(shard, hash, Algorithm::kConcurrency);
+        slot != nullptr && slot->state.concurrency != nullptr) {
+      Concurrency::Release(*slot->state.concurrency, LeaseHash(lease));
     }
   }
   std::move(done)(absl::OkStatus());
@@ -101,7 +118,7 @@ MemoryStore::Slot& MemoryStore::SlotFor(Shard& shard, const MemoryKeyHash& hash,
       // is (a sliding_window_log frees its entries, nothing else owns memory) and start fresh.
       // The two keys then take the slot from each other, each starting fresh: errs towards
       // admitting, like an evicted key, and never reads the other's state.
-      Release(slot.state, slot.algorithm);
+      sluice::Release(slot.state, slot.algorithm);
       slot = Slot{};
       slot.algorithm = algorithm;
       slot.check = hash.check & kCheckMask;
@@ -136,7 +153,8 @@ Decision MemoryStore::AdmitItem(Shard& shard, const MemoryKeyHash& hash, const C
     return sluice::Admit(slot->state, limit, now, item.cost);
   }
   Slot& slot = SlotFor(shard, hash, limit.algorithm(), now);
-  Decision d = sluice::Admit(slot.state, limit, now, item.cost, on_reject);
+  Decision d = sluice::Admit(slot.state, limit, now, item.cost, on_reject,
+                             item.lease.empty() ? 0 : LeaseHash(item.lease));
   SetExpiry(slot, now, d);
   return d;
 }
@@ -184,7 +202,8 @@ void MemoryStore::ChargeAllOrNothing(std::span<const ChargeItem> items,
         decisions[i] = ReadFresh(limit, now, 0);
         continue;
       }
-      Refund(slot->state, limit, now, items[i].cost);
+      Refund(slot->state, limit, now, items[i].cost,
+             items[i].lease.empty() ? 0 : LeaseHash(items[i].lease));
       decisions[i] = sluice::Admit(slot->state, limit, now, 0);
       SetExpiry(*slot, now, decisions[i]);
     }
@@ -196,7 +215,7 @@ size_t MemoryStore::SweepLocked(Shard& shard, uint32_t now_s) {
   size_t removed = 0;
   for (auto it = shard.map.begin(); it != shard.map.end();) {
     if (it->second.expires_at_s <= now_s) {
-      Release(it->second.state, it->second.algorithm);
+      sluice::Release(it->second.state, it->second.algorithm);
       shard.map.erase(it++);
       ++removed;
     } else {
@@ -222,7 +241,7 @@ void MemoryStore::EvictLocked(Shard& shard) {
                    by_expiry.end());
   for (size_t i = 0; i < victims; ++i) {
     auto it = shard.map.find(by_expiry[i].second);
-    Release(it->second.state, it->second.algorithm);
+    sluice::Release(it->second.state, it->second.algorithm);
     shard.map.erase(it);
   }
   evictions_.fetch_add(victims, std::memory_order_relaxed);

@@ -52,6 +52,7 @@ class MemoryStore final : public Store {
   void Charge(std::span<const ChargeItem> items, std::span<Decision> decisions, Done done) override;
   // Never fails: erases the key's entry and calls `done` with OK before returning.
   void Reset(std::string_view key, const Limit& limit, Done done) override;
+  void Release(std::string_view key, std::string_view lease, Done done) override;
   std::string_view backend() const override { return "memory"; }
 
   // The synchronous form of Charge. Reads the clock once.

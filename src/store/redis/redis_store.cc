@@ -72,6 +72,7 @@ struct RedisStore::Call {
     int64_t cost;
     ItemRole role;
     ChargeWhen when;
+    std::string lease;  // algorithm: concurrency — the slot's member (ChargeItem::lease)
     // Whether `decision` (of this item's charge) is a charge a rejection gives back.
     bool Refundable(const Decision& decision) const {
       return decision.allowed && cost > 0 && when != ChargeWhen::kAlways;
@@ -203,7 +204,8 @@ void RedisStore::ChargeAt(std::span<const ChargeItem> items, std::span<Decision>
   call->items.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     const ChargeItem& item = items[i];
-    call->items.push_back({StateKey(item.key), item.limit, item.cost, item.role, item.when});
+    call->items.push_back(
+        {StateKey(item.key), item.limit, item.cost, item.role, item.when, std::string(item.lease)});
     if (item.role == ItemRole::kQuota) ++call->quota_items;
     const uint64_t group = topology_->GroupOf(call->items.back().key);
     auto part = std::find_if(call->parts.begin(), call->parts.end(),
@@ -244,6 +246,28 @@ void RedisStore::Reset(std::string_view key, const Limit& /*limit*/, Done done) 
                      });
 }
 
+void RedisStore::Release(std::string_view key, std::string_view lease, Done done) {
+  // One command, atomic by itself: no script needed.
+  const std::string state_key = StateKey(key);
+  const std::string_view zrem[] = {"ZREM", state_key, lease};
+  std::string payload;
+  redis::AppendCommand(payload, zrem);
+  const redis::Deadline deadline = std::chrono::steady_clock::now() + options_.timeout;
+  topology_->Execute(
+      topology_->GroupOf(state_key), std::move(payload), 1, deadline,
+      [done = std::move(done)](absl::StatusOr<std::vector<redis::Reply>> replies) mutable {
+        if (!replies.ok()) return std::move(done)(replies.status());
+        const redisReply& r = *replies->back();
+        // WRONGTYPE: the key holds another algorithm's state (the rule changed):
+        // no slot of this lease is held there.
+        if (r.type == REDIS_REPLY_ERROR &&
+            std::string_view(r.str, r.len).substr(0, 9) != "WRONGTYPE") {
+          return std::move(done)(ReplyError(r));
+        }
+        std::move(done)(absl::OkStatus());
+      });
+}
+
 void RedisStore::Encode(const Call& call, Part& part, std::optional<Micros> refund_at) const {
   constexpr std::string_view kLogSuffix = ":log";
   part.keys.clear();
@@ -278,7 +302,17 @@ void RedisStore::Encode(const Call& call, Part& part, std::optional<Micros> refu
     // they charge always.
     const int64_t cost =
         !refund_at.has_value() || item.Refundable(part.decisions[j]) ? item.cost : int64_t{0};
-    WriteLimit(w, l);
+    if (l.algorithm() == Algorithm::kConcurrency) {
+      // The lease id takes the burst's place (charge.lua); a read (no lease) names no member.
+      w.Arg(static_cast<int64_t>(AlgorithmIndex(l.algorithm())));
+      w.Arg(l.limit());
+      w.Arg(l.window());
+      w.Arg(item.lease.empty() ? std::string_view("-") : std::string_view(item.lease));
+      w.Arg(int64_t{1});
+      w.Arg(int64_t{1});
+    } else {
+      WriteLimit(w, l);
+    }
     w.Arg(cost);
     w.Arg(static_cast<int64_t>(item.role));
     w.Arg(static_cast<int64_t>(item.when));
@@ -610,8 +644,9 @@ void RedisStore::RememberRejections(const Call& call) {
   for (size_t i = 0; i < call.items.size(); ++i) {
     const Call::Item& item = call.items[i];
     const Decision& d = call.decisions[i];
+    // A concurrency slot may be released any moment: a rejection says nothing about later.
     if (d.allowed || item.role != ItemRole::kEnforced || d.cost_exceeds_limit ||
-        d.retry_after <= 0) {
+        d.retry_after <= 0 || item.limit->algorithm() == Algorithm::kConcurrency) {
       continue;
     }
     if (over_limit_.size() >= options_.over_limit_cache_keys) {

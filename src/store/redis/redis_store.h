@@ -112,6 +112,7 @@ class RedisStore final : public Store {
   // them (they share a hash tag), answered within `timeout`; and drops the key from the
   // over-limit cache, so that the next request reaches Redis. Failures as Charge reports them.
   void Reset(std::string_view key, const Limit& limit, Done done) override;
+  void Release(std::string_view key, std::string_view lease, Done done) override;
   void ForgetCached(std::string_view key) override { ForgetReset(key); }
   // "redis", "redis_cluster" or "redis_sharded".
   std::string_view backend() const override { return topology_->backend(); }

@@ -24,6 +24,8 @@
 --   - per item, ARGS_PER_ITEM values: algorithm (index in core's kAllAlgorithms), limit, window
 --     (us), burst, units per token, units per microsecond, cost, role (ItemRole: 0 enforced,
 --     1 shadow, 2 quota), when (ChargeWhen: 0 request allowed, 1 allowed or over, 2 always).
+--     A concurrency item (algorithm 6) sends its lease id in place of the burst: the member it
+--     holds in its sorted set.
 -- Returns {now, then per item of every request in order: allowed, cost_exceeds_limit, limit,
 --          remaining, reset_after, retry_after, delay}.
 
@@ -31,9 +33,10 @@ local ARGS_PER_ITEM = 9
 local ENFORCED, QUOTA = 0, 2
 local CHARGE_ALWAYS = 2
 local LOG = 2
+local CONCURRENCY = 6
 local ALGORITHMS = {
   [0] = fixed_window, [1] = sliding_window_counter, [2] = sliding_window_log,
-  [3] = token_bucket, [4] = gcra, [5] = leaky_bucket,
+  [3] = token_bucket, [4] = gcra, [5] = leaky_bucket, [6] = concurrency,
 }
 
 -- The call's time: Redis TIME, or the one a test gave (then keys get no expiry).
@@ -49,7 +52,13 @@ end
 -- item and the index of the next key.
 local function read_item(keys, args, a, k, expire)
   -- One constructor with every field (those charge.lua adds too): a table that grows rehashes.
-  local algorithm, burst, upt = tonumber(args[a + 1]), tonumber(args[a + 4]), tonumber(args[a + 5])
+  local algorithm, upt = tonumber(args[a + 1]), tonumber(args[a + 5])
+  local burst, lease = 0, false
+  if algorithm == CONCURRENCY then
+    lease = args[a + 4]
+  else
+    burst = tonumber(args[a + 4])
+  end
   local key2 = false
   if algorithm == LOG then
     key2 = keys[k + 1]
@@ -57,7 +66,7 @@ local function read_item(keys, args, a, k, expire)
   local item = {
     algorithm = algorithm, limit = tonumber(args[a + 2]), window = tonumber(args[a + 3]),
     burst = burst, upt = upt, upm = tonumber(args[a + 6]), expire = expire, key = keys[k],
-    key2 = key2, cap = burst * upt, impl = ALGORITHMS[algorithm],
+    key2 = key2, cap = burst * upt, impl = ALGORITHMS[algorithm], lease = lease,
     cost = 0, role = 0, force = false, refunded = true,
   }
   if key2 then
