@@ -108,17 +108,17 @@ TEST(LoaderTest, BadDurations) {
 
 // Verifies unknown algorithms and modes.
 TEST(LoaderTest, UnknownAlgorithmAndMode) {
-  EXPECT_THAT(
-      ProblemsOf(R"(rules:
+  EXPECT_THAT(ProblemsOf(R"(rules:
   - id: a
     limit: 1
     window: 1s
     algorithm: leaky
     mode: dry-run
 )"),
-      ElementsAre("f.yaml:5:16: unknown algorithm 'leaky' (expected one of fixed_window, "
-                  "sliding_window_counter, sliding_window_log, token_bucket, gcra, leaky_bucket)",
-                  "f.yaml:6:11: unknown mode 'dry-run' (expected enforce or shadow)"));
+              ElementsAre("f.yaml:5:16: unknown algorithm 'leaky' (expected one of fixed_window, "
+                          "sliding_window_counter, sliding_window_log, token_bucket, gcra, "
+                          "leaky_bucket, concurrency)",
+                          "f.yaml:6:11: unknown mode 'dry-run' (expected enforce or shadow)"));
 }
 
 // Verifies limit and burst ranges, and Limit::Create's own checks.
@@ -372,6 +372,66 @@ TEST(LoaderTest, ConsistencyAndMaxOvershootLoadIntoTheRule) {
   ASSERT_NE(rules.FindRule("plain"), nullptr);
   EXPECT_EQ(rules.FindRule("plain")->consistency, Consistency::kDefault);
   EXPECT_EQ(rules.FindRule("plain")->max_overshoot, std::nullopt);
+}
+
+// Verifies CONTRACT §10's rule fields: a concurrency rule has no window and a lease_ttl (default
+// 30 s, kept as its limit's window); shape/max_delay on a leaky_bucket cap its queue at
+// max_delay's worth (+1), default 1 s.
+TEST(LoaderTest, ConcurrencyAndShapeLoadIntoTheRule) {
+  TempDir dir;
+  const std::string path = dir.Write("c.yaml", R"(rules:
+  - {id: slots, limit: 5, algorithm: concurrency, key: [user_id]}
+  - {id: short, limit: 2, algorithm: concurrency, lease_ttl: 2s}
+  - {id: shaped, limit: 10, window: 1s, burst: 100, algorithm: leaky_bucket, shape: true}
+  - {id: tight, limit: 10, window: 1s, burst: 100, algorithm: leaky_bucket, shape: true,
+     max_delay: 300ms}
+  - {id: small, limit: 10, window: 1s, burst: 3, algorithm: leaky_bucket, shape: true}
+  - {id: queue, limit: 10, window: 1s, burst: 100, algorithm: leaky_bucket}
+)");
+  absl::StatusOr<std::shared_ptr<const RuleSet>> set = LoadRuleSet({path});
+  ASSERT_TRUE(set.ok()) << set.status();
+  const RuleSet& rules = **set;
+  const Rule* slots = rules.FindRule("slots");
+  ASSERT_NE(slots, nullptr);
+  EXPECT_EQ(slots->limit.algorithm(), Algorithm::kConcurrency);
+  EXPECT_EQ(slots->limit.limit(), 5);
+  EXPECT_EQ(slots->limit.window(), 30 * kMicrosPerSecond);
+  EXPECT_EQ(rules.FindRule("short")->limit.window(), 2 * kMicrosPerSecond);
+  const Rule* shaped = rules.FindRule("shaped");
+  EXPECT_TRUE(shaped->shape);
+  EXPECT_EQ(shaped->max_delay, kMicrosPerSecond);
+  EXPECT_EQ(shaped->limit.burst(), 11);  // 1 s × 10/s + 1
+  EXPECT_EQ(rules.FindRule("tight")->max_delay, 300 * kMicrosPerMilli);
+  EXPECT_EQ(rules.FindRule("tight")->limit.burst(), 4);  // 0.3 s × 10/s + 1
+  EXPECT_EQ(rules.FindRule("small")->limit.burst(), 3);  // already within max_delay
+  EXPECT_FALSE(rules.FindRule("queue")->shape);
+  EXPECT_EQ(rules.FindRule("queue")->limit.burst(), 100);
+}
+
+// Verifies the problems of CONTRACT §10's rule fields, each at its key.
+TEST(LoaderTest, ConcurrencyAndShapeProblems) {
+  EXPECT_THAT(ProblemsOf(R"(rules:
+  - {id: a, limit: 5, algorithm: concurrency, window: 1s}
+  - {id: b, limit: 5, window: 1s, lease_ttl: 1s}
+  - {id: c, limit: 5, window: 1s, shape: true}
+  - {id: d, limit: 5, window: 1s, algorithm: leaky_bucket, max_delay: 1s}
+  - {id: e, limit: 5, algorithm: concurrency, lease_ttl: 0s}
+  - {id: f, limit: 5, algorithm: concurrency, consistency: leased}
+)"),
+              ElementsAre("f.yaml:2:47: a concurrency rule has no 'window': its slots expire "
+                          "after 'lease_ttl'",
+                          "f.yaml:3:35: 'lease_ttl' is for algorithm: concurrency only",
+                          "f.yaml:4:35: 'shape' needs algorithm: leaky_bucket (its delay is "
+                          "what is held)",
+                          "f.yaml:5:60: 'max_delay' applies only with 'shape: true'",
+                          "f.yaml:6:58: 'lease_ttl' must be longer than zero",
+                          HasSubstr("consistency 'leased' is not supported by concurrency")));
+  EXPECT_THAT(ProblemsOf(R"(domain: d
+descriptors:
+  - key: k
+    rate_limit: {unit: second, requests_per_unit: 1, algorithm: concurrency}
+)"),
+              ElementsAre(HasSubstr("algorithm 'concurrency' is not available in domain files")));
 }
 
 // Verifies that `consistency: leased` on an algorithm that cannot be leased is a problem at the

@@ -27,7 +27,8 @@ ManualClock& ContractClock() {
 INSTANTIATE_TEST_SUITE_P(Memory, StoreContractTest,
                          ::testing::Values(testing::StoreFactory{
                              "memory",
-                             [] { return std::make_unique<MemoryStore>(ContractClock()); }}),
+                             [] { return std::make_unique<MemoryStore>(ContractClock()); },
+                             [](Micros delta) { ContractClock().Advance(delta); }}),
                          [](const auto& info) { return info.param.name; });
 
 Decision ChargeOne(MemoryStore& store, const std::string& key, const Limit& limit,

@@ -11,6 +11,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -24,6 +25,8 @@ namespace sluice::testing {
 struct StoreFactory {
   std::string name;
   std::function<std::unique_ptr<Store>()> make;
+  // A store on a manual clock moves it forward `delta`; empty: real time passes (sleep).
+  std::function<void(Micros delta)> advance = nullptr;
 };
 
 inline absl::StatusOr<std::vector<Decision>> ChargeSync(Store& store,
@@ -346,6 +349,143 @@ TEST_P(StoreContractTest, ResetOfAFreshKeyIsOkAndAnyAlgorithmsStateIsForgotten) 
     EXPECT_TRUE((*after)[0].allowed);
     EXPECT_EQ((*after)[0].remaining, 1);
   }
+}
+
+// ---- algorithm: concurrency (CONTRACT §10) ----
+
+inline absl::Status ReleaseSync(Store& store, std::string_view key, std::string_view lease) {
+  std::promise<absl::Status> done;
+  auto result = done.get_future();
+  store.Release(key, lease, [&done](absl::Status s) { done.set_value(std::move(s)); });
+  if (result.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "Release did not answer within 10 s";
+    std::abort();
+  }
+  return result.get();
+}
+
+inline Limit ConcurrencyLimit(int64_t limit, Micros lease_ttl = int64_t{3600} * 1'000'000) {
+  return *Limit::Create(
+      {.algorithm = Algorithm::kConcurrency, .limit = limit, .window = lease_ttl});
+}
+
+inline ChargeItem Slot(const std::string& key, const Limit& limit, std::string_view lease,
+                       int64_t cost = 1) {
+  return ChargeItem{.key = key, .limit = &limit, .cost = cost, .lease = lease};
+}
+
+// Verifies that a key holds at most `limit` slots, that a release frees one (and a second
+// release of it, or of a lease never held, changes nothing), that a lease already held is not
+// counted twice, and that reads (cost 0) take nothing.
+TEST_P(StoreContractTest, ConcurrencyHoldsAtMostTheLimitAndReleaseFreesASlot) {
+  const Limit limit = ConcurrencyLimit(3);
+  const std::string key = Key("slots");
+  for (const char* lease : {"lease-a", "lease-b", "lease-c"}) {
+    auto d = ChargeSync(*store_, {Slot(key, limit, lease)});
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_TRUE((*d)[0].allowed) << lease;
+  }
+  auto again = ChargeSync(*store_, {Slot(key, limit, "lease-b")});  // renewed, not a 4th slot
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE((*again)[0].allowed);
+  EXPECT_EQ((*again)[0].remaining, 0);
+  auto full = ChargeSync(*store_, {Slot(key, limit, "lease-d")});
+  ASSERT_TRUE(full.ok());
+  EXPECT_FALSE((*full)[0].allowed);
+  EXPECT_EQ((*full)[0].limit, 3);
+  EXPECT_GT((*full)[0].retry_after, 0);
+  EXPECT_LE((*full)[0].retry_after, 1'000'000);  // at most 1 s: slots free long before expiry
+  EXPECT_GT((*full)[0].reset_after, 0);
+
+  ASSERT_TRUE(ReleaseSync(*store_, key, "lease-b").ok());
+  ASSERT_TRUE(ReleaseSync(*store_, key, "lease-b").ok());     // twice: nothing more
+  ASSERT_TRUE(ReleaseSync(*store_, key, "never-held").ok());  // unknown: nothing
+  ASSERT_TRUE(ReleaseSync(*store_, Key("fresh"), "x").ok());  // a key with no state
+  auto read = ChargeSync(*store_, {Slot(key, limit, "", 0)});
+  ASSERT_TRUE(read.ok());
+  EXPECT_TRUE((*read)[0].allowed);
+  EXPECT_EQ((*read)[0].remaining, 1);
+  auto d = ChargeSync(*store_, {Slot(key, limit, "lease-d")});
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE((*d)[0].allowed);
+  auto over = ChargeSync(*store_, {Slot(key, limit, "lease-e")});
+  ASSERT_TRUE(over.ok());
+  EXPECT_FALSE((*over)[0].allowed);
+}
+
+// Verifies that a request another item rejects holds no slot, whatever it asked to charge.
+TEST_P(StoreContractTest, ConcurrencyRejectedRequestHoldsNoSlot) {
+  const Limit slots = ConcurrencyLimit(2);
+  const Limit rate = ContractLimit(Algorithm::kFixedWindow, 1);
+  const std::string key = Key("slots"), rate_key = Key("rate");
+  auto first = ChargeSync(*store_, {Slot(key, slots, "a"), {rate_key, &rate, 1}});
+  ASSERT_TRUE(first.ok());
+  EXPECT_TRUE((*first)[0].allowed && (*first)[1].allowed);
+  auto second = ChargeSync(*store_, {Slot(key, slots, "b"), {rate_key, &rate, 1}});
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE((*second)[1].allowed);
+  EXPECT_EQ((*second)[0].remaining, 1);  // b's slot was given back
+  auto read = ChargeSync(*store_, {Slot(key, slots, "", 0)});
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ((*read)[0].remaining, 1);
+}
+
+// Verifies that slots expire after the lease's ttl: a caller that never releases does not hold
+// its slot for ever. Polls (the store's clock may be another process's): no timing assertion.
+TEST_P(StoreContractTest, ConcurrencySlotsExpireAfterTheirTtl) {
+  const Limit limit = ConcurrencyLimit(1, 200'000);  // 200 ms
+  const std::string key = Key("ttl");
+  auto held = ChargeSync(*store_, {Slot(key, limit, "gone")});
+  ASSERT_TRUE(held.ok());
+  EXPECT_TRUE((*held)[0].allowed);
+  bool freed = false;
+  for (int i = 0; i < 200 && !freed; ++i) {
+    if (GetParam().advance) {
+      GetParam().advance(50'000);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    auto d = ChargeSync(*store_, {Slot(key, limit, "next")});
+    ASSERT_TRUE(d.ok());
+    freed = (*d)[0].allowed;
+  }
+  EXPECT_TRUE(freed) << "the slot was still held 10 s after its 200 ms ttl";
+}
+
+// Verifies that many threads racing for the slots of one key are admitted exactly `limit`
+// times when nobody releases, and that after every holder releases, the key is empty again.
+TEST_P(StoreContractTest, ConcurrencyRacingChargesHoldExactlyTheLimit) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 50;
+  const Limit limit = ConcurrencyLimit(37);
+  const std::string key = Key("race");
+  std::mutex mu;
+  std::vector<std::string> admitted;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string lease = "t" + std::to_string(t) + "-" + std::to_string(i);
+        auto d = ChargeSync(*store_, {Slot(key, limit, lease)});
+        if (!d.ok()) {
+          ++errors;
+          continue;
+        }
+        if ((*d)[0].allowed) {
+          std::lock_guard<std::mutex> lock(mu);
+          admitted.push_back(lease);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(admitted.size(), 37u);
+  for (const std::string& lease : admitted) ASSERT_TRUE(ReleaseSync(*store_, key, lease).ok());
+  auto read = ChargeSync(*store_, {Slot(key, limit, "", 0)});
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ((*read)[0].remaining, 37);
 }
 
 }  // namespace sluice::testing
