@@ -59,6 +59,85 @@ rules:
   EXPECT_EQ(Check(limiter, "u", "", 0).decision.remaining, 8);
 }
 
+// Verifies CONTRACT §10 through the limiter: an admitted check on concurrency rules carries one
+// lease id that frees every slot it took (two rules here), a rejected one carries none and holds
+// nothing, a read takes no slot, and Release refuses ids no check could have made.
+TEST_F(LimiterTest, ConcurrencyLeaseIdsReleaseEverySlotOfACheck) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {});
+  limiter.SetRules(Rules(R"(
+rules:
+  - {id: per-user, key: [user_id], limit: 2, algorithm: concurrency}
+  - {id: global, key: [], limit: 3, algorithm: concurrency}
+)"));
+  auto release = [&](const std::string& id) {
+    absl::Status out = absl::UnknownError("not called");
+    limiter.Release(id, [&](absl::Status s) { out = std::move(s); });
+    return out;
+  };
+  CheckResult a = Check(limiter, "u");
+  CheckResult b = Check(limiter, "u");
+  ASSERT_EQ(a.outcome, CheckResult::Outcome::kAllowed);
+  ASSERT_EQ(b.outcome, CheckResult::Outcome::kAllowed);
+  EXPECT_FALSE(a.lease_id.empty());
+  EXPECT_NE(a.lease_id, b.lease_id);
+  CheckResult over = Check(limiter, "u");
+  EXPECT_EQ(over.outcome, CheckResult::Outcome::kRejected);
+  EXPECT_EQ(over.rule_id, "per-user");
+  EXPECT_TRUE(over.lease_id.empty());
+  EXPECT_EQ(Check(limiter, "v").outcome, CheckResult::Outcome::kAllowed);  // global: 3 of 3
+  EXPECT_EQ(Check(limiter, "w").rule_id, "global");                        // refused by global
+  EXPECT_TRUE(Check(limiter, "w", "", 0).lease_id.empty());                // a read holds nothing
+  ASSERT_TRUE(release(a.lease_id).ok());
+  // Both of a's slots are free: u may take one more and w one of the global three.
+  CheckResult c = Check(limiter, "w");
+  EXPECT_EQ(c.outcome, CheckResult::Outcome::kAllowed);
+  EXPECT_EQ(c.decision.remaining, 0);     // the global rule, with the least left
+  ASSERT_TRUE(release(a.lease_id).ok());  // again: nothing more
+  EXPECT_EQ(Check(limiter, "u").outcome, CheckResult::Outcome::kRejected);
+  for (const std::string& bad :
+       std::vector<std::string>{"", "zz", std::string(32, '0'), std::string(32, 'A') + ".eA",
+                                std::string(32, '0') + ".", std::string(32, '0') + ".*"}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(release(bad))) << bad;
+  }
+}
+
+// Verifies shaping: an enforced `shape: true` leaky_bucket rule sets the hold to its delay, and
+// a request whose delay would pass max_delay is rejected (the queue holds max_delay's worth).
+TEST_F(LimiterTest, ShapeRulesSetTheHoldWithinMaxDelay) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {});
+  limiter.SetRules(Rules(R"(
+rules:
+  - {id: shaped, key: [], limit: 10, window: 1s, burst: 50, algorithm: leaky_bucket, shape: true,
+     max_delay: 300ms}
+  - {id: plain, key: [user_id], limit: 10, window: 1s, algorithm: leaky_bucket}
+)"));
+  std::vector<Micros> holds;
+  for (int i = 0; i < 6; ++i) {
+    CheckResult r = Check(limiter, "u" + std::to_string(i));
+    if (r.outcome != CheckResult::Outcome::kAllowed) break;
+    holds.push_back(r.hold);
+  }
+  // 0.3 s at 10/s: the queue takes 4 (delays 0, 100, 200, 300 ms); the fifth would wait 400 ms.
+  ASSERT_EQ(holds.size(), 4u);
+  EXPECT_EQ(holds[0], 0);
+  for (size_t i = 1; i < holds.size(); ++i) {
+    EXPECT_EQ(holds[i], static_cast<Micros>(i) * 100'000);
+  }
+  clock_.Advance(100'000);  // one drains
+  CheckResult r = Check(limiter, "u9");
+  EXPECT_EQ(r.outcome, CheckResult::Outcome::kAllowed);
+  EXPECT_EQ(r.hold, 300'000);
+  // A plain leaky_bucket reports its delay but sets no hold.
+  Limiter unshaped(store_, clock_, metrics_, rejections_, {});
+  unshaped.SetRules(
+      Rules("rules:\n  - {id: plain, key: [], limit: 1, window: 1s, burst: 5, "
+            "algorithm: leaky_bucket}\n"));
+  Check(unshaped, "a");
+  CheckResult queued = Check(unshaped, "a");
+  EXPECT_GT(queued.decision.delay, 0);
+  EXPECT_EQ(queued.hold, 0);
+}
+
 // Verifies CONTRACT §8 tiers: a check with a user_id and no tier is matched with the stored
 // tier (lists too); a tier the check carries wins; a user without one stays as asked.
 TEST_F(LimiterTest, StoredTiersApplyToChecksWithoutATier) {
