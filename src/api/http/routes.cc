@@ -4,6 +4,7 @@
 #include "api/http/admin_routes.h"
 #include "api/http/check_codec.h"
 #include "api/http/envoy_json.h"
+#include "api/http/forward_auth.h"
 #include "api/http/framing.h"
 #include "api/http/stats_routes.h"
 #include "api/http/ui_routes.h"
@@ -96,6 +97,9 @@ void Routes::Handle(Request& request, Respond respond) {
   };
   if (path == "/v1/ratelimit/check") {
     if (only(bhttp::verb::post)) Check(request, std::move(respond));
+  } else if (const std::optional<std::string_view> suffix = ForwardAuthSuffix(path)) {
+    // Any method: Envoy's ext_authz asks with the original request's (nginx and Traefik: GET).
+    ForwardAuth(request, *suffix, std::move(respond));
   } else if (path.starts_with(kAdminPrefix) || path.starts_with(kStatsPrefix)) {
     const bool stats = path.starts_with(kStatsPrefix);
     if (stats && stats_ != nullptr) {
@@ -130,15 +134,18 @@ void Routes::Handle(Request& request, Respond respond) {
   }
 }
 
+Response Routes::InvalidRequest(const absl::Status& status, unsigned version) {
+  metrics_.http_errors("INVALID_REQUEST").Increment();
+  return JsonResponse(
+      400,
+      ErrorBody("INVALID_REQUEST", std::string(status.message().data(), status.message().size())),
+      version);
+}
+
 void Routes::Check(Request& request, Respond respond) {
   absl::StatusOr<CheckRequest> parsed = ParseCheckRequest(request.body());
   if (!parsed.ok()) {
-    metrics_.http_errors("INVALID_REQUEST").Increment();
-    std::move(respond)(JsonResponse(
-        400,
-        ErrorBody("INVALID_REQUEST",
-                  std::string(parsed.status().message().data(), parsed.status().message().size())),
-        request.version()));
+    std::move(respond)(InvalidRequest(parsed.status(), request.version()));
     return;
   }
   parsed->request_id = RequestIdOf(request);
@@ -147,6 +154,28 @@ void Routes::Check(Request& request, Respond respond) {
                  [respond = std::move(respond), version](CheckResult result) mutable {
                    Rendered rendered = RenderCheckResult(result);
                    Response res = JsonResponse(rendered.status, std::move(rendered.body), version);
+                   for (auto& [name, value] : rendered.headers) res.set(name, value);
+                   std::move(respond)(std::move(res));
+                 });
+}
+
+void Routes::ForwardAuth(Request& request, std::string_view suffix, Respond respond) {
+  absl::StatusOr<CheckRequest> parsed = ParseForwardAuth(request, suffix);
+  if (!parsed.ok()) {
+    std::move(respond)(InvalidRequest(parsed.status(), request.version()));
+    return;
+  }
+  parsed->request_id = RequestIdOf(request);
+  const unsigned version = request.version();
+  limiter_.Check(std::move(*parsed),
+                 [respond = std::move(respond), version,
+                  path_prefix_form = !suffix.empty()](CheckResult result) mutable {
+                   Rendered rendered = RenderForwardAuth(result, path_prefix_form);
+                   Response res(static_cast<bhttp::status>(rendered.status), version);
+                   if (!rendered.body.empty()) {
+                     res.set(bhttp::field::content_type, "application/json");
+                     res.body() = std::move(rendered.body);
+                   }
                    for (auto& [name, value] : rendered.headers) res.set(name, value);
                    std::move(respond)(std::move(res));
                  });
