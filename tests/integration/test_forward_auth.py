@@ -318,8 +318,8 @@ server {
         add_header RateLimit             $sluice_ratelimit always;
         add_header Retry-After           $sluice_retry_after always;
         default_type application/json;
-        # $upstream_status lists every try ("502, 429" after a retried keep-alive connection):
-        # the last one is Sluice's answer.
+        # $upstream_status lists every try ("502, 429" when a first try failed): the last one
+        # is Sluice's answer.
         if ($sluice_status ~ "429$") {
             return 429 '{"error":{"code":"RATE_LIMIT_EXCEEDED","message":"Rate limit exceeded."}}\n';
         }
@@ -330,6 +330,21 @@ server {
     }
 }
 """
+
+
+class DocsTest(unittest.TestCase):
+    def test_docs_show_the_tested_config(self):
+        # docs/gateways.md's nginx block is NGINX_CONFIG with example addresses.
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                            "gateways.md")
+        with open(path, encoding="utf-8") as f:
+            docs = f.read()
+        start = docs.index("```nginx\n") + len("```nginx\n")
+        shown = docs[start:docs.index("```", start)]
+        expected = (NGINX_CONFIG.replace("SLUICE_ADDR", "127.0.0.1:8080")
+                    .replace("APP_ADDR", "127.0.0.1:9000")
+                    .replace("LISTEN_ADDR", "0.0.0.0:8000"))
+        self.assertEqual(shown.strip(), expected.strip())
 
 
 class Upstream:
