@@ -7,7 +7,8 @@ small upstream server with the auth_request config of docs/gateways.md (NGINX_CO
 config) and checks what a client and the upstream see. It skips only when nginx is not installed
 (scripts/install-deps.sh installs nginx-light, which has auth_request).
 
-Every test uses its own user ids (1 h windows): no test shares a counter or depends on the clock.
+Every test uses its own user ids, and every rule is a sliding_window_log of 1 h (no window
+boundary to fall inside a test): no test shares a counter or depends on the clock.
 """
 
 import http.client
@@ -30,47 +31,56 @@ rules:
     key: [user_id]
     limit: 2
     window: 1h
+    algorithm: sliding_window_log
   - id: fa-method
     match: {endpoint: /fa/method, method: DELETE}
     key: [user_id]
     limit: 1
     window: 1h
+    algorithm: sliding_window_log
   - id: fa-header
     match: {endpoint: /fa/header, headers.x-client: mobile}
     key: [user_id]
     limit: 1
     window: 1h
+    algorithm: sliding_window_log
   - id: fa-ip
     match: {endpoint: /fa/ip}
     key: [ip_address]
     limit: 1
     window: 1h
+    algorithm: sliding_window_log
   - id: fa-cost
     match: {endpoint: /fa/cost}
     key: [user_id]
     limit: 5
     window: 1h
+    algorithm: sliding_window_log
   - id: fa-tier
     match: {endpoint: /fa/tier, tier: free, api_key: "k-*"}
     key: [api_key]
     limit: 1
     window: 1h
+    algorithm: sliding_window_log
   # Behind nginx.
   - id: ng-api
     match: {endpoint: "/api/*"}
     key: [user_id]
     limit: 2
     window: 1h
+    algorithm: sliding_window_log
   - id: ng-exact
     match: {endpoint: /exact}
     key: [user_id]
     limit: 1
     window: 1h
+    algorithm: sliding_window_log
   - id: ng-delete
     match: {endpoint: "/del/*", method: DELETE}
     key: [user_id]
     limit: 1
     window: 1h
+    algorithm: sliding_window_log
 lists:
   deny:
     - {ip_address: 192.0.2.66, reason: abuse}
