@@ -4,6 +4,7 @@
 #include "api/http/admin_routes.h"
 #include "api/http/check_codec.h"
 #include "api/http/envoy_json.h"
+#include "api/http/forward_auth.h"
 #include "api/http/framing.h"
 #include "api/http/stats_routes.h"
 #include "api/http/ui_routes.h"
@@ -98,6 +99,9 @@ void Routes::Handle(Request& request, Respond respond) {
     if (only(bhttp::verb::post)) Check(request, std::move(respond));
   } else if (path == "/v1/ratelimit/release") {
     if (only(bhttp::verb::post)) Release(request, std::move(respond));
+  } else if (const std::optional<std::string_view> suffix = ForwardAuthSuffix(path)) {
+    // Any method: Envoy's ext_authz asks with the original request's (nginx and Traefik: GET).
+    ForwardAuth(request, *suffix, std::move(respond));
   } else if (path.starts_with(kAdminPrefix) || path.starts_with(kStatsPrefix)) {
     const bool stats = path.starts_with(kStatsPrefix);
     if (stats && stats_ != nullptr) {
@@ -132,15 +136,18 @@ void Routes::Handle(Request& request, Respond respond) {
   }
 }
 
+Response Routes::InvalidRequest(const absl::Status& status, unsigned version) {
+  metrics_.http_errors("INVALID_REQUEST").Increment();
+  return JsonResponse(
+      400,
+      ErrorBody("INVALID_REQUEST", std::string(status.message().data(), status.message().size())),
+      version);
+}
+
 void Routes::Check(Request& request, Respond respond) {
   absl::StatusOr<CheckRequest> parsed = ParseCheckRequest(request.body());
   if (!parsed.ok()) {
-    metrics_.http_errors("INVALID_REQUEST").Increment();
-    std::move(respond)(JsonResponse(
-        400,
-        ErrorBody("INVALID_REQUEST",
-                  std::string(parsed.status().message().data(), parsed.status().message().size())),
-        request.version()));
+    std::move(respond)(InvalidRequest(parsed.status(), request.version()));
     return;
   }
   parsed->request_id = RequestIdOf(request);
@@ -156,25 +163,12 @@ void Routes::Check(Request& request, Respond respond) {
 
 void Routes::Release(Request& request, Respond respond) {
   const unsigned version = request.version();
-  auto bad = [&](const absl::Status& status) {
-    metrics_.http_errors("INVALID_REQUEST").Increment();
-    std::move(respond)(
-        JsonResponse(400,
-                     ErrorBody("INVALID_REQUEST",
-                               std::string_view(status.message().data(), status.message().size())),
-                     version));
-  };
   absl::StatusOr<std::string> lease_id = ParseReleaseRequest(request.body());
-  if (!lease_id.ok()) return bad(lease_id.status());
+  if (!lease_id.ok()) return std::move(respond)(InvalidRequest(lease_id.status(), version));
   limiter_.Release(
       *lease_id, [this, respond = std::move(respond), version](absl::Status status) mutable {
         if (absl::IsInvalidArgument(status)) {
-          metrics_.http_errors("INVALID_REQUEST").Increment();
-          return std::move(respond)(JsonResponse(
-              400,
-              ErrorBody("INVALID_REQUEST",
-                        std::string_view(status.message().data(), status.message().size())),
-              version));
+          return std::move(respond)(InvalidRequest(status, version));
         }
         if (!status.ok()) {
           // The slot stays held until its lease_ttl: say so, and let the caller retry.
@@ -190,6 +184,28 @@ void Routes::Release(Request& request, Respond respond) {
         }
         std::move(respond)(JsonResponse(200, R"({"released":true})", version));
       });
+}
+
+void Routes::ForwardAuth(Request& request, std::string_view suffix, Respond respond) {
+  absl::StatusOr<CheckRequest> parsed = ParseForwardAuth(request, suffix);
+  if (!parsed.ok()) {
+    std::move(respond)(InvalidRequest(parsed.status(), request.version()));
+    return;
+  }
+  parsed->request_id = RequestIdOf(request);
+  const unsigned version = request.version();
+  limiter_.Check(std::move(*parsed),
+                 [respond = std::move(respond), version,
+                  path_prefix_form = !suffix.empty()](CheckResult result) mutable {
+                   Rendered rendered = RenderForwardAuth(result, path_prefix_form);
+                   Response res(static_cast<bhttp::status>(rendered.status), version);
+                   if (!rendered.body.empty()) {
+                     res.set(bhttp::field::content_type, "application/json");
+                     res.body() = std::move(rendered.body);
+                   }
+                   for (auto& [name, value] : rendered.headers) res.set(name, value);
+                   std::move(respond)(std::move(res));
+                 });
 }
 
 void Routes::Health(Request& request, Respond respond, bool envoy_style) {

@@ -4,8 +4,10 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "admin/managed_rules.h"
 #include "api/http/server.h"
 #include "limiter/limiter.h"
@@ -47,6 +49,10 @@ class Routes {
   void Check(Request& request, Respond respond);
   // POST /v1/ratelimit/release (CONTRACT §10): gives back a check's concurrency slots.
   void Release(Request& request, Respond respond);
+  // GET (any method) /v1/ratelimit/auth[/<path>]: CONTRACT §10's forward-auth, see forward_auth.h.
+  void ForwardAuth(Request& request, std::string_view suffix, Respond respond);
+  // 400 INVALID_REQUEST with `status`'s message, counted.
+  Response InvalidRequest(const absl::Status& status, unsigned version);
   void Health(Request& request, Respond respond, bool envoy_style);
 
   Limiter& limiter_;

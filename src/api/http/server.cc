@@ -283,15 +283,23 @@ class Session : public std::enable_shared_from_this<Session> {
       out_.append(value.data(), value.size());
       out_.append("\r\n");
     }
-    out_.append("Content-Length: ");
-    out_.append(std::to_string(res.body().size()));
-    if (!keep) {
-      out_.append("\r\nConnection: close");
-    } else if (request_.version() == 10) {
-      out_.append("\r\nConnection: keep-alive");  // HTTP/1.0 closes unless told otherwise
+    // RFC 9110 §8.6: a 204 carries no Content-Length (the forward-auth endpoint's allow); its
+    // body is empty by definition.
+    if (res.result() != bhttp::status::no_content) {
+      out_.append("Content-Length: ");
+      out_.append(std::to_string(res.body().size()));
+      out_.append("\r\n");
     }
-    out_.append("\r\n\r\n");
-    if (request_.method() != bhttp::verb::head) out_.append(res.body());  // HEAD: headers only
+    if (!keep) {
+      out_.append("Connection: close\r\n");
+    } else if (request_.version() == 10) {
+      out_.append("Connection: keep-alive\r\n");  // HTTP/1.0 closes unless told otherwise
+    }
+    out_.append("\r\n");
+    // HEAD: headers only; a 204 never has a body.
+    if (request_.method() != bhttp::verb::head && res.result() != bhttp::status::no_content) {
+      out_.append(res.body());
+    }
     keep_alive_ = keep;
     stream_.expires_after(state_->options.body_timeout);  // a client that never reads
     asio::async_write(stream_, asio::buffer(out_),
