@@ -82,6 +82,20 @@ rules::IpAddress ToIp(const asio::ip::address& address) {
   return ip;
 }
 
+// A request target as the upstream gets it: origin-form ("/path?query"). An absolute-form target
+// ("http://host/path?query", which a client may send to a proxy, RFC 9112 §3.2.2) loses its
+// scheme and authority; its Host field stays as the client sent it (CheckFraming required one).
+std::string OriginForm(std::string_view target) {
+  if (target.empty() || target.front() == '/') return std::string(target);
+  const size_t authority = target.find("://");
+  if (authority == std::string_view::npos) return std::string(target);
+  const std::string_view rest = target.substr(authority + 3);
+  const size_t path = rest.find_first_of("/?");
+  if (path == std::string_view::npos) return "/";
+  if (rest[path] == '?') return Cat("/", rest.substr(path));
+  return std::string(rest.substr(path));
+}
+
 bool Idempotent(bhttp::verb method) {
   switch (method) {
     case bhttp::verb::get:
@@ -383,6 +397,9 @@ class Session : public std::enable_shared_from_this<Session> {
     // a 100 of its own.
     if (expect_continue_) req.erase(bhttp::field::expect);
     AddForwardedFields(req);
+    if (const std::string_view target = View(req.target()); target.front() != '/') {
+      req.target(OriginForm(target));
+    }
     if (req.find(bhttp::field::host) == req.end()) {
       req.set(bhttp::field::host, pool_.upstream().authority);  // an HTTP/1.0 request
     }

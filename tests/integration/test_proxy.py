@@ -96,6 +96,14 @@ class UpstreamHandler(BaseHTTPRequestHandler):
     def _serve(self):
         upstream = self.server.upstream
         at = time.monotonic()
+        if getattr(self, "drop_next", False):
+            # An upstream closing a keep-alive connection just as a request arrives on it: the
+            # connection looked alive in the pool, and dies without an answer.
+            with upstream.lock:
+                upstream.dropped += 1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         try:
             length, sha = self._read_body()
         except (ConnectionError, ValueError, OSError):
@@ -110,6 +118,8 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         route = url.path
         if route.startswith("/conc/"):
             route = route[len("/conc"):]  # the concurrency test's paths take the same routes
+        if route.startswith("/drop-next"):
+            self.drop_next = True
         if route.startswith("/slow"):
             time.sleep(int(query.get("ms", "1000")) / 1000.0)
         if route.startswith("/close-mid-chunked"):
@@ -182,6 +192,7 @@ class Upstream:
         self.lock = threading.Lock()
         self.requests = []
         self.cut_short = 0
+        self.dropped = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), UpstreamHandler)
         self.server.daemon_threads = True
         self.server.upstream = self
@@ -351,6 +362,15 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(res.getheader("X-Up-End"), "kept")
         self.assertIsNone(res.getheader("X-RateLimit-Limit"))  # no rule applied
 
+    def test_absolute_form_target_goes_upstream_as_origin_form(self):
+        path = f"/abs/{unique()}?q=1"
+        with self.gw.raw() as s:
+            s.sendall(f"GET http://example.com{path} HTTP/1.1\r\nHost: example.com\r\n\r\n"
+                      .encode())
+            res = read_raw_response(s)
+        self.assertEqual(res.status, 200)
+        self.assertEqual(json.loads(res.body)["path"], path)
+
     def test_post_bodies_reach_upstream(self):
         payload = os.urandom(200_000)
         path = f"/post/{unique()}"
@@ -402,6 +422,25 @@ class GatewayTest(unittest.TestCase):
         peers = {r.peer for r in self.upstream.matching(f"/ka/{tag}/")}
         self.assertEqual(len(self.upstream.matching(f"/ka/{tag}/")), 6)
         self.assertLess(len(peers), 6, "upstream connections were not reused")
+
+    def test_dead_pooled_connection_retried(self):
+        # The answer to /drop-next leaves its upstream connection in the pool; the upstream
+        # closes it without an answer when the next request comes on it. A GET (idempotent, no
+        # body) is retried once on a fresh connection, unseen by the client.
+        conn = self.gw.conn()
+        tag = unique()
+        conn.request("GET", f"/drop-next/{tag}")
+        res = conn.getresponse()
+        res.read()
+        self.assertEqual(res.status, 200)
+        dropped = self.upstream.dropped
+        conn.request("GET", f"/plain/{tag}")
+        res = conn.getresponse()
+        body = res.read()
+        conn.close()
+        self.assertEqual(res.status, 200, body)
+        self.assertEqual(self.upstream.dropped, dropped + 1, "the pooled connection was not used")
+        self.assertEqual(self.upstream.count(f"/plain/{tag}"), 1)
 
     def test_hop_by_hop_not_forwarded_either_way(self):
         path = f"/hop/{unique()}"
