@@ -870,6 +870,8 @@ void ProxyServer::Accept() {
                           {{"listener", "proxy"},
                            {"address", address},
                            {"cap", per_address ? "max_connections_per_address" : "max_connections"},
+                           {"limit", per_address ? state->options.max_connections_per_address
+                                                 : state->options.max_connections},
                            {"suppressed", verdict.suppressed}});
           }
           beast::error_code ignored;

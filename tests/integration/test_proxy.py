@@ -11,7 +11,9 @@ import hashlib
 import http.client
 import json
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 import unittest
@@ -686,8 +688,8 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(got["length"], size)
         self.assertEqual(got["sha256"], expected.hexdigest())
         growth_mib = (peak[0] - baseline) / 1024
-        print(f"\nupload {size >> 20} MiB: VmRSS {baseline // 1024} MiB before, "
-              f"peak {peak[0] // 1024} MiB (+{growth_mib:.1f} MiB)")
+        sys.stderr.write(f"\nupload {size >> 20} MiB: VmRSS {baseline // 1024} MiB before, "
+              f"peak {peak[0] // 1024} MiB (+{growth_mib:.1f} MiB)\n")
         self.assertLess(growth_mib, 64)
 
 
@@ -749,6 +751,31 @@ class UpstreamFailureTest(unittest.TestCase):
             self.assertEqual(gw.metric("upstream_timeout"), 1)
         finally:
             gw.stop()
+            upstream.close()
+
+    def test_stop_lets_requests_in_flight_finish(self):
+        upstream = Upstream()
+        gw = Gateway(upstream.port).start()
+        result = {}
+
+        def slow():
+            try:
+                res, body = gw.request("GET", "/slow/stop?ms=1000")
+                result["status"] = res.status
+            except OSError as e:
+                result["error"] = e
+
+        t = threading.Thread(target=slow)
+        t.start()
+        try:
+            poll(lambda: upstream.count("/slow/stop") == 1, message="the request upstream")
+            gw.server.send_signal(signal.SIGTERM)
+            t.join(timeout=10)
+            self.assertEqual(result.get("status"), 200, result)
+            # The process exits 0 after it.
+            self.assertEqual(gw.server.proc.wait(timeout=10), 0)
+        finally:
+            gw.server.kill()
             upstream.close()
 
     def test_slowloris_closed(self):
