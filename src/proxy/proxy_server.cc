@@ -165,11 +165,17 @@ class Session : public std::enable_shared_from_this<Session> {
   // --- The client's request header ---
 
   void ReadHeader() {
+    empty_lines_ = 0;
+    client_.expires_after(options().header_timeout);
+    ParseHeader();
+  }
+
+  // (Re)starts parsing a header from what the buffer holds, without touching the deadline.
+  void ParseHeader() {
     request_parser_.emplace();
     request_parser_->header_limit(static_cast<uint32_t>(options().max_header_bytes));
     request_parser_->body_limit(kNoBodyLimit);  // streamed: any length
     request_parser_->on_chunk_header(on_chunk_header_);
-    client_.expires_after(options().header_timeout);
     bhttp::async_read_header(client_, client_buffer_, *request_parser_,
                              [self = shared_from_this()](beast::error_code ec, size_t bytes) {
                                self->OnHeader(ec, bytes);
@@ -183,6 +189,7 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       if (ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
           ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+        if (request_parser_->get().method_string().empty() && SkipEmptyLines()) return;
         return Fail(bhttp::status::bad_request);
       }
       // End of stream, timeout (slowloris), reset, a header cut short: nothing to answer.
@@ -224,6 +231,30 @@ class Session : public std::enable_shared_from_this<Session> {
         self->OnDecision(std::move(result));
       });
     });
+  }
+
+  // RFC 9112 §2.2: a server ignores at least one empty line before a request line (old clients
+  // send a CRLF after a POST body); Beast does not. Skips up to 4 of them and parses again;
+  // false when the buffer does not start with one, or there were too many.
+  bool SkipEmptyLines() {
+    static constexpr int kMaxEmptyLines = 4;
+    const auto* data = static_cast<const char*>(client_buffer_.data().data());
+    const size_t size = client_buffer_.size();
+    size_t skip = 0;
+    while (empty_lines_ < kMaxEmptyLines) {
+      if (skip < size && data[skip] == '\n') {
+        skip += 1;
+      } else if (skip + 1 < size && data[skip] == '\r' && data[skip + 1] == '\n') {
+        skip += 2;
+      } else {
+        break;
+      }
+      ++empty_lines_;
+    }
+    if (skip == 0) return false;
+    client_buffer_.consume(skip);
+    ParseHeader();
+    return true;
   }
 
   // Beast's chunk header callback: chunk extensions are dropped (never forwarded) but cost what
@@ -756,6 +787,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool response_started_ = false;      // the upstream's response header arrived
   bool retried_ = false;
   size_t header_bytes_left_ = 0;  // for chunk extensions
+  int empty_lines_ = 0;           // skipped before the current request line
   size_t linger_left_ = 0;
   ProxyResult result_ = ProxyResult::kForwarded;
   std::vector<std::pair<std::string, std::string>> limit_headers_;  // §5's, for the answer
