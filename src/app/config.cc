@@ -5,6 +5,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/strings.h"
 #include "db/open.h"
 #include "net/host_port.h"
 #include "rules/loader.h"
@@ -157,6 +158,117 @@ void ReadToken(yaml::Reader& r, const YAML::Node& item, std::vector<std::string>
   }
   if (!has_name || !has_hash || !has_role) return;
   config.admin_tokens.push_back(std::move(token));
+}
+
+// One `proxy.identity` entry: a source ("header:X-User-Id") or a list of them, first present wins.
+void ReadIdentitySources(yaml::Reader& r, const yaml::Field& f,
+                         std::vector<proxy::IdentitySource>* out) {
+  std::vector<YAML::Node> items;  // yaml-cpp's iterators yield temporaries: copies (handles)
+  if (f.value.IsSequence()) {
+    for (const YAML::Node& item : f.value) items.push_back(item);
+  } else if (f.value.IsScalar()) {
+    items.push_back(f.value);
+  } else {
+    r.Problem(f.value_pos(),
+              Cat("'", f.name, "' must be a source (header:NAME or query:NAME) or a list of them"));
+    return;
+  }
+  out->clear();
+  for (const YAML::Node& item : items) {
+    if (!item.IsScalar()) {
+      r.Problem(yaml::At(item), Cat("'", f.name, "' sources must be strings"));
+      continue;
+    }
+    auto source = proxy::ParseIdentitySource(item.Scalar());
+    if (!source.ok()) {
+      r.Problem(yaml::At(item), Cat("'", f.name, "': ", source.status().message()));
+      continue;
+    }
+    out->push_back(std::move(*source));
+  }
+}
+
+void ReadProxy(yaml::Reader& r, const yaml::Field& f, ProxyConfig& proxy) {
+  proxy.enabled = true;
+  // Timeouts become milliseconds for Asio: a day is plenty.
+  constexpr int64_t kMaxTimeoutUs = int64_t{24} * 3600 * kMicrosPerSecond;
+  auto duration = [&r, kMaxTimeoutUs](Micros* out) {
+    return [&r, out, kMaxTimeoutUs](const yaml::Field& v) {
+      *out = r.Duration(v, kMaxTimeoutUs, "1d").value_or(*out);
+    };
+  };
+  bool has_upstream = false;
+  r.Section(f, {
+                   {"listen",
+                    [&](const yaml::Field& v) {
+                      const std::optional<std::string> value = r.String(v);
+                      if (!value.has_value()) return;
+                      std::string host;
+                      uint16_t port;
+                      if (!ParseHostPort(*value, &host, &port)) {
+                        r.Problem(v.value_pos(),
+                                  Cat("'listen' must be host:port, got '", *value, "'"));
+                        return;
+                      }
+                      proxy.listen = *value;
+                    }},
+                   {"upstream",
+                    [&](const yaml::Field& v) {
+                      has_upstream = true;
+                      const std::optional<std::string> value = r.String(v);
+                      if (!value.has_value()) return;
+                      auto upstream = proxy::ParseUpstreamUrl(*value);
+                      if (!upstream.ok()) {
+                        r.Problem(v.value_pos(), Cat("'upstream': ", upstream.status().message()));
+                        return;
+                      }
+                      proxy.upstream = *value;
+                      proxy.upstream_address = std::move(*upstream);
+                    }},
+                   {"timeout", duration(&proxy.timeout)},
+                   {"connect_timeout", duration(&proxy.connect_timeout)},
+                   {"header_timeout", duration(&proxy.header_timeout)},
+                   {"upstream_connections",
+                    [&](const yaml::Field& v) {
+                      proxy.upstream_connections =
+                          r.Integer(v, 0, 100'000).value_or(proxy.upstream_connections);
+                    }},
+                   {"trusted_proxies",
+                    [&](const yaml::Field& v) {
+                      if (!r.ExpectSequence(v, "IP addresses or CIDR networks")) return;
+                      for (const YAML::Node& item : v.value) {
+                        if (!item.IsScalar()) {
+                          r.Problem(yaml::At(item), "'trusted_proxies' items must be strings");
+                          continue;
+                        }
+                        auto cidr = rules::ParseCidr(item.Scalar());
+                        if (!cidr.ok()) {
+                          r.Problem(yaml::At(item), Cat("'trusted_proxies': '", item.Scalar(),
+                                                        "' is not an IP address or CIDR network (",
+                                                        cidr.status().message(), ")"));
+                          continue;
+                        }
+                        proxy.trusted_proxies.push_back(*cidr);
+                      }
+                    }},
+                   {"identity",
+                    [&](const yaml::Field& v) {
+                      r.Section(v, {{"user_id",
+                                     [&](const yaml::Field& a) {
+                                       ReadIdentitySources(r, a, &proxy.identity.user_id);
+                                     }},
+                                    {"api_key",
+                                     [&](const yaml::Field& a) {
+                                       ReadIdentitySources(r, a, &proxy.identity.api_key);
+                                     }},
+                                    {"tier", [&](const yaml::Field& a) {
+                                       ReadIdentitySources(r, a, &proxy.identity.tier);
+                                     }}});
+                    }},
+               });
+  if (!has_upstream) {
+    r.Problem(f.key_pos(), "'proxy' needs 'upstream' (http://host[:port])");
+  }
 }
 
 void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml::Reader& r,
@@ -411,6 +523,7 @@ void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml:
                            {"quota_mode", flag(&config.envoy.quota_mode)},
                            {"dynamic_metadata", flag(&config.envoy.dynamic_metadata)}});
            }},
+          {"proxy", [&](const yaml::Field& f) { ReadProxy(r, f, config.proxy); }},
           {"log",
            [&](const yaml::Field& f) {
              static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn",
@@ -456,7 +569,7 @@ bool LooksLikeServerConfig(const std::string& path) {
     YAML::Node root = YAML::LoadFile(path);
     if (!root.IsMap()) return false;
     if (root["listen"] || root["store"] || root["log"] || root["limits"] || root["envoy"] ||
-        root["admin"] || root["stats"]) {
+        root["admin"] || root["stats"] || root["proxy"]) {
       return true;
     }
     return root["rules"] && root["rules"].IsMap();

@@ -9,6 +9,9 @@
 #include "core/consistency.h"
 #include "core/time.h"
 #include "limiter/limiter.h"
+#include "proxy/identity.h"
+#include "proxy/upstream_pool.h"
+#include "rules/pattern.h"
 #include "yaml/pos.h"
 
 namespace sluice::app {
@@ -57,6 +60,20 @@ struct LimitsConfig {
   Micros grpc_max_connection_age = 60 * 60 * kMicrosPerSecond;
 };
 
+// `proxy:` (CONTRACT §10): gateway mode, on when the section is present (docs/gateway-mode.md).
+struct ProxyConfig {
+  bool enabled = false;
+  std::string listen = "0.0.0.0:8000";
+  std::string upstream;                           // as written; required
+  proxy::Upstream upstream_address;               // parsed from it
+  Micros timeout = 30 * kMicrosPerSecond;         // upstream answer header; idle bodies
+  Micros connect_timeout = 5 * kMicrosPerSecond;  // a new upstream connection
+  Micros header_timeout = 10 * kMicrosPerSecond;  // a client's request header
+  int64_t upstream_connections = 32;              // idle keep-alive connections per thread
+  std::vector<rules::Cidr> trusted_proxies;
+  proxy::IdentityConfig identity;
+};
+
 struct ServerConfig {
   std::string http = "127.0.0.1:8080";  // "" disables the listener
   std::string grpc = "127.0.0.1:8081";  // "" disables it
@@ -79,6 +96,7 @@ struct ServerConfig {
   // `envoy:` (response_headers, shadow_mode, quota_mode, dynamic_metadata): envoyproxy/
   // ratelimit's global settings for the Envoy face, all off by default.
   EnvoyOptions envoy = {};
+  ProxyConfig proxy;
 };
 
 // Loads `path`. Every problem is appended to `problems` as "FILE:LINE:COL: message" (unknown

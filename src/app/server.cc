@@ -212,6 +212,14 @@ absl::Status Server::Start() {
     }
     grpc_started_.store(grpc_.get(), std::memory_order_release);
   }
+  if (config_.proxy.enabled) {
+    if (absl::Status s = StartProxy(); !s.ok()) {
+      obs::LogEvent(level_enum::err, "listen_failed", {{"error", Text(s)}});
+      proxy_.reset();
+      Stop();
+      return s;
+    }
+  }
   if (!config_.rule_paths.empty()) watcher_->Start();
   sweeper_ = std::thread([this] { Sweep(); });
 
@@ -221,12 +229,38 @@ absl::Status Server::Start() {
                                 : "disabled"},
                  {"grpc", grpc_ ? config_.grpc + " (port " + std::to_string(grpc_->port()) + ")"
                                 : "disabled"},
+                 {"proxy", proxy_ ? Cat(config_.proxy.listen, " (port ", proxy_->port(), ") -> ",
+                                        config_.proxy.upstream)
+                                  : std::string("disabled")},
                  {"store", store_->backend()},
                  {"rules", limiter_->rules()->size()},
                  {"rule_paths", config_.rule_paths},
                  {"rules_database", managed_->has_database() ? std::string(managed_->backend())
                                                              : std::string("none")},
                  {"admin_api", admin_ != nullptr}});
+  return absl::OkStatus();
+}
+
+absl::Status Server::StartProxy() {
+  const ProxyConfig& c = config_.proxy;
+  proxy::ProxyOptions options;
+  if (!ParseHostPort(c.listen, &options.address, &options.port)) {
+    return absl::InvalidArgumentError("invalid proxy address '" + c.listen + "'");
+  }
+  auto millis = [](Micros us) { return std::chrono::milliseconds(us / kMicrosPerMilli); };
+  options.upstream = c.upstream_address;
+  options.timeout = millis(c.timeout);
+  options.connect_timeout = millis(c.connect_timeout);
+  options.header_timeout = millis(c.header_timeout);
+  options.upstream_connections = static_cast<size_t>(c.upstream_connections);
+  options.max_connections = static_cast<size_t>(config_.limits.max_connections);
+  options.max_connections_per_address =
+      static_cast<size_t>(config_.limits.max_connections_per_address);
+  options.identity = c.identity;
+  options.trusted_proxies = proxy::TrustedProxies(c.trusted_proxies);
+  proxy_ = std::make_unique<proxy::ProxyServer>(std::move(options), *limiter_, metrics_);
+  if (absl::Status s = proxy_->Start(); !s.ok()) return s;
+  proxy_started_.store(proxy_.get(), std::memory_order_release);
   return absl::OkStatus();
 }
 
@@ -309,7 +343,11 @@ void Server::Stop() {
   std::thread grpc_stop([this, &grpc_drained] {
     if (grpc_) grpc_drained = grpc_->Stop(kStopGrace, kStopDeadline);
   });
+  std::thread proxy_stop([this] {
+    if (proxy_) proxy_->Stop(kStopGrace);
+  });
   if (http_) http_->Stop(kStopGrace);
+  proxy_stop.join();
   grpc_stop.join();
   if (!grpc_drained) {
     // gRPC is still cancelling streams on a thread of its own, and nothing may be destroyed
@@ -342,6 +380,9 @@ std::vector<http::Routes::ListenerState> Server::ListenerStates() const {
   }
   if (const grpc_api::GrpcServer* grpc = grpc_started_.load(std::memory_order_acquire)) {
     states.push_back({.name = "grpc", .exhausted = grpc->exhausted()});
+  }
+  if (const proxy::ProxyServer* proxy = proxy_started_.load(std::memory_order_acquire)) {
+    states.push_back({.name = "proxy", .exhausted = proxy->exhausted()});
   }
   return states;
 }

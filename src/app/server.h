@@ -25,6 +25,7 @@
 #include "limiter/limiter.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
+#include "proxy/proxy_server.h"
 #include "store/memory/memory_store.h"
 #include "store/store.h"
 
@@ -50,7 +51,8 @@ class Server {
   void Reload(std::string_view trigger, bool only_if_changed = false);
 
   // Stops everything, in this order (the one place it is written down):
-  //  1. the listeners: stop accepting, finish what is in flight (HTTP and gRPC drain at once,
+  //  1. the listeners: stop accepting, finish what is in flight (HTTP, gRPC and the gateway
+  //     drain at once,
   //     3 s of grace, then what is left is cancelled). Should cancelling take gRPC past 4 s
   //     (thousands of open streams), the process exits there and then, with status 0 after
   //     logging `stopped`: CONTRACT §1 gives a stop 5 s;
@@ -65,12 +67,16 @@ class Server {
 
   // The HTTP listener's port (0 when disabled): the bound one when the config said port 0.
   uint16_t http_port() const { return http_ ? http_->port() : 0; }
+  // The gateway's port (0 without `proxy:`), likewise.
+  uint16_t proxy_port() const { return proxy_ ? proxy_->port() : 0; }
 
  private:
   explicit Server(ServerConfig config);
   // Logs, once per rules load, each rule the store cannot count exactly: such a rule fails
   // every check it applies to (a store error, handled by on_failure).
   void CheckStoreLimits(const rules::RuleSet& rules);
+  // Starts the gateway (`proxy:`) on the limiter.
+  absl::Status StartProxy();
   void Sweep();
   // For /health: each running listener and whether it is out of file descriptors. Any thread.
   std::vector<http::Routes::ListenerState> ListenerStates() const;
@@ -101,10 +107,12 @@ class Server {
   std::unique_ptr<http::Routes> routes_;
   std::unique_ptr<http::HttpServer> http_;
   std::unique_ptr<grpc_api::GrpcServer> grpc_;
+  std::unique_ptr<proxy::ProxyServer> proxy_;  // gateway mode; null without `proxy:`
   // The listeners once started, for ListenerStates on HTTP's threads (Start sets them while
   // /health may already be served).
   std::atomic<const http::HttpServer*> http_started_{nullptr};
   std::atomic<const grpc_api::GrpcServer*> grpc_started_{nullptr};
+  std::atomic<const proxy::ProxyServer*> proxy_started_{nullptr};
   std::unique_ptr<RulesWatcher> watcher_;
   Mutex reload_mu_;  // one reload at a time
   // rules::LoadResult::digest of the rules in force.

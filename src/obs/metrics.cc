@@ -66,6 +66,19 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                       .Name("sluice_http_errors_total")
                       .Help("HTTP requests answered with an error, by error code")
                       .Register(*registry_);
+  proxy_requests_ = &prometheus::BuildCounter()
+                         .Name("sluice_proxy_requests_total")
+                         .Help("Gateway mode: requests by how they ended")
+                         .Register(*registry_);
+  // An upstream answers in milliseconds to seconds: buckets from 1 ms to 30 s (the default
+  // proxy.timeout).
+  proxy_upstream_duration_ =
+      &prometheus::BuildHistogram()
+           .Name("sluice_proxy_upstream_duration_seconds")
+           .Help("Gateway mode: from a request sent upstream to the upstream's response header")
+           .Register(*registry_)
+           .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                            0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
   check_duration_ = &prometheus::BuildHistogram()
                          .Name("sluice_check_duration_seconds")
                          .Help("Time to decide one check, from parsed request to decision")
@@ -292,6 +305,10 @@ prometheus::Gauge& Metrics::LeaseOvershootBound(std::string_view rule_id) {
 
 prometheus::Counter& Metrics::http_errors(std::string_view code) {
   return http_errors_->Add({{"code", std::string(code)}});
+}
+
+prometheus::Counter& Metrics::proxy_requests(std::string_view result) {
+  return proxy_requests_->Add({{"result", std::string(result)}});
 }
 
 std::string Metrics::Render() const {

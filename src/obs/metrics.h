@@ -124,6 +124,12 @@ class Metrics {
   prometheus::Gauge& rules_version() { return *rules_version_; }
   prometheus::Counter& reloads(bool success) { return success ? *reload_ok_ : *reload_failed_; }
   prometheus::Counter& http_errors(std::string_view code);  // sluice_http_errors_total{code}
+  // Gateway mode (CONTRACT §10): sluice_proxy_requests_total{result}, one series per result
+  // (forwarded, rejected, ...: see proxy/proxy_server.h), created on first use — takes the
+  // registry's lock: cache the reference. sluice_proxy_upstream_duration_seconds: from the
+  // request's first byte sent upstream to the upstream's response header, in seconds.
+  prometheus::Counter& proxy_requests(std::string_view result);
+  prometheus::Histogram& proxy_upstream_duration() { return *proxy_upstream_duration_; }
   // The series of one memory store; call once per store.
   MemoryStoreMetrics MemoryStore(std::string_view role);
   // sluice_envoy_overrides_refused_total: descriptor limit overrides no exact limit can express.
@@ -168,6 +174,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* leases_;
   prometheus::Family<prometheus::Gauge>* lease_bound_;
   prometheus::Family<prometheus::Counter>* http_errors_;
+  prometheus::Family<prometheus::Counter>* proxy_requests_;
+  prometheus::Histogram* proxy_upstream_duration_;
   prometheus::Histogram* check_duration_;
   prometheus::Gauge* rules_loaded_;
   prometheus::Gauge* rules_version_;

@@ -376,6 +376,97 @@ TEST(ConfigTest, BadScriptsCoalesceConsistencyAndOvershootAreReported) {
   }
 }
 
+// Verifies every key of `proxy:` and its defaults.
+TEST(ConfigTest, LoadsProxy) {
+  const std::string path = Write("proxy.yaml", R"(proxy:
+  listen: 127.0.0.1:8000
+  upstream: http://127.0.0.1:9000
+  timeout: 300ms
+  connect_timeout: 2s
+  header_timeout: 5s
+  upstream_connections: 8
+  trusted_proxies: [10.0.0.0/8, "2001:db8::/32", 192.0.2.1]
+  identity:
+    user_id: header:X-User-Id
+    api_key: [header:X-API-Key, query:api_key]
+    tier: header:X-Tier
+)");
+  std::vector<std::string> problems;
+  ServerConfig c = LoadServerConfig(path, &problems);
+  ASSERT_TRUE(problems.empty()) << problems[0];
+  EXPECT_TRUE(LooksLikeServerConfig(path));
+  const ProxyConfig& p = c.proxy;
+  EXPECT_TRUE(p.enabled);
+  EXPECT_EQ(p.listen, "127.0.0.1:8000");
+  EXPECT_EQ(p.upstream_address.host, "127.0.0.1");
+  EXPECT_EQ(p.upstream_address.port, 9000);
+  EXPECT_EQ(p.timeout, 300 * kMicrosPerMilli);
+  EXPECT_EQ(p.connect_timeout, 2 * kMicrosPerSecond);
+  EXPECT_EQ(p.header_timeout, 5 * kMicrosPerSecond);
+  EXPECT_EQ(p.upstream_connections, 8);
+  EXPECT_EQ(p.trusted_proxies.size(), 3u);
+  ASSERT_EQ(p.identity.api_key.size(), 2u);
+  EXPECT_EQ(p.identity.api_key[1].ToString(), "query:api_key");
+  EXPECT_EQ(p.identity.user_id[0].ToString(), "header:X-User-Id");
+  EXPECT_EQ(p.identity.tier.size(), 1u);
+
+  problems.clear();
+  ServerConfig none = LoadServerConfig(Write("no_proxy.yaml", "log:\n  level: info\n"), &problems);
+  EXPECT_FALSE(none.proxy.enabled);
+}
+
+// Verifies FILE:LINE:COL for the proxy section's problems: a bad or https upstream, an unknown
+// key, a bad CIDR, a bad identity source.
+TEST(ConfigTest, ReportsProxyProblems) {
+  const std::string path = Write("bad_proxy.yaml", R"(proxy:
+  listen: nowhere
+  upstream: https://backend:443
+  timout: 1s
+  trusted_proxies: [10.0.0.0/8, 10.0.0.0/33, nope]
+  identity:
+    user_id: cookie:session
+    api_key: [header:X-API-Key, "query:"]
+    ip_address: header:X-Real-IP
+)");
+  std::vector<std::string> problems;
+  LoadServerConfig(path, &problems);
+  ASSERT_EQ(problems.size(), 8u);
+  EXPECT_EQ(problems[0].rfind(path + ":2:11: 'listen' must be host:port", 0), 0u) << problems[0];
+  EXPECT_EQ(problems[1].rfind(path + ":3:13: 'upstream': upstream 'https://backend:443': https "
+                                     "is not supported",
+                              0),
+            0u)
+      << problems[1];
+  EXPECT_EQ(problems[2].rfind(path + ":4:3: unknown key 'timout' in 'proxy'", 0), 0u)
+      << problems[2];
+  EXPECT_EQ(problems[3].rfind(path + ":5:33: 'trusted_proxies': '10.0.0.0/33' is not", 0), 0u)
+      << problems[3];
+  EXPECT_EQ(problems[4].rfind(path + ":5:46: 'trusted_proxies': 'nope' is not", 0), 0u)
+      << problems[4];
+  EXPECT_EQ(
+      problems[5].rfind(path + ":7:14: 'user_id': invalid identity source 'cookie:session'", 0), 0u)
+      << problems[5];
+  EXPECT_EQ(problems[6].rfind(path + ":8:33: 'api_key': identity source 'query:' has no name", 0),
+            0u)
+      << problems[6];
+  EXPECT_EQ(problems[7].rfind(path + ":9:5: unknown key 'ip_address' in 'identity'", 0), 0u)
+      << problems[7];
+
+  problems.clear();
+  const std::string no_upstream = Write("proxy_no_upstream.yaml", "proxy:\n  timeout: 1s\n");
+  LoadServerConfig(no_upstream, &problems);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0], no_upstream + ":1:1: 'proxy' needs 'upstream' (http://host[:port])");
+
+  problems.clear();
+  const std::string path_upstream =
+      Write("proxy_path.yaml", "proxy:\n  upstream: http://h:80/api\n");
+  LoadServerConfig(path_upstream, &problems);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].rfind(path_upstream + ":2:13: 'upstream': invalid upstream", 0), 0u)
+      << problems[0];
+}
+
 TEST(ConfigTest, ParsesHostPort) {
   std::string host;
   uint16_t port;

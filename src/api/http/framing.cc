@@ -38,7 +38,7 @@ bool ValidHost(std::string_view host) {
 
 }  // namespace
 
-bhttp::status CheckFraming(const Request& request) {
+bhttp::status CheckFraming(const bhttp::request_header<>& request) {
   // Host: exactly one in HTTP/1.1, at most one in HTTP/1.0.
   const size_t hosts = request.count(bhttp::field::host);
   if (hosts > 1 || (hosts == 0 && request.version() >= 11)) return bhttp::status::bad_request;
@@ -95,7 +95,7 @@ std::string_view TargetPath(std::string_view target) {
   return target.substr(0, target.find('?'));
 }
 
-bool ExpectsContinue(const Request& request) {
+bool ExpectsContinue(const bhttp::request_header<>& request) {
   if (request.version() < 11) return false;
   const auto expect = request[bhttp::field::expect];
   return IEquals(Trim(std::string_view(expect.data(), expect.size())), "100-continue");

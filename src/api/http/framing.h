@@ -5,7 +5,7 @@
 
 #include <string_view>
 
-#include "api/http/server.h"
+#include "boost/beast/http/message.hpp"
 #include "boost/beast/http/status.hpp"
 
 namespace sluice::http {
@@ -16,8 +16,9 @@ namespace sluice::http {
 //        HTTP/1.1 request, more than one Host, or a Host value that is not a host[:port] (§3.2);
 //   501  a transfer coding other than `chunked` before it (gzip, deflate, …): Sluice applies
 //        none, and decoding `gzip, chunked` as plain chunked would hand the handler gzip bytes.
-// `ok` otherwise. Either refusal ends the connection: what follows cannot be framed.
-boost::beast::http::status CheckFraming(const Request& request);
+// `ok` otherwise. Either refusal ends the connection: what follows cannot be framed. Takes the
+// header alone, so that the API server (string bodies) and the gateway (streamed bodies) share it.
+boost::beast::http::status CheckFraming(const boost::beast::http::request_header<>& request);
 
 // The path of a request target, for routing: the query cut off, and for an absolute-form target
 // ("http://host:port/path?query", RFC 9112 §3.2.2) the scheme and authority too ("/" when the
@@ -26,6 +27,6 @@ std::string_view TargetPath(std::string_view target);
 
 // Whether an HTTP/1.1 request expects `100 Continue` before it sends its body (RFC 9110
 // §10.1.1). HTTP/1.0 requests never do: their expectation must be ignored.
-bool ExpectsContinue(const Request& request);
+bool ExpectsContinue(const boost::beast::http::request_header<>& request);
 
 }  // namespace sluice::http

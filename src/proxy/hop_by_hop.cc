@@ -1,0 +1,54 @@
+#include "proxy/hop_by_hop.h"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "boost/beast/http/field.hpp"
+
+namespace sluice::proxy {
+
+namespace bhttp = boost::beast::http;
+
+namespace {
+
+constexpr std::string_view kWhitespace = " \t";
+
+std::string_view Trim(std::string_view s) {
+  const size_t first = s.find_first_not_of(kWhitespace);
+  if (first == std::string_view::npos) return {};
+  return s.substr(first, s.find_last_not_of(kWhitespace) - first + 1);
+}
+
+}  // namespace
+
+void RemoveHopByHop(bhttp::fields& fields) {
+  // The names the Connection fields list (every Connection line, each a comma list; Beast's
+  // field names compare case-insensitively). Proxy-Connection is read the same way: clients
+  // that send it mean it as Connection.
+  std::vector<std::string> named;
+  for (const bhttp::field field : {bhttp::field::connection, bhttp::field::proxy_connection}) {
+    auto [first, last] = fields.equal_range(field);
+    for (auto it = first; it != last; ++it) {
+      std::string_view list(it->value().data(), it->value().size());
+      while (!list.empty()) {
+        const size_t comma = list.find(',');
+        const std::string_view token = Trim(list.substr(0, comma));
+        list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+        if (!token.empty()) named.emplace_back(token);
+      }
+    }
+  }
+  for (const std::string& name : named) {
+    fields.erase(boost::beast::string_view(name.data(), name.size()));
+  }
+  for (const bhttp::field field :
+       {bhttp::field::connection, bhttp::field::keep_alive, bhttp::field::proxy_connection,
+        bhttp::field::te, bhttp::field::trailer, bhttp::field::transfer_encoding,
+        bhttp::field::upgrade, bhttp::field::proxy_authenticate,
+        bhttp::field::proxy_authorization}) {
+    fields.erase(field);
+  }
+}
+
+}  // namespace sluice::proxy
