@@ -258,7 +258,8 @@ absl::Status Server::StartProxy() {
       static_cast<size_t>(config_.limits.max_connections_per_address);
   options.identity = c.identity;
   options.trusted_proxies = proxy::TrustedProxies(c.trusted_proxies);
-  proxy_ = std::make_unique<proxy::ProxyServer>(std::move(options), *limiter_, metrics_);
+  proxy_ = std::make_unique<proxy::ProxyServer>(std::move(options),
+                                                proxy::ProxyLimiter::Of(*limiter_), metrics_);
   if (absl::Status s = proxy_->Start(); !s.ok()) return s;
   proxy_started_.store(proxy_.get(), std::memory_order_release);
   return absl::OkStatus();

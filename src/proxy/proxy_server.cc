@@ -225,7 +225,7 @@ class Session : public std::enable_shared_from_this<Session> {
     check.request_id =
         obs::RequestId(id == req.end() ? std::string_view() : View(id->value()),
                        parent == req.end() ? std::string_view() : View(parent->value()));
-    state_->limiter.Check(std::move(check), [self = shared_from_this()](CheckResult result) {
+    state_->limiter.check(std::move(check), [self = shared_from_this()](CheckResult result) {
       // Inline (the memory store) or from a store's thread: either way on to the session's own.
       asio::dispatch(self->client_.get_executor(), [self, result = std::move(result)]() mutable {
         self->OnDecision(std::move(result));
@@ -303,10 +303,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnDecision(CheckResult result) {
     if (!result.lease_id.empty()) {
-      lease_ =
-          Lease(std::move(result.lease_id), [limiter = &state_->limiter](const std::string& id) {
-            limiter->Release(id, [](absl::Status) {});
-          });
+      lease_ = Lease(std::move(result.lease_id), state_->limiter.release);
     }
     http::Rendered rendered = http::RenderCheckResult(result);
     switch (result.outcome) {
@@ -819,8 +816,19 @@ std::string_view ProxyResultName(ProxyResult result) {
   return "unknown";
 }
 
-ProxyServer::ProxyServer(ProxyOptions options, Limiter& limiter, obs::Metrics& metrics)
-    : state_(std::make_shared<State>(std::move(options), limiter)) {
+ProxyLimiter ProxyLimiter::Of(Limiter& limiter) {
+  return {.check =
+              [&limiter](CheckRequest request, Limiter::Callback done) {
+                limiter.Check(std::move(request), std::move(done));
+              },
+          .release =
+              [&limiter](const std::string& lease_id) {
+                limiter.Release(lease_id, [](absl::Status) {});
+              }};
+}
+
+ProxyServer::ProxyServer(ProxyOptions options, ProxyLimiter limiter, obs::Metrics& metrics)
+    : state_(std::make_shared<State>(std::move(options), std::move(limiter))) {
   for (size_t i = 0; i < kNumProxyResults; ++i) {
     state_->requests[i] = &metrics.proxy_requests(ProxyResultName(static_cast<ProxyResult>(i)));
   }

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -55,6 +56,17 @@ struct ProxyOptions {
   TrustedProxies trusted_proxies;
 };
 
+// What the gateway asks of the limiter: a check, and giving back a lease. The server passes the
+// Limiter's own (Of); tests pass fakes, to see leases and holds the rules cannot make yet.
+struct ProxyLimiter {
+  // Limiter::Check: `done` runs exactly once, on any thread, possibly inline.
+  std::function<void(CheckRequest, Limiter::Callback done)> check;
+  // Limiter::Release of a CheckResult::lease_id, its answer ignored.
+  std::function<void(const std::string& lease_id)> release;
+
+  static ProxyLimiter Of(Limiter& limiter);  // `limiter` must outlive what is made of it
+};
+
 // How a proxied request ended: the `result` label of sluice_proxy_requests_total.
 enum class ProxyResult : uint8_t {
   kForwarded,        // the upstream's answer was relayed, whole
@@ -71,8 +83,8 @@ std::string_view ProxyResultName(ProxyResult result);
 
 class ProxyServer {
  public:
-  // `limiter` and `metrics` must outlive the ProxyServer.
-  ProxyServer(ProxyOptions options, Limiter& limiter, obs::Metrics& metrics);
+  // `metrics` must outlive the ProxyServer.
+  ProxyServer(ProxyOptions options, ProxyLimiter limiter, obs::Metrics& metrics);
   ~ProxyServer();  // Stop(0)
   ProxyServer(const ProxyServer&) = delete;
   ProxyServer& operator=(const ProxyServer&) = delete;
@@ -88,9 +100,9 @@ class ProxyServer {
 
   // Shared with sessions.
   struct State {
-    State(ProxyOptions o, Limiter& l) : options(std::move(o)), limiter(l) {}
+    State(ProxyOptions o, ProxyLimiter l) : options(std::move(o)), limiter(std::move(l)) {}
     const ProxyOptions options;
-    Limiter& limiter;
+    const ProxyLimiter limiter;
     std::array<prometheus::Counter*, kNumProxyResults> requests{};
     prometheus::Histogram* upstream_duration = nullptr;
     std::shared_ptr<net::ConnectionCaps> caps;
