@@ -177,15 +177,26 @@ class FakeLimiter {
                   if (request.attributes.endpoint == "/held") result.hold = 1'000'000;  // us
                   result.lease_id = "lease-" + std::to_string(++issued_);
                   // From another thread, as a Redis store answers.
-                  std::thread([done = std::move(done), result = std::move(result)]() mutable {
-                    std::move(done)(std::move(result));
-                  }).detach();
+                  std::lock_guard lock(mu_);
+                  answering_.emplace_back(
+                      [done = std::move(done), result = std::move(result)]() mutable {
+                        std::move(done)(std::move(result));
+                      });
                 },
             .release =
                 [this](const std::string& id) {
                   std::lock_guard lock(mu_);
                   ++released_[id];
                 }};
+  }
+  // Waits for the threads that answered checks: before the server goes.
+  void Join() {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock(mu_);
+      threads.swap(answering_);
+    }
+    for (auto& t : threads) t.join();
   }
   int issued() const { return issued_.load(); }
   // Each issued lease released exactly once?
@@ -208,6 +219,7 @@ class FakeLimiter {
   std::atomic<int> issued_{0};
   std::mutex mu_;
   std::map<std::string, int> released_;
+  std::vector<std::thread> answering_;
 };
 
 template <typename F>
@@ -235,6 +247,7 @@ class ProxyServerTest : public ::testing::Test {
     ASSERT_TRUE(server_->Start().ok());
   }
   void TearDown() override {
+    limiter_.Join();
     if (server_) server_->Stop(milliseconds(0));
   }
 
@@ -293,6 +306,7 @@ TEST_F(ProxyServerTest, ReleasesOnceWhenTheClientGoesOrTheServerStops) {
   fd = Connect(server_->port());
   SendAll(fd, "GET /dribble HTTP/1.1\r\nHost: t\r\n\r\n");
   ASSERT_GT(::recv(fd, buf, sizeof(buf), 0), 0);
+  limiter_.Join();
   server_->Stop(milliseconds(0));
   ::close(fd);
   EXPECT_EQ(limiter_.releases(), 2);
