@@ -278,6 +278,7 @@ class Session : public std::enable_shared_from_this<Session> {
     idempotent_ = Idempotent(req.method());
     expect_continue_ = http::ExpectsContinue(req);
     request_body_started_ = false;
+    client_gone_ = false;
     response_started_ = false;
     retried_ = false;
     result_ = ProxyResult::kForwarded;
@@ -324,8 +325,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (result.hold > 0) {
       // Shaping: held on a timer, the thread free for other connections meanwhile.
       hold_timer_.expires_after(std::chrono::microseconds(result.hold));
+      WatchClient([this] { hold_timer_.cancel(); });
       return hold_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-        if (ec) {
+        self->StopWatchingClient();
+        if (ec || self->client_gone_) {
           self->result_ = ProxyResult::kClientClosed;
           self->End();
           return self->Close();
@@ -565,13 +568,24 @@ class Session : public std::enable_shared_from_this<Session> {
     response_parser_->body_limit(kNoBodyLimit);
     if (head_) response_parser_->skip(true);  // a HEAD answer has no body, whatever it says
     upstream_->stream.expires_after(options().timeout);
+    // The whole request is upstream: nothing more is read from the client until the answer, so
+    // its socket can be watched for a close meanwhile.
+    if (!watching_client_) {
+      WatchClient([this] {
+        if (upstream_ != nullptr) upstream_->stream.cancel();
+      });
+    }
     bhttp::async_read_header(
         upstream_->stream, upstream_->buffer, *response_parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnResponseHeader(ec); });
   }
 
   void OnResponseHeader(beast::error_code ec) {
-    if (ec) return UpstreamFailed(ec, "read");
+    if (client_gone_) return ClientGone();
+    if (ec) {
+      StopWatchingClient();
+      return UpstreamFailed(ec, "read");
+    }
     auto& res = response_parser_->get();
     if (res.result_int() / 100 == 1) {
       // Interim answers (102, 103) are the upstream's business; 101 cannot be: the gateway
@@ -602,6 +616,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     res.keep_alive(client_keep_alive_);
     response_serializer_.emplace(res);
+    StopWatchingClient();
     client_.expires_after(options().timeout);
     bhttp::async_write_header(client_, *response_serializer_,
                               [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -696,6 +711,44 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // The client went, or stopped reading, while its answer was being relayed.
+  // Watches the client's socket while the session waits on something else (a shaping hold, the
+  // upstream's answer): a client that closes or resets its connection then ends the request at
+  // once — its concurrency slot given back, its upstream connection closed — rather than when
+  // the upstream answers (which may be `timeout` later). Readable with data (a pipelined
+  // request) ends the watch and leaves the data where it is. `on_gone` cancels what the session
+  // waits on; its handler then sees client_gone_.
+  void WatchClient(std::function<void()> on_gone) {
+    watching_client_ = true;
+    const uint64_t generation = ++watch_generation_;
+    client_.socket().async_wait(
+        Socket::wait_read, [self = shared_from_this(), generation,
+                            on_gone = std::move(on_gone)](beast::error_code ec) {
+          if (generation != self->watch_generation_ || !self->watching_client_) return;
+          self->watching_client_ = false;
+          if (ec == asio::error::operation_aborted) return;
+          char byte;
+          beast::error_code peek_ec;
+          Socket& socket = self->client_.socket();
+          socket.non_blocking(true, peek_ec);  // a spurious wake must not block the thread
+          const size_t n = socket.receive(asio::buffer(&byte, 1), Socket::message_peek, peek_ec);
+          beast::error_code ignored;
+          socket.non_blocking(false, ignored);
+          if (!ec && !peek_ec && n > 0) return;  // a pipelined request: not a close
+          if (peek_ec == asio::error::would_block) return;
+          self->client_gone_ = true;
+          on_gone();
+        });
+  }
+
+  // Ends the watch before the session uses the client's socket again.
+  void StopWatchingClient() {
+    if (!watching_client_) return;
+    watching_client_ = false;
+    ++watch_generation_;
+    beast::error_code ignored;
+    client_.socket().cancel(ignored);
+  }
+
   void ClientGone() {
     upstream_.reset();  // the upstream's answer is not read to its end: not reusable
     result_ = ProxyResult::kClientClosed;
@@ -790,6 +843,11 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<std::pair<std::string, std::string>> limit_headers_;  // §5's, for the answer
   Lease lease_;
   std::chrono::steady_clock::time_point upstream_started_;
+  // While nothing is read from or written to the client (a shaping hold, the wait for the
+  // upstream's answer), its socket is watched for a close: see WatchClient.
+  bool watching_client_ = false;
+  bool client_gone_ = false;
+  uint64_t watch_generation_ = 0;
 };
 
 }  // namespace
