@@ -46,6 +46,38 @@ constexpr boost::beast::string_view kForwardedHost = "X-Forwarded-Host";
 // whole before its response is read). Allocated for a request with a body or a response with
 // one, freed when the request ends: idle keep-alive connections hold none.
 constexpr size_t kBodyBufferBytes = 64 * 1024;
+
+// Body buffers are kept per thread once freed, up to kCachedBodyBuffers: a request with a body
+// (every proxied response has one) then costs no allocation, no zeroing and no page faults —
+// freeing 64 KiB at the top of the heap made glibc give the pages back and fault them in again,
+// request after request. Idle connections still hold none.
+constexpr size_t kCachedBodyBuffers = 64;
+
+class BodyBufferCache {
+ public:
+  ~BodyBufferCache() {
+    for (char* p : free_) delete[] p;
+  }
+  char* Take() {
+    if (free_.empty()) return new char[kBodyBufferBytes];  // not zeroed: always written first
+    char* p = free_.back();
+    free_.pop_back();
+    return p;
+  }
+  void Give(char* p) {
+    if (free_.size() < kCachedBodyBuffers) return free_.push_back(p);
+    delete[] p;
+  }
+
+ private:
+  std::vector<char*> free_;
+};
+thread_local BodyBufferCache body_buffer_cache;
+
+struct GiveBodyBuffer {
+  void operator()(char* p) const noexcept { body_buffer_cache.Give(p); }
+};
+using BodyBuffer = std::unique_ptr<char[], GiveBodyBuffer>;
 // The upstream's response header block. Beast throws on a field value of 64 KiB or more (see
 // http::ServerOptions::max_header_bytes); this keeps every value under that.
 constexpr uint32_t kUpstreamHeaderBytes = 32 * 1024;
@@ -569,8 +601,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (head_) response_parser_->skip(true);  // a HEAD answer has no body, whatever it says
     upstream_->stream.expires_after(options().timeout);
     // The whole request is upstream: nothing more is read from the client until the answer, so
-    // its socket can be watched for a close meanwhile.
-    if (!watching_client_) {
+    // its socket can be watched for a close meanwhile — when that frees something others wait
+    // for (concurrency slots). Otherwise a client gone is noticed when its answer is written.
+    if (!watching_client_ && lease_.held()) {
       WatchClient([this] {
         if (upstream_ != nullptr) upstream_->stream.cancel();
       });
@@ -617,6 +650,10 @@ class Session : public std::enable_shared_from_this<Session> {
     res.keep_alive(client_keep_alive_);
     response_serializer_.emplace(res);
     StopWatchingClient();
+    // The body (or its first part) is here already, or there is none: header and body go to
+    // the client in one write. Otherwise the header goes at once (a body that comes later, as
+    // a stream of events, must not hold it back).
+    if (response_parser_->is_done() || upstream_->buffer.size() > 0) return PumpResponse();
     client_.expires_after(options().timeout);
     bhttp::async_write_header(client_, *response_serializer_,
                               [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -769,7 +806,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // --- Connection ---
 
   void EnsureBodyBuffer() {
-    if (body_buffer_ == nullptr) body_buffer_ = std::make_unique<char[]>(kBodyBufferBytes);
+    if (body_buffer_ == nullptr) body_buffer_ = BodyBuffer(body_buffer_cache.Take());
   }
 
   void Close() {
@@ -817,7 +854,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::response_serializer<bhttp::buffer_body>> response_serializer_;
   std::optional<bhttp::response<bhttp::string_body>> own_;  // an answer of Sluice's own
   std::unique_ptr<UpstreamConnection> upstream_;
-  std::unique_ptr<char[]> body_buffer_;  // kBodyBufferBytes, while a body streams
+  BodyBuffer body_buffer_;  // kBodyBufferBytes, while a body streams
   asio::steady_timer hold_timer_;
   std::shared_ptr<ProxyServer::State> state_;
   UpstreamPool& pool_;              // this thread's
