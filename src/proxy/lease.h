@@ -38,6 +38,9 @@ class Lease {
     if (release_) release_(id);
   }
   bool held() const { return !id_.empty(); }
+  // Hands the id over to a caller that gives the slots back itself: this lease then releases
+  // nothing.
+  std::string Take() { return std::exchange(id_, {}); }
 
  private:
   std::string id_;

@@ -668,7 +668,7 @@ class Session : public std::enable_shared_from_this<Session> {
       body.data = nullptr;
       body.size = 0;
       body.more = false;
-      return WriteResponseBody();
+      return WriteLastOfResponse();
     }
     EnsureBodyBuffer();
     body.data = body_buffer_.get();
@@ -682,8 +682,20 @@ class Session : public std::enable_shared_from_this<Session> {
                              body.size = kBodyBufferBytes - body.size;
                              body.data = body.size > 0 ? self->body_buffer_.get() : nullptr;
                              body.more = !self->response_parser_->is_done();
+                             if (!body.more) return self->WriteLastOfResponse();
                              self->WriteResponseBody();
                            });
+  }
+
+  // The upstream's answer is complete (CONTRACT §10: the moment a concurrency slot is given
+  // back). The slots are released, and the store has answered, before the last of the answer
+  // goes to the client: a client that sends its next request the moment it has this answer
+  // finds its slot free, on any server.
+  void WriteLastOfResponse() {
+    if (!lease_.held() || !state_->limiter.release_then) return WriteResponseBody();
+    state_->limiter.release_then(lease_.Take(), [self = shared_from_this()] {
+      asio::dispatch(self->client_.get_executor(), [self] { self->WriteResponseBody(); });
+    });
   }
 
   void WriteResponseBody() {
@@ -919,6 +931,10 @@ ProxyLimiter ProxyLimiter::Of(Limiter& limiter) {
           .release =
               [&limiter](const std::string& lease_id) {
                 limiter.Release(lease_id, [](absl::Status) {});
+              },
+          .release_then =
+              [&limiter](const std::string& lease_id, std::function<void()> then) {
+                limiter.Release(lease_id, [then = std::move(then)](absl::Status) { then(); });
               }};
 }
 

@@ -63,6 +63,10 @@ struct ProxyLimiter {
   std::function<void(CheckRequest, Limiter::Callback done)> check;
   // Limiter::Release of a CheckResult::lease_id, its answer ignored.
   std::function<void(const std::string& lease_id)> release;
+  // The same, calling `then` (on any thread) once the store has answered. Used when the
+  // upstream's answer is complete: the slots are free before the client has the last byte, so a
+  // client that sends its next request at once finds them free. Empty: `release`, then go on.
+  std::function<void(const std::string& lease_id, std::function<void()> then)> release_then;
 
   static ProxyLimiter Of(Limiter& limiter);  // `limiter` must outlive what is made of it
 };
