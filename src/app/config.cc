@@ -192,8 +192,8 @@ void ReadProxy(yaml::Reader& r, const yaml::Field& f, ProxyConfig& proxy) {
   proxy.enabled = true;
   // Timeouts become milliseconds for Asio: a day is plenty.
   constexpr int64_t kMaxTimeoutUs = int64_t{24} * 3600 * kMicrosPerSecond;
-  auto duration = [&r, kMaxTimeoutUs](Micros* out) {
-    return [&r, out, kMaxTimeoutUs](const yaml::Field& v) {
+  auto duration = [&r](Micros* out) {
+    return [&r, out](const yaml::Field& v) {
       *out = r.Duration(v, kMaxTimeoutUs, "1d").value_or(*out);
     };
   };

@@ -14,8 +14,6 @@ namespace {
 
 // Beast 1.74 has no field constants for the X-Forwarded-* family.
 constexpr boost::beast::string_view kForwardedFor = "X-Forwarded-For";
-constexpr boost::beast::string_view kForwardedProto = "X-Forwarded-Proto";
-constexpr boost::beast::string_view kForwardedHost = "X-Forwarded-Host";
 
 constexpr std::string_view kWhitespace = " \t";
 
