@@ -1,4 +1,5 @@
-// String concatenation over every string type this code base meets. Debian's Abseil is built with
+// String helpers: concatenation over every string type this code base meets, and HTTP's
+// whitespace trimming. Debian's Abseil is built with
 // its own absl::string_view (ABSL_OPTION_USE_STD_STRING_VIEW=0), so absl::StrCat does not take
 // std::string_view, which the code base uses; Cat takes both, C strings, std::string and
 // integers.
@@ -28,6 +29,15 @@ std::string Cat(const Pieces&... pieces) {
   std::string out;
   (strings_internal::AppendPiece(out, pieces), ...);
   return out;
+}
+
+// `s` without the spaces and tabs around it: HTTP's optional whitespace (RFC 9110 §5.6.3) around
+// a field value or a list element.
+inline std::string_view TrimOws(std::string_view s) {
+  constexpr std::string_view kOws = " \t";
+  const size_t first = s.find_first_not_of(kOws);
+  if (first == std::string_view::npos) return {};
+  return s.substr(first, s.find_last_not_of(kOws) - first + 1);
 }
 
 }  // namespace sluice

@@ -451,7 +451,8 @@ void Limiter::Release(std::string_view lease_id, ReleaseCallback done) {
     }
   }
   // Every counter's slot, in the store and in the local fallback (which held the slots a check
-  // took while the store was down). Answers once all have answered, with the first error.
+  // took while the store was down). Answers once the store has answered for every counter, with
+  // the first error.
   struct Pending {
     std::atomic<size_t> left;
     Mutex mu;
@@ -459,8 +460,7 @@ void Limiter::Release(std::string_view lease_id, ReleaseCallback done) {
     ReleaseCallback done;
   };
   auto pending = std::make_shared<Pending>();
-  const bool fallback = options_.fallback != nullptr;
-  pending->left = keys.size() * (fallback ? 2 : 1);
+  pending->left = keys.size();
   pending->done = std::move(done);
   auto answered = [pending](absl::Status status) {
     {
@@ -476,8 +476,8 @@ void Limiter::Release(std::string_view lease_id, ReleaseCallback done) {
     std::move(pending->done)(std::move(first));
   };
   for (const std::string& key : keys) {
-    if (fallback) options_.fallback->Release(key, slot, [](absl::Status) {});
-    if (fallback) answered(absl::OkStatus());
+    // The fallback is a memory store: it answers at once, and cannot fail.
+    if (options_.fallback != nullptr) options_.fallback->Release(key, slot, [](absl::Status) {});
     store_.Release(key, slot, answered);
   }
 }

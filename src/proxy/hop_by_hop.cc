@@ -4,23 +4,12 @@
 #include <string_view>
 #include <vector>
 
+#include "base/strings.h"
 #include "boost/beast/http/field.hpp"
 
 namespace sluice::proxy {
 
 namespace bhttp = boost::beast::http;
-
-namespace {
-
-constexpr std::string_view kWhitespace = " \t";
-
-std::string_view Trim(std::string_view s) {
-  const size_t first = s.find_first_not_of(kWhitespace);
-  if (first == std::string_view::npos) return {};
-  return s.substr(first, s.find_last_not_of(kWhitespace) - first + 1);
-}
-
-}  // namespace
 
 void RemoveHopByHop(bhttp::fields& fields) {
   // The names the Connection fields list (every Connection line, each a comma list; Beast's
@@ -33,7 +22,7 @@ void RemoveHopByHop(bhttp::fields& fields) {
       std::string_view list(it->value().data(), it->value().size());
       while (!list.empty()) {
         const size_t comma = list.find(',');
-        const std::string_view token = Trim(list.substr(0, comma));
+        const std::string_view token = TrimOws(list.substr(0, comma));
         list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
         if (!token.empty()) named.emplace_back(token);
       }

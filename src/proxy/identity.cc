@@ -15,14 +15,6 @@ namespace {
 // Beast 1.74 has no field constants for the X-Forwarded-* family.
 constexpr boost::beast::string_view kForwardedFor = "X-Forwarded-For";
 
-constexpr std::string_view kWhitespace = " \t";
-
-std::string_view Trim(std::string_view s) {
-  const size_t first = s.find_first_not_of(kWhitespace);
-  if (first == std::string_view::npos) return {};
-  return s.substr(first, s.find_last_not_of(kWhitespace) - first + 1);
-}
-
 std::string_view View(boost::beast::string_view s) { return {s.data(), s.size()}; }
 
 // RFC 9110 §5.6.2 tchar.
@@ -147,7 +139,7 @@ rules::IpAddress ClientAddress(const rules::IpAddress& peer, const bhttp::fields
     while (true) {
       const size_t comma = list.rfind(',');
       const std::string_view entry =
-          Trim(comma == std::string_view::npos ? list : list.substr(comma + 1));
+          TrimOws(comma == std::string_view::npos ? list : list.substr(comma + 1));
       if (!entry.empty()) {  // "a, , b": empty elements are allowed and skipped
         rules::IpAddress ip;
         if (!ParseForwardedEntry(entry, &ip)) return client;

@@ -27,12 +27,6 @@ bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
   return true;
 }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // The value of the field `name` ("" when absent), or an error when it is given more than once.
 absl::StatusOr<std::string_view> Single(const Request& request, std::string_view name) {
   auto [first, last] = request.equal_range(boost::beast::string_view(name.data(), name.size()));
@@ -53,7 +47,7 @@ std::string_view LastForwardedFor(const Request& request) {
   while (!value.empty()) {
     const size_t comma = value.rfind(',');
     const std::string_view entry =
-        Trim(comma == std::string_view::npos ? value : value.substr(comma + 1));
+        TrimOws(comma == std::string_view::npos ? value : value.substr(comma + 1));
     if (!entry.empty()) return entry;
     value = comma == std::string_view::npos ? std::string_view() : value.substr(0, comma);
   }

@@ -1,5 +1,6 @@
 #include "api/http/framing.h"
 
+#include "base/strings.h"
 #include "boost/beast/core/string.hpp"
 #include "boost/beast/http/field.hpp"
 
@@ -8,14 +9,6 @@ namespace sluice::http {
 namespace bhttp = boost::beast::http;
 
 namespace {
-
-constexpr std::string_view kWhitespace = " \t";
-
-std::string_view Trim(std::string_view s) {
-  const size_t first = s.find_first_not_of(kWhitespace);
-  if (first == std::string_view::npos) return {};
-  return s.substr(first, s.find_last_not_of(kWhitespace) - first + 1);
-}
 
 bool IEquals(std::string_view a, std::string_view b) {
   return boost::beast::iequals(boost::beast::string_view(a.data(), a.size()),
@@ -59,7 +52,7 @@ bhttp::status CheckFraming(const bhttp::request_header<>& request) {
     std::string_view list(it->value().data(), it->value().size());
     while (!list.empty()) {
       const size_t comma = list.find(',');
-      const std::string_view element = Trim(list.substr(0, comma));
+      const std::string_view element = TrimOws(list.substr(0, comma));
       list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
       if (element.empty()) continue;  // "a, , b": empty list elements are allowed and ignored
       ++codings;
@@ -67,7 +60,7 @@ bhttp::status CheckFraming(const bhttp::request_header<>& request) {
       last_is_chunked = IEquals(element, "chunked");
       if (last_is_chunked) {
         ++chunked;
-      } else if (IEquals(Trim(element.substr(0, element.find(';'))), "chunked")) {
+      } else if (IEquals(TrimOws(element.substr(0, element.find(';'))), "chunked")) {
         return bhttp::status::bad_request;  // chunked with parameters: not a framing we know
       } else {
         unknown = true;
@@ -98,7 +91,7 @@ std::string_view TargetPath(std::string_view target) {
 bool ExpectsContinue(const bhttp::request_header<>& request) {
   if (request.version() < 11) return false;
   const auto expect = request[bhttp::field::expect];
-  return IEquals(Trim(std::string_view(expect.data(), expect.size())), "100-continue");
+  return IEquals(TrimOws(std::string_view(expect.data(), expect.size())), "100-continue");
 }
 
 }  // namespace sluice::http
