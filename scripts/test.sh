@@ -25,26 +25,49 @@ build() {  # build DIR SANITIZE [TARGET]
 }
 
 status=0
+failed=()  # "BUILD_DIR TEST" for each test that failed, summarized at the end
+run_ctest() {  # run_ctest DIR [ctest args...]: runs the tests, remembers which failed
+  local dir=$1
+  shift
+  if ! ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@"; then
+    status=1
+    local log="$dir/Testing/Temporary/LastTestsFailed.log"
+    [ -f "$log" ] && while IFS=: read -r _ name; do failed+=("$dir $name"); done <"$log"
+  fi
+}
+# The output of every failed test again at the very end, where a log's tail shows it.
+summary() {
+  [ ${#failed[@]} -eq 0 ] && return
+  echo "== failed tests"
+  local entry
+  for entry in "${failed[@]}"; do
+    set -- $entry
+    echo "--- $2 ($1), the last lines of its output:"
+    awk -v t="$2" '$0 ~ "^[0-9]+/[0-9]+ Test: " t "$" {on=1} on {print} on && /time elapsed/ {on=0}' \
+      "$1/Testing/Temporary/LastTest.log" | tail -n 60
+  done
+  echo "== failed: ${failed[*]}"
+}
+trap summary EXIT
+
 echo "== formatting"
 scripts/check-format.sh || status=1
 
 if [ $fast -eq 1 ]; then
   echo "== release build: all tests"
   build build ""
-  ctest --test-dir build --output-on-failure -j "$jobs" || status=1
+  run_ctest build
   exit $status
 fi
 
 echo "== address+undefined sanitizer build: all tests"
 build build-asan "address,undefined"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -j "$jobs" || status=1
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build-asan
 
 echo "== thread-safety analysis (clang, every source file of src/)"
 scripts/check-thread-safety.sh build-asan || status=1
 
 echo "== thread sanitizer build: concurrency tests"
 build build-tsan "thread" concurrency_tests
-TSAN_OPTIONS=halt_on_error=1 \
-  ctest --test-dir build-tsan --output-on-failure -j "$jobs" -L concurrency || status=1
+TSAN_OPTIONS=halt_on_error=1 run_ctest build-tsan -L concurrency
 exit $status
