@@ -3,8 +3,10 @@
 // last one is answered), and h2load's --rps sends one fixed body (so one user), wakes each client
 // at most every 10 ms (bursts) and times each request from when it was actually sent; hence this.
 //
-//   bench_openloop HOST PORT RATE SECONDS CONNS USERS PREFIX
+//   bench_openloop HOST PORT RATE SECONDS CONNS USERS PREFIX [header]
 //
+// With `header` (for a peer such as nginx limit_req keyed on a header) each request is instead
+// `GET /check` with the user in an `X-User: PREFIX<k>` header.
 // Request i is due at start + i / RATE (evenly spaced), on connection i % CONNS, with the body
 // {"user_id":"PREFIX<k>"}, k uniform in 1..USERS. It is written when due even if that connection
 // still waits for earlier answers (HTTP/1.1 pipelining), so a slow answer never holds back a
@@ -96,8 +98,9 @@ double Percentile(std::vector<int64_t>& v, double p) {  // v sorted, ns → ms
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 8) {
-    std::fprintf(stderr, "usage: bench_openloop HOST PORT RATE SECONDS CONNS USERS PREFIX\n");
+  if (argc != 8 && !(argc == 9 && std::string_view(argv[8]) == "header")) {
+    std::fprintf(stderr,
+                 "usage: bench_openloop HOST PORT RATE SECONDS CONNS USERS PREFIX [header]\n");
     return 2;
   }
   const char* host = argv[1];
@@ -107,6 +110,7 @@ int main(int argc, char** argv) {
   const int nconns = std::atoi(argv[5]);
   const long users = std::atol(argv[6]);
   const std::string prefix = argv[7];
+  const bool header_mode = argc == 9;
   if (port <= 0 || rate <= 0 || seconds <= 0 || nconns <= 0 || users <= 0) {
     std::fprintf(stderr, "bench_openloop: bad arguments\n");
     return 2;
@@ -195,12 +199,18 @@ int main(int argc, char** argv) {
     touched.clear();
     while (next < total && due_of(next) <= now) {
       const int c = static_cast<int>(next % static_cast<uint64_t>(nconns));
-      const std::string body = "{\"user_id\":\"" + prefix + std::to_string(next_user()) + "\"}";
       Conn& k = conns[c];
-      k.out += head;
-      k.out += std::to_string(body.size());
-      k.out += "\r\n\r\n";
-      k.out += body;
+      if (header_mode) {
+        k.out += "GET /check HTTP/1.1\r\nHost: ";
+        k.out += host;
+        k.out += "\r\nX-User: " + prefix + std::to_string(next_user()) + "\r\n\r\n";
+      } else {
+        const std::string body = "{\"user_id\":\"" + prefix + std::to_string(next_user()) + "\"}";
+        k.out += head;
+        k.out += std::to_string(body.size());
+        k.out += "\r\n\r\n";
+        k.out += body;
+      }
       k.due.push_back(due_of(next));
       lag.push_back(now - due_of(next));
       touched.push_back(c);

@@ -181,6 +181,9 @@ absl::Status Server::Start() {
         },
         [routes = routes_.get()](boost::beast::http::status status, unsigned version) {
           return routes->RenderError(status, version);
+        },
+        [routes = routes_.get()](const http::SimpleRequest& req, http::WireRespond& respond) {
+          return routes->HandleFast(req, respond);
         });
     if (absl::Status s = http_->Start(); !s.ok()) {
       obs::LogEvent(level_enum::err, "listen_failed", {{"error", Text(s)}});

@@ -15,11 +15,9 @@ bool IEquals(std::string_view a, std::string_view b) {
                                boost::beast::string_view(b.data(), b.size()));
 }
 
-// A Host value: uri-host [":" port] (RFC 9110 §7.2), checked by its characters only — reg-name
-// (unreserved, pct-encoded, sub-delims), an IP literal in brackets, and the port's colon. Enough
-// to refuse what could only be an attack (spaces, '/', '@', controls); Sluice routes by path
-// and never by host.
-bool ValidHost(std::string_view host) {
+}  // namespace
+
+bool ValidHostValue(std::string_view host) {
   for (char c : host) {
     const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
     if (!alnum && std::string_view("-._~%!$&'()*+,;=:[]").find(c) == std::string_view::npos) {
@@ -29,15 +27,14 @@ bool ValidHost(std::string_view host) {
   return true;
 }
 
-}  // namespace
-
 bhttp::status CheckFraming(const bhttp::request_header<>& request) {
   // Host: exactly one in HTTP/1.1, at most one in HTTP/1.0.
   const size_t hosts = request.count(bhttp::field::host);
   if (hosts > 1 || (hosts == 0 && request.version() >= 11)) return bhttp::status::bad_request;
   if (hosts == 1) {
     const auto host = request[bhttp::field::host];
-    if (!ValidHost(std::string_view(host.data(), host.size()))) return bhttp::status::bad_request;
+    if (!ValidHostValue(std::string_view(host.data(), host.size())))
+      return bhttp::status::bad_request;
   }
 
   // Transfer-Encoding: the codings of every field line, in order, make one list.

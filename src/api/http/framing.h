@@ -20,6 +20,12 @@ namespace sluice::http {
 // header alone, so that the API server (string bodies) and the gateway (streamed bodies) share it.
 boost::beast::http::status CheckFraming(const boost::beast::http::request_header<>& request);
 
+// A Host value: uri-host [":" port] (RFC 9110 §7.2), checked by its characters only — reg-name
+// (unreserved, pct-encoded, sub-delims), an IP literal in brackets, and the port's colon. Enough
+// to refuse what could only be an attack (spaces, '/', '@', controls); Sluice routes by path
+// and never by host.
+bool ValidHostValue(std::string_view host);
+
 // The path of a request target, for routing: the query cut off, and for an absolute-form target
 // ("http://host:port/path?query", RFC 9112 §3.2.2) the scheme and authority too ("/" when the
 // target has no path). Other forms come back as they are (without the query).

@@ -42,6 +42,9 @@ class Routes {
 
   // The server's Handler.
   void Handle(Request& request, Respond respond);
+  // The server's FastHandler: takes POST /v1/ratelimit/check with a valid body, and answers it
+  // exactly as Handle would; declines everything else (errors included).
+  bool HandleFast(const SimpleRequest& request, WireRespond& respond);
   // The server's ErrorRenderer (400, 413, 431, 501 decided before a request reaches Handle).
   Response RenderError(boost::beast::http::status status, unsigned version);
 

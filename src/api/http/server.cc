@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <charconv>
 #include <functional>
 #include <optional>
 
@@ -26,6 +27,9 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 
 namespace {
+
+// What the fast path reads at a time into an empty buffer: many pipelined requests.
+constexpr size_t kFastReadBytes = 4096;
 
 // Sockets and streams bound to a concrete io_context executor rather than the type-erased
 // any_io_executor: every async operation copies the executor, and the type erasure showed up
@@ -62,7 +66,57 @@ class Session : public std::enable_shared_from_this<Session> {
   void ReadHeader() {
     empty_lines_ = 0;
     stream_.expires_after(state_->options.header_timeout);
-    ParseHeader();
+    if (!state_->fast) return ParseHeader();
+    // The fast path: a request whole in the buffer, in its simple form, answered without
+    // Beast's parser. Anything else goes to Beast, which parses what the buffer holds first.
+    if (buffer_.size() > 0) {
+      if (!TryFast()) ParseHeader();
+      return;
+    }
+    const size_t want = std::min<size_t>(kFastReadBytes, buffer_.max_size());
+    stream_.async_read_some(buffer_.prepare(want),
+                            [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+                              // No request began: whatever the error, the connection just ends.
+                              if (ec) return self->Close();
+                              self->buffer_.commit(bytes);
+                              if (!self->TryFast()) self->ParseHeader();
+                            });
+  }
+
+  // Answers the request at the start of the buffer through the fast handler, if it is in the
+  // simple form and the handler takes it. False (the buffer untouched) otherwise.
+  bool TryFast() {
+    if (slot_.reserved()) return false;  // a place of the health reserve: the general path
+    SimpleRequest& request = FastRequest();
+    const std::string_view bytes(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    if (!ParseSimpleRequest(bytes, state_->simple_limits, request)) return false;
+    thread_ = std::this_thread::get_id();
+    version_ = request.version;
+    head_ = false;  // the fast handler takes no HEAD (it would answer with headers only)
+    client_keep_alive_ = request.keep_alive;
+    state_->in_flight.fetch_add(1, std::memory_order_relaxed);
+    stream_.expires_never();  // the handler's own deadlines apply (store timeouts)
+    auto self = shared_from_this();
+    WireRespond respond = [self](WireResponse res) {
+      if (std::this_thread::get_id() == self->thread_) return self->FinishWire(std::move(res));
+      asio::dispatch(self->stream_.get_executor(),
+                     [self, res = std::move(res)]() mutable { self->FinishWire(std::move(res)); });
+    };
+    if (!state_->fast(request, respond)) {
+      state_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+      stream_.expires_after(state_->options.header_timeout);
+      return false;
+    }
+    // The handler copied what it keeps: the request's bytes can go (a response written inline
+    // above completes later, never within this call).
+    buffer_.consume(request.size);
+    return true;
+  }
+
+  // One SimpleRequest per thread, reused: it is a few hundred bytes of views.
+  static SimpleRequest& FastRequest() {
+    thread_local SimpleRequest request;
+    return request;
   }
 
   // (Re)starts parsing a header from what the buffer holds, without touching the deadline.
@@ -224,6 +278,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Answers with an error the server decides, then closes: the stream's framing is unknown.
   void Fail(bhttp::status status) {
     request_ = {};  // not the previous request's: a HEAD before must not drop this body
+    version_ = 11;
+    head_ = false;
     Response res = state_->errors(status, 11);
     res.keep_alive(false);
     Write(std::move(res), /*counted=*/false);
@@ -231,9 +287,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Handle() {
     request_ = parser_->release();
+    version_ = request_.version();
+    head_ = request_.method() == bhttp::verb::head;
+    client_keep_alive_ = request_.keep_alive();
     if (slot_.reserved() && !IsHealthCheck(request_)) {
       // A place of the health reserve: the listener is full, and only health checks pass.
       request_ = {};
+      head_ = false;
       Response res = state_->errors(bhttp::status::service_unavailable, 11);
       res.set(bhttp::field::retry_after, "1");
       res.keep_alive(false);
@@ -251,12 +311,28 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // Whether the connection stays open after the answer: a reserved place is given back after
+  // one answer, and a draining server closes.
+  bool KeepAlive() const {
+    return client_keep_alive_ && !slot_.reserved() &&
+           !state_->draining.load(std::memory_order_relaxed);
+  }
+
   void Finish(Response res) {
-    // A reserved place is given back after one answer.
-    const bool keep = request_.keep_alive() && !slot_.reserved() &&
-                      !state_->draining.load(std::memory_order_relaxed);
-    res.keep_alive(keep);
+    res.keep_alive(KeepAlive());
     Write(std::move(res), /*counted=*/true);
+  }
+
+  void FinishWire(WireResponse res) {
+    const bool keep = KeepAlive();
+    const auto status = static_cast<bhttp::status>(res.status);
+    const std::string_view fields(res.wire.data(), res.body_offset);
+    const std::string_view body = std::string_view(res.wire).substr(res.body_offset);
+    out_.clear();
+    AppendStatusLine(res.status, bhttp::obsolete_reason(status));
+    out_.append(fields);
+    AppendFraming(status, body, keep);
+    Send(keep, /*counted=*/true);
   }
 
   // Serializes the response into one buffer by hand: status line, the handler's fields,
@@ -265,12 +341,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Write(Response res, bool counted) {
     const bool keep = res.keep_alive();
     out_.clear();
-    out_.append(request_.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
-    out_.append(std::to_string(res.result_int()));
-    out_.push_back(' ');
-    const auto reason = res.reason();
-    out_.append(reason.data(), reason.size());
-    out_.append("\r\n");
+    AppendStatusLine(res.result_int(), res.reason());
     for (const auto& field : res) {
       if (field.name() == bhttp::field::content_length ||
           field.name() == bhttp::field::connection) {
@@ -283,23 +354,44 @@ class Session : public std::enable_shared_from_this<Session> {
       out_.append(value.data(), value.size());
       out_.append("\r\n");
     }
+    AppendFraming(res.result(), res.body(), keep);
+    Send(keep, counted);
+  }
+
+  void AppendStatusLine(unsigned status, beast::string_view reason) {
+    out_.append(version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    char digits[3] = {static_cast<char>('0' + status / 100 % 10),
+                      static_cast<char>('0' + status / 10 % 10),
+                      static_cast<char>('0' + status % 10)};
+    out_.append(digits, 3);
+    out_.push_back(' ');
+    out_.append(reason.data(), reason.size());
+    out_.append("\r\n");
+  }
+
+  // Content-Length and Connection, the end of the header block, and the body.
+  void AppendFraming(bhttp::status status, std::string_view body, bool keep) {
     // RFC 9110 §8.6: a 204 carries no Content-Length (the forward-auth endpoint's allow); its
     // body is empty by definition.
-    if (res.result() != bhttp::status::no_content) {
+    if (status != bhttp::status::no_content) {
+      char digits[24];
+      const auto end = std::to_chars(digits, digits + sizeof(digits), body.size()).ptr;
       out_.append("Content-Length: ");
-      out_.append(std::to_string(res.body().size()));
+      out_.append(digits, end);
       out_.append("\r\n");
     }
     if (!keep) {
       out_.append("Connection: close\r\n");
-    } else if (request_.version() == 10) {
+    } else if (version_ == 10) {
       out_.append("Connection: keep-alive\r\n");  // HTTP/1.0 closes unless told otherwise
     }
     out_.append("\r\n");
     // HEAD: headers only; a 204 never has a body.
-    if (request_.method() != bhttp::verb::head && res.result() != bhttp::status::no_content) {
-      out_.append(res.body());
-    }
+    if (!head_ && status != bhttp::status::no_content) out_.append(body);
+  }
+
+  // Writes out_, then reads the next request or closes.
+  void Send(bool keep, bool counted) {
     keep_alive_ = keep;
     stream_.expires_after(state_->options.body_timeout);  // a client that never reads
     asio::async_write(stream_, asio::buffer(out_),
@@ -330,8 +422,12 @@ class Session : public std::enable_shared_from_this<Session> {
   size_t header_fields_left_ = 0;  // what the header left of max_header_fields, for trailers
   size_t header_bytes_left_ = 0;   // ... and of max_header_bytes, for extensions and trailers
   int empty_lines_ = 0;            // skipped before the current request line
-  Request request_;
-  std::string out_;  // the serialized response being written
+  Request request_;                // the general path's request being answered
+  // Of the request being answered, whichever path took it.
+  unsigned version_ = 11;
+  bool head_ = false;
+  bool client_keep_alive_ = true;  // what the client asked for
+  std::string out_;                // the serialized response being written
   bool keep_alive_ = true;
   std::thread::id thread_;
   std::shared_ptr<HttpServer::State> state_;
@@ -340,11 +436,16 @@ class Session : public std::enable_shared_from_this<Session> {
 
 }  // namespace
 
-HttpServer::HttpServer(ServerOptions options, Handler handler, ErrorRenderer errors)
+HttpServer::HttpServer(ServerOptions options, Handler handler, ErrorRenderer errors,
+                       FastHandler fast)
     : state_(std::make_shared<State>()) {
   state_->options = std::move(options);
   state_->handler = std::move(handler);
   state_->errors = std::move(errors);
+  state_->fast = std::move(fast);
+  state_->simple_limits = {.max_header_bytes = state_->options.max_header_bytes,
+                           .max_header_fields = state_->options.max_header_fields,
+                           .max_body_bytes = state_->options.max_body_bytes};
   state_->caps =
       net::ConnectionCaps::Create({.max_connections = state_->options.max_connections,
                                    .max_per_address = state_->options.max_connections_per_address,

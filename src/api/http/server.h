@@ -14,6 +14,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "api/http/simple_request.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/steady_timer.hpp"
@@ -31,6 +32,22 @@ using Respond = absl::AnyInvocable<void(Response) &&>;
 using Handler = std::function<void(Request&, Respond)>;
 // Renders an error response for a status the server decides itself (400, 413, 431, 501).
 using ErrorRenderer = std::function<Response(boost::beast::http::status, unsigned version)>;
+
+// The fast path's response, rendered by the handler: `wire` holds the header lines ("Name:
+// value\r\n" each, without Content-Length and Connection, which the server adds) followed by
+// the body, which starts at `body_offset`.
+struct WireResponse {
+  unsigned status = 200;
+  std::string wire;
+  size_t body_offset = 0;
+};
+// Sends a WireResponse. May be called from any thread, exactly once.
+using WireRespond = absl::AnyInvocable<void(WireResponse) &&>;
+// The fast path (see simple_request.h): takes a request in its simple form and answers it
+// through `respond` (moved from, now or later), or declines it by returning false without
+// touching `respond`: the request then goes to the Handler, parsed again by the general path.
+// The request's views are valid during the call only.
+using FastHandler = std::function<bool(const SimpleRequest&, WireRespond& respond)>;
 
 struct ServerOptions {
   std::string address = "127.0.0.1";
@@ -61,7 +78,8 @@ struct ServerOptions {
 
 class HttpServer {
  public:
-  HttpServer(ServerOptions options, Handler handler, ErrorRenderer errors);
+  HttpServer(ServerOptions options, Handler handler, ErrorRenderer errors,
+             FastHandler fast = nullptr);
   ~HttpServer();
 
   // Binds and starts serving on background threads. Fails if the address cannot be bound.
@@ -78,6 +96,8 @@ class HttpServer {
     ServerOptions options;
     Handler handler;
     ErrorRenderer errors;
+    FastHandler fast;  // may be empty: every request goes to `handler`
+    SimpleLimits simple_limits;
     std::shared_ptr<net::ConnectionCaps> caps;  // the open connections
     std::atomic<size_t> in_flight{0};
     std::atomic<bool> draining{false};
