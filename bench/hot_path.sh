@@ -71,6 +71,8 @@ error_log $work/nginx/error.log crit;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
   client_body_temp_path $work/nginx;
   proxy_temp_path $work/nginx;
   fastcgi_temp_path $work/nginx;

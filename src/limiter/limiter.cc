@@ -286,8 +286,8 @@ std::string NewLeaseSlot() {
   return slot;
 }
 
-std::string MakeLeaseId(const std::string& slot, const std::vector<ChargeItem>& items,
-                        const std::vector<std::string>& keys) {
+std::string MakeLeaseId(const std::string& slot, std::span<const ChargeItem> items,
+                        std::span<const std::string> keys) {
   std::string id = slot;
   for (size_t i = 0; i < items.size(); ++i) {
     if (items[i].limit->algorithm() != Algorithm::kConcurrency) continue;
@@ -300,8 +300,8 @@ std::string MakeLeaseId(const std::string& slot, const std::vector<ChargeItem>& 
 }  // namespace
 
 struct Limiter::CheckJob final : Job {
-  std::vector<const Rule*> rules;  // the applicable rules, one per item
-  std::vector<size_t> rule_index;  // of each, into snapshot->counters
+  rules::RuleList rules;                      // the applicable rules, one per item
+  absl::InlinedVector<size_t, 4> rule_index;  // of each, into snapshot->counters
   std::string request_id;
   // The slot id of the request's concurrency items (the items' `lease` points into it); empty
   // when no concurrency rule applies.

@@ -15,6 +15,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "base/mutex.h"
@@ -154,7 +155,7 @@ class Limiter {
     absl::Status status;
     std::shared_ptr<const rules::RuleSet> rules;  // holds what `applied` points to
     std::string tier;                             // as matched (given or stored)
-    std::vector<const rules::Rule*> applied;
+    rules::RuleList applied;
     std::vector<std::string> keys;
     std::vector<Decision> decisions;
     Micros now = 0;
@@ -242,9 +243,10 @@ class Limiter {
     virtual void ObserveStore(double /*seconds*/) const {}
 
     std::shared_ptr<const Snapshot> snapshot;
-    std::vector<std::string> keys;
-    std::vector<ChargeItem> items;
-    std::vector<Decision> decisions;
+    // Inline room for the usual one or two rules a request meets: no allocation for them.
+    absl::InlinedVector<std::string, 2> keys;
+    absl::InlinedVector<ChargeItem, 2> items;
+    absl::InlinedVector<Decision, 2> decisions;
     Micros now = 0;                                 // when the check began, on `clock`
     std::chrono::steady_clock::time_point started;  // likewise, for the check duration
     Micros latency = 0;                             // set as the job finishes

@@ -74,7 +74,7 @@ std::shared_ptr<const RuleSet> RuleSet::Build(
 
 std::shared_ptr<const RuleSet> RuleSet::Empty() { return Create({}, {}, {}, {}); }
 
-void RuleSet::Applicable(const RequestAttributes& request, std::vector<const Rule*>& out) const {
+void RuleSet::Applicable(const RequestAttributes& request, RuleList& out) const {
   out.clear();
   const internal::PreparedRequest prepared(request);
   internal::Candidates candidates;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "core/time.h"
 #include "rules/attributes.h"
 #include "rules/descriptor.h"
@@ -17,6 +18,9 @@
 #include "rules/strings.h"
 
 namespace sluice::rules {
+
+// The rules that apply to a request, in file order: inline room for the few a request meets.
+using RuleList = absl::InlinedVector<const Rule*, 4>;
 
 // What the allow/deny lists say about a request. Deny wins over allow.
 struct ListVerdict {
@@ -65,7 +69,7 @@ class RuleSet {
   // rule of its group can apply instead (a per-user quota falls back to a per-IP one).
   // Cost: a few hash lookups per request attribute plus a full check of each candidate (see
   // match_index.h), not a scan of every rule.
-  void Applicable(const RequestAttributes& request, std::vector<const Rule*>& out) const;
+  void Applicable(const RequestAttributes& request, RuleList& out) const;
 
   // Writes the counter key of `rule` for `request` into `out`. It is unique per (rule id,
   // algorithm, window, key attribute names and values) and escapes separators, so two

@@ -146,7 +146,7 @@ TEST_F(DatabaseRulesTest, OneChangeAmongManyRulesRereadsOnlyIt) {
   EXPECT_EQ((*set)->FindRule("customer-7")->limit.limit(), 1000);
   rules::RequestAttributes request;
   request.user_id = "u12345";
-  std::vector<const rules::Rule*> applicable;
+  rules::RuleList applicable;
   (*set)->Applicable(request, applicable);
   ASSERT_EQ(applicable.size(), 1u);
   EXPECT_EQ(applicable[0]->id, "customer-12345");

@@ -88,7 +88,7 @@ std::string ManyRules() {
 std::vector<std::string> Reference(const RuleSet& set, const RequestAttributes& r) {
   IpAddress parsed;
   const IpAddress* ip = ParseIp(r.ip_address, &parsed) ? &parsed : nullptr;
-  std::vector<const Rule*> applicable;
+  RuleList applicable;
   for (const Rule& rule : set.rules()) {
     if (!rule.enabled || !MatchesAll(rule.match, r, ip)) continue;
     bool key_present = true;

@@ -104,7 +104,7 @@ inline RequestAttributes Req(
 
 // The ids of the rules that apply to `request`, in the order Applicable returns them.
 inline std::vector<std::string> Applicable(const RuleSet& set, const RequestAttributes& request) {
-  std::vector<const Rule*> rules;
+  RuleList rules;
   set.Applicable(request, rules);
   std::vector<std::string> ids;
   for (const Rule* r : rules) ids.push_back(r->id);

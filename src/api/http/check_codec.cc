@@ -1,5 +1,6 @@
 #include "api/http/check_codec.h"
 
+#include <charconv>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -231,77 +232,137 @@ std::string ErrorBody(std::string_view code, std::string_view message) {
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-Rendered RenderCheckResult(const CheckResult& r) {
+namespace {
+
+void AppendInt(std::string& out, int64_t n) {
+  char digits[24];
+  out.append(digits, std::to_chars(digits, digits + sizeof(digits), n).ptr);
+}
+
+// "<rule_id>";<key>=<a>;<key2>=<b>: the structured field values of RateLimit-Policy and RateLimit.
+void AppendLimitItem(std::string& out, std::string_view quoted_id, std::string_view key1, int64_t a,
+                     std::string_view key2, int64_t b) {
+  out.append(quoted_id).append(key1);
+  AppendInt(out, a);
+  out.append(key2);
+  AppendInt(out, b);
+}
+
+// Collects the headers as (name, value) pairs, for Rendered.
+class ListSink : public HeaderSink {
+ public:
+  explicit ListSink(std::vector<std::pair<std::string, std::string>>& list) : list_(list) {}
+  void Add(std::string_view name, std::string_view value) override {
+    list_.emplace_back(name, value);
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::string>>& list_;
+};
+
+}  // namespace
+
+unsigned RenderCheckInto(const CheckResult& r, HeaderSink& headers, std::string& body) {
   using Outcome = CheckResult::Outcome;
-  Rendered out;
   switch (r.outcome) {
     case Outcome::kAllowlisted:
-      out.body = R"({"allowed":true,"allowlisted":true})";
-      return out;
+      body.append(R"({"allowed":true,"allowlisted":true})");
+      return 200;
     case Outcome::kDenied:
-      out.status = 403;
-      out.body = absl::StrCat(
-          R"({"allowed":false,"error":{"code":"BLOCKED","message":"Request blocked by the )"
-          R"(deny list.","reason":)",
-          JsonString(r.deny_reason), "}}");
-      return out;
+      body.append(R"({"allowed":false,"error":{"code":"BLOCKED","message":"Request blocked by the )"
+                  R"(deny list.","reason":)");
+      AppendJsonString(body, r.deny_reason);
+      body.append("}}");
+      return 403;
     case Outcome::kStoreUnavailable:
-      out.status = 503;
-      out.headers.emplace_back("Retry-After", "1");
-      out.body = ErrorBody("STORE_UNAVAILABLE",
-                           "The rate limit store is unavailable and the failure policy is "
-                           "fail_closed.");
-      return out;
+      headers.Add("Retry-After", "1");
+      body.append(ErrorBody("STORE_UNAVAILABLE",
+                            "The rate limit store is unavailable and the failure policy is "
+                            "fail_closed."));
+      return 503;
     case Outcome::kAllowed:
     case Outcome::kRejected:
       break;
   }
   if (!r.limited) {
-    out.body = R"({"allowed":true})";
-    return out;
+    body.append(R"({"allowed":true})");
+    return 200;
   }
   const Decision& d = r.decision;
   const int64_t reset_at = CeilSeconds(int_math::SatAdd(r.now, d.reset_after));
   const int64_t reset_in = CeilSeconds(d.reset_after);
-  const std::string quoted_id = JsonString(r.rule_id);
-  out.headers = {
-      {"X-RateLimit-Limit", std::to_string(d.limit)},
-      {"X-RateLimit-Remaining", std::to_string(d.remaining)},
-      {"X-RateLimit-Reset", std::to_string(reset_at)},
-      {"RateLimit-Policy",
-       absl::StrCat(quoted_id, ";q=", d.limit, ";w=", std::max<int64_t>(1, CeilSeconds(r.window)))},
-      {"RateLimit", absl::StrCat(quoted_id, ";r=", d.remaining, ";t=", reset_in)},
+  // The quoted rule id, and each header value in turn, in strings the thread keeps.
+  thread_local std::string quoted;
+  thread_local std::string scratch;
+  quoted.clear();
+  AppendJsonString(quoted, r.rule_id);
+  const std::string_view quoted_id = quoted;
+  auto value = [&](auto&& fill) {
+    scratch.clear();
+    fill();
+    return std::string_view(scratch);
   };
+  headers.Add("X-RateLimit-Limit", value([&] { AppendInt(scratch, d.limit); }));
+  headers.Add("X-RateLimit-Remaining", value([&] { AppendInt(scratch, d.remaining); }));
+  headers.Add("X-RateLimit-Reset", value([&] { AppendInt(scratch, reset_at); }));
+  headers.Add("RateLimit-Policy", value([&] {
+                AppendLimitItem(scratch, quoted_id, ";q=", d.limit,
+                                ";w=", std::max<int64_t>(1, CeilSeconds(r.window)));
+              }));
+  headers.Add("RateLimit", value([&] {
+                AppendLimitItem(scratch, quoted_id, ";r=", d.remaining, ";t=", reset_in);
+              }));
   // Built by hand rather than through a JSON DOM: this is the hot path of every check.
   if (r.outcome == Outcome::kAllowed) {
-    out.body = absl::StrCat(R"({"allowed":true,"limit":)", d.limit, R"(,"remaining":)", d.remaining,
-                            R"(,"reset_at":)", reset_at, R"(,"rule_id":)", quoted_id);
+    body.append(R"({"allowed":true,"limit":)");
+    AppendInt(body, d.limit);
+    body.append(R"(,"remaining":)");
+    AppendInt(body, d.remaining);
+    body.append(R"(,"reset_at":)");
+    AppendInt(body, reset_at);
+    body.append(R"(,"rule_id":)").append(quoted_id);
     if (r.algorithm == Algorithm::kLeakyBucket) {
-      absl::StrAppend(&out.body, R"(,"delay_ms":)",
-                      static_cast<int64_t>(int_math::CeilDiv(d.delay, kMicrosPerMilli)));
+      body.append(R"(,"delay_ms":)");
+      AppendInt(body, static_cast<int64_t>(int_math::CeilDiv(d.delay, kMicrosPerMilli)));
     }
     if (!r.lease_id.empty()) {
-      absl::StrAppend(&out.body, R"(,"lease_id":)");
-      AppendJsonString(out.body, r.lease_id);
+      body.append(R"(,"lease_id":)");
+      AppendJsonString(body, r.lease_id);
     }
-    out.body.push_back('}');
-    return out;
+    body.push_back('}');
+    return 200;
   }
-  out.status = 429;
-  out.body = R"({"allowed":false,"error":{"code":)";
+  body.append(R"({"allowed":false,"error":{"code":)");
   if (d.cost_exceeds_limit) {
-    absl::StrAppend(&out.body, R"("COST_EXCEEDS_LIMIT","message":)",
-                    JsonString(absl::StrCat("The request's cost exceeds what rule '", r.rule_id,
-                                            "' can ever admit.")));
+    body.append(R"("COST_EXCEEDS_LIMIT","message":)");
+    AppendJsonString(body, absl::StrCat("The request's cost exceeds what rule '",
+                                        absl::string_view(r.rule_id.data(), r.rule_id.size()),
+                                        "' can ever admit."));
   } else {
     const int64_t retry = std::max<int64_t>(1, CeilSeconds(d.retry_after));
-    out.headers.emplace_back("Retry-After", std::to_string(retry));
-    absl::StrAppend(&out.body,
-                    R"("RATE_LIMIT_EXCEEDED","message":"Rate limit exceeded. Try again in )", retry,
-                    retry == 1 ? R"( second.")" : R"( seconds.")", R"(,"retry_after":)", retry);
+    char digits[24];
+    headers.Add(
+        "Retry-After",
+        std::string_view(digits, std::to_chars(digits, digits + sizeof(digits), retry).ptr));
+    body.append(R"("RATE_LIMIT_EXCEEDED","message":"Rate limit exceeded. Try again in )");
+    AppendInt(body, retry);
+    body.append(retry == 1 ? R"( second.")" : R"( seconds.")").append(R"(,"retry_after":)");
+    AppendInt(body, retry);
   }
-  absl::StrAppend(&out.body, R"(,"limit":)", d.limit, R"(,"remaining":)", d.remaining,
-                  R"(,"reset_at":)", reset_at, R"(,"rule_id":)", quoted_id, "}}");
+  body.append(R"(,"limit":)");
+  AppendInt(body, d.limit);
+  body.append(R"(,"remaining":)");
+  AppendInt(body, d.remaining);
+  body.append(R"(,"reset_at":)");
+  AppendInt(body, reset_at);
+  body.append(R"(,"rule_id":)").append(quoted_id).append("}}");
+  return 429;
+}
+
+Rendered RenderCheckResult(const CheckResult& r) {
+  Rendered out;
+  ListSink sink(out.headers);
+  out.status = RenderCheckInto(r, sink, out.body);
   return out;
 }
 

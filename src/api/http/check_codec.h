@@ -37,6 +37,20 @@ struct Rendered {
 // allow-listed requests never set them. `window` is the reported rule's window.
 Rendered RenderCheckResult(const CheckResult& result);
 
+// Receives the headers of an answer, in order, for RenderCheckInto. The views are valid during
+// the call only.
+class HeaderSink {
+ public:
+  virtual void Add(std::string_view name, std::string_view value) = 0;
+
+ protected:
+  ~HeaderSink() = default;
+};
+
+// RenderCheckResult without the intermediate lists: the headers go to `headers`, the JSON body is
+// appended to `body`, and the status is returned. What the HTTP fast path uses.
+unsigned RenderCheckInto(const CheckResult& result, HeaderSink& headers, std::string& body);
+
 // Parses the body of POST /v1/ratelimit/release: {"lease_id": "…"} (a non-empty string; other
 // fields ignored). InvalidArgument (→ 400) naming what is wrong.
 absl::StatusOr<std::string> ParseReleaseRequest(std::string_view body);

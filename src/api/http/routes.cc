@@ -168,16 +168,28 @@ bool Routes::HandleFast(const SimpleRequest& request, WireRespond& respond) {
   parsed->request_id =
       obs::RequestId(request.Header("x-request-id"), request.Header("traceparent"));
   limiter_.Check(std::move(*parsed), [respond = std::move(respond)](CheckResult result) mutable {
-    const Rendered rendered = RenderCheckResult(result);
-    // What Check's answer holds, in the same order: Content-Type, the limit headers, the body.
-    WireResponse res{.status = rendered.status};
-    res.wire.reserve(256 + rendered.body.size());
+    // Header lines straight into the wire response, in Check's order: Content-Type, then the
+    // limit headers; then the body.
+    class WireSink : public HeaderSink {
+     public:
+      explicit WireSink(std::string& wire) : wire_(wire) {}
+      void Add(std::string_view name, std::string_view value) override {
+        wire_.append(name).append(": ").append(value).append("\r\n");
+      }
+
+     private:
+      std::string& wire_;
+    };
+    WireResponse res;
+    res.wire.reserve(384);
     res.wire.append("Content-Type: application/json\r\n");
-    for (const auto& [name, value] : rendered.headers) {
-      res.wire.append(name).append(": ").append(value).append("\r\n");
-    }
+    WireSink sink(res.wire);
+    // The body is rendered after the headers; it goes to its own buffer until they are all in.
+    thread_local std::string body;
+    body.clear();
+    res.status = RenderCheckInto(result, sink, body);
     res.body_offset = res.wire.size();
-    res.wire.append(rendered.body);
+    res.wire.append(body);
     std::move(respond)(std::move(res));
   });
   return true;
