@@ -4,7 +4,7 @@
 # One `sluice serve` (SQLite rules database, memory store) pinned to CPU 0, holding 10 database
 # rules: api-0 … api-9, each matching one endpoint /api-K, keyed on user_id, a limit no user
 # reaches (fixed_window, 1 000 000 a second). wrk -t1 -c32 on CPU 1 posts /v1/ratelimit/check for
-# a random user of 100k on a random one of the 10 endpoints, as bench/http_vs_nginx.sh does
+# a random user of 100k on a random one of the 10 endpoints, as bench/hot_path.sh does
 # (allowed-heavy). Runs alternate, PAIRS of each: checks alone, and checks while a loop on CPU 1
 # makes 20 admin changes a second on the same server (PUT /v1/admin/rules/api-0, the limit
 # alternating between two values; each one a SQLite commit, a version, an audit entry and a

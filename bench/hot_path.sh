@@ -28,7 +28,7 @@ parts=${3:-closed open grpc store}
 require wrk taskset nginx python3 curl
 bench_build sluice bench_openloop bench_memory_store bench_memory_per_key
 openloop=$bench_dir/bench/bench_openloop
-conns=64
+conns=${CONNS:-64}  # CONNS=32: the load of the earlier figures in docs/benchmarks.md
 users=100000
 
 check_lua "$work/sluice.lua"
@@ -40,16 +40,7 @@ LUA
 
 # --- servers ---
 start_sluice() {  # SCENARIO → sets spid, port
-  local limit window
-  if [ "$1" = allowed-heavy ]; then limit=1000000; window=1s; else limit=1; window=1h; fi
-  cat > "$work/rules.yaml" <<YAML
-rules:
-  - id: per-user
-    key: [user_id]
-    limit: $limit
-    window: $window
-    algorithm: fixed_window
-YAML
+  scenario_rules "$1" "$work/rules.yaml"
   port=$(free_port)
   taskset -c 0 "$sluice" serve --http "127.0.0.1:$port" --grpc "" \
     --rules "$work/rules.yaml" > "$work/sluice.log" 2>&1 &

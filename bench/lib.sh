@@ -11,6 +11,9 @@
 #   to_ms LATENCY           wrk's "812.00us" / "1.23ms" / "1.01s" in milliseconds
 #   wait_http PORT LOG      waits until 127.0.0.1:PORT answers HTTP; prints LOG and exits if not
 #   machine                 one line: cores and CPU model
+#   scenario_rules SCENARIO FILE
+#                           writes the per-user fixed_window rule the HTTP benchmarks share:
+#                           allowed-heavy (a limit no user reaches) or rejected-heavy (1 an hour)
 #   check_lua FILE          writes a wrk script posting /v1/ratelimit/check for a random user of
 #                           user_1 … user_100000 (the key space every HTTP benchmark uses)
 # shellcheck shell=bash disable=SC2034  # the variables are for the scripts that source this
@@ -87,4 +90,17 @@ request = function()
                     string.format('{"user_id":"user_%d"}', math.random(1, 100000)))
 end
 LUA
+}
+
+scenario_rules() {
+  local limit=1 window=1h
+  if [ "$1" = allowed-heavy ]; then limit=1000000; window=1s; fi
+  cat > "$2" <<YAML
+rules:
+  - id: per-user
+    key: [user_id]
+    limit: $limit
+    window: $window
+    algorithm: fixed_window
+YAML
 }

@@ -9,7 +9,7 @@
 #   - rate-limiter-flexible (RateLimiterRedis on ioredis) in a minimal Node HTTP server
 #     (bench/node/server.js) with the same limit.
 # HTTP rows: wrk POSTs /v1/ratelimit/check with a random user of 100k per request, as
-# http_vs_nginx.sh does. Two scenarios: allowed-heavy (a limit no user reaches) and rejected-heavy
+# hot_path.sh does. Two scenarios: allowed-heavy (a limit no user reaches) and rejected-heavy
 # (1 request an hour per user: after each user's first request, every answer is a 429, most of
 # them answered by Sluice's over-limit cache, and by rate-limiter-flexible's in-memory block,
 # without Redis).
@@ -148,18 +148,11 @@ declare -A evalsha_argv  # scenario → the EVALSHA Sluice sent, one argument pe
 
 for scenario in allowed-heavy rejected-heavy; do
   if [ "$scenario" = allowed-heavy ]; then
-    limit=1000000; window=1s; seconds=1
+    limit=1000000; seconds=1
   else
-    limit=1; window=1h; seconds=3600
+    limit=1; seconds=3600
   fi
-  cat > "$work/rules.yaml" <<YAML
-rules:
-  - id: per-user
-    key: [user_id]
-    limit: $limit
-    window: $window
-    algorithm: fixed_window
-YAML
+  scenario_rules "$scenario" "$work/rules.yaml"
 
   # Sluice, Redis store then memory store.
   for store in redis memory; do

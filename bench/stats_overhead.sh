@@ -4,7 +4,7 @@
 # and `false`, side by side.
 #
 # One `sluice serve` (memory store) pinned to CPU 0, rule per-user keyed on user_id; wrk -t1 -c32
-# on CPU 1 posts /v1/ratelimit/check for a random user of 100k (as bench/http_vs_nginx.sh does),
+# on CPU 1 posts /v1/ratelimit/check for a random user of 100k (as bench/hot_path.sh does),
 # allowed-heavy (limit 1 000 000 a second) and rejected-heavy (limit 1 an hour: every user is
 # over after its first check, so every later check also records its key as rejected). Runs
 # alternate on/off, PAIRS of each per scenario, each with a fresh server and a 2 s warm-up.
