@@ -5,6 +5,7 @@
 // integers.
 #pragma once
 
+#include <charconv>
 #include <concepts>
 #include <string>
 #include <string_view>
@@ -29,6 +30,16 @@ std::string Cat(const Pieces&... pieces) {
   std::string out;
   (strings_internal::AppendPiece(out, pieces), ...);
   return out;
+}
+
+// Appends `n` in decimal, without a temporary string. (Appending a [first, last) pair of char
+// pointers would pick std::string's iterator overload, which builds one.)
+template <std::integral T>
+requires(!std::same_as<T, char> && !std::same_as<T, bool>) void AppendDecimal(std::string& out,
+                                                                              T n) {
+  char digits[24];
+  const char* end = std::to_chars(digits, digits + sizeof(digits), n).ptr;
+  out.append(digits, static_cast<size_t>(end - digits));
 }
 
 // `s` without the spaces and tabs around it: HTTP's optional whitespace (RFC 9110 §5.6.3) around

@@ -1,18 +1,18 @@
 #include "rules/counter_key.h"
 
-#include <charconv>
-
+#include "base/strings.h"
 #include "rules/strings.h"
 
 namespace sluice::rules::internal {
 
 void AppendKeyPart(std::string* out, std::string_view part) {
   // Runs of plain characters are appended whole: the escaped ones are rare.
-  constexpr std::string_view kEscaped = "%={|}";
+  auto escaped = [](char c) { return c == '%' || c == '=' || c == '{' || c == '|' || c == '}'; };
   while (!part.empty()) {
-    const size_t plain = part.find_first_of(kEscaped);
-    out->append(part.substr(0, plain));
-    if (plain == std::string_view::npos) return;
+    size_t plain = 0;
+    while (plain < part.size() && !escaped(part[plain])) ++plain;
+    out->append(part.data(), plain);
+    if (plain == part.size()) return;
     switch (part[plain]) {
       case '%':
         out->append("%25");
@@ -34,14 +34,13 @@ void AppendKeyPart(std::string* out, std::string_view part) {
 }
 
 void AppendLimitIdentity(std::string* out, const Limit& limit) {
-  char digits[24];
   out->push_back('|');
   out->append(AlgorithmName(limit.algorithm()));
   out->push_back('|');
-  out->append(digits, std::to_chars(digits, digits + sizeof(digits), limit.window()).ptr);
+  AppendDecimal(*out, limit.window());
   if (UsesBurst(limit.algorithm())) {
     out->push_back('|');
-    out->append(digits, std::to_chars(digits, digits + sizeof(digits), limit.limit()).ptr);
+    AppendDecimal(*out, limit.limit());
   }
 }
 

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/http/simple_json.h"
+#include "base/strings.h"
 #include "core/int_math.h"
 #include "nlohmann/json.hpp"
 
@@ -200,7 +202,11 @@ int64_t CeilSeconds(Micros micros) {
 absl::StatusOr<CheckRequest> ParseCheckRequest(std::string_view body) {
   CheckRequest request;
   CheckSax sax(request);
-  const bool ok = json::sax_parse(body.begin(), body.end(), &sax, json::input_format_t::json, true);
+  // The plain form (almost every body) without nlohmann's per-parse set-up; the same events.
+  thread_local SimpleBody simple;
+  const bool ok = simple.Scan(body) ? simple.Drive(sax)
+                                    : json::sax_parse(body.begin(), body.end(), &sax,
+                                                      json::input_format_t::json, true);
   if (!ok) {
     return absl::InvalidArgumentError(sax.error.empty() ? "request body is not valid JSON"
                                                         : sax.error);
@@ -234,10 +240,7 @@ std::string ErrorBody(std::string_view code, std::string_view message) {
 
 namespace {
 
-void AppendInt(std::string& out, int64_t n) {
-  char digits[24];
-  out.append(digits, std::to_chars(digits, digits + sizeof(digits), n).ptr);
-}
+void AppendInt(std::string& out, int64_t n) { AppendDecimal(out, n); }
 
 // "<rule_id>";<key>=<a>;<key2>=<b>: the structured field values of RateLimit-Policy and RateLimit.
 void AppendLimitItem(std::string& out, std::string_view quoted_id, std::string_view key1, int64_t a,

@@ -1,5 +1,7 @@
 #include "api/http/framing.h"
 
+#include <array>
+
 #include "base/strings.h"
 #include "boost/beast/core/string.hpp"
 #include "boost/beast/http/field.hpp"
@@ -18,11 +20,17 @@ bool IEquals(std::string_view a, std::string_view b) {
 }  // namespace
 
 bool ValidHostValue(std::string_view host) {
+  static constexpr auto kHostChars = [] {
+    std::array<bool, 256> table{};
+    for (int c = 'a'; c <= 'z'; ++c) table[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) table[c] = true;
+    for (int c = '0'; c <= '9'; ++c) table[c] = true;
+    for (char c : std::string_view("-._~%!$&'()*+,;=:[]"))
+      table[static_cast<unsigned char>(c)] = true;
+    return table;
+  }();
   for (char c : host) {
-    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    if (!alnum && std::string_view("-._~%!$&'()*+,;=:[]").find(c) == std::string_view::npos) {
-      return false;
-    }
+    if (!kHostChars[static_cast<unsigned char>(c)]) return false;
   }
   return true;
 }

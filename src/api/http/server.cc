@@ -3,11 +3,11 @@
 #include <sched.h>
 
 #include <algorithm>
-#include <charconv>
 #include <functional>
 #include <optional>
 
 #include "api/http/framing.h"
+#include "base/strings.h"
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/post.hpp"
@@ -374,10 +374,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // RFC 9110 §8.6: a 204 carries no Content-Length (the forward-auth endpoint's allow); its
     // body is empty by definition.
     if (status != bhttp::status::no_content) {
-      char digits[24];
-      const auto end = std::to_chars(digits, digits + sizeof(digits), body.size()).ptr;
       out_.append("Content-Length: ");
-      out_.append(digits, end);
+      AppendDecimal(out_, body.size());
       out_.append("\r\n");
     }
     if (!keep) {

@@ -45,7 +45,7 @@ class CommandWriter {
     char digits[24];
     const auto end = std::to_chars(digits, digits + sizeof(digits), n).ptr;
     out_.push_back(kind);
-    out_.append(digits, end).append("\r\n");
+    out_.append(digits, static_cast<size_t>(end - digits)).append("\r\n");
   }
   std::string& out_;
 };

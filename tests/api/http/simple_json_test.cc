@@ -1,0 +1,146 @@
+// The plain check body reader: what it takes, and that for whatever it takes it produces exactly
+// nlohmann's SAX events.
+#include "api/http/simple_json.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+
+namespace sluice::http {
+namespace {
+
+// Writes down every SAX event as text.
+struct Recorder {
+  std::vector<std::string> events;
+  bool null() { return Add("null"); }
+  bool boolean(bool v) { return Add(v ? "true" : "false"); }
+  bool number_integer(int64_t v) { return Add("int " + std::to_string(v)); }
+  bool number_unsigned(uint64_t v) { return Add("uint " + std::to_string(v)); }
+  bool number_float(double, const std::string& s) { return Add("float " + s); }
+  bool string(std::string& s) { return Add("string " + s); }
+  bool binary(nlohmann::json::binary_t&) { return Add("binary"); }
+  bool start_object(std::size_t) { return Add("{"); }
+  bool key(std::string& k) { return Add("key " + k); }
+  bool end_object() { return Add("}"); }
+  bool start_array(std::size_t) { return Add("["); }
+  bool end_array() { return Add("]"); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
+    return Add("error");
+  }
+  bool Add(std::string e) {
+    events.push_back(std::move(e));
+    return true;
+  }
+};
+
+std::vector<std::string> Simple(std::string_view body) {
+  SimpleBody simple;
+  if (!simple.Scan(body)) return {"not plain"};
+  Recorder r;
+  EXPECT_TRUE(simple.Drive(r));
+  return r.events;
+}
+
+std::vector<std::string> Nlohmann(std::string_view body) {
+  Recorder r;
+  nlohmann::json::sax_parse(body.begin(), body.end(), &r, nlohmann::json::input_format_t::json,
+                            true);
+  return r.events;
+}
+
+TEST(SimpleBody, ReadsPlainBodies) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(Simple(R"({"user_id":"u1"})"), (V{"{", "key user_id", "string u1", "}"}));
+  EXPECT_EQ(Simple(" {\n\t\"a\" : \"\" , \"cost\": 0 }\r\n"),
+            (V{"{", "key a", "string ", "key cost", "uint 0", "}"}));
+  EXPECT_EQ(Simple("{}"), (V{"{", "}"}));
+  EXPECT_EQ(Simple(R"({"cost":123456789012345678})"),
+            (V{"{", "key cost", "uint 123456789012345678", "}"}));
+  EXPECT_EQ(Simple(R"({"a":"1","a":"2"})"),
+            (V{"{", "key a", "string 1", "key a", "string 2", "}"}));
+}
+
+TEST(SimpleBody, LeavesEverythingElse) {
+  for (const char* body : {
+           "",
+           " ",
+           "[]",
+           "\"a\"",
+           "1",
+           "{",
+           "}",
+           "{\"a\"}",
+           "{\"a\":}",
+           "{\"a\":\"b\",}",
+           "{\"a\":\"b\"} x",
+           "{\"a\":\"b\"}{}",
+           "{\"a\" \"b\"}",
+           "{a:\"b\"}",
+           "{'a':'b'}",
+           "{\"a\":\"b\\\"c\"}",
+           "{\"a\":\"\\u0041\"}",
+           "{\"a\":\"\xc3\xa9\"}",
+           "{\"a\":\"\x01\"}",
+           "{\"a\":\"b\x7f\"}",
+           "{\"a\":01}",
+           "{\"a\":-1}",
+           "{\"a\":1.0}",
+           "{\"a\":1e3}",
+           "{\"a\":1E3}",
+           "{\"a\":1234567890123456789}",
+           "{\"a\":null}",
+           "{\"a\":true}",
+           "{\"a\":{}}",
+           "{\"a\":[]}",
+           "{\"a\":\"b\"",
+           "{\"a\":\"b",
+           "\xef\xbb\xbf{}",
+       }) {
+    SimpleBody simple;
+    EXPECT_FALSE(simple.Scan(body)) << testing::PrintToString(std::string(body));
+  }
+  std::string many = "{";
+  for (size_t i = 0; i <= SimpleBody::kMaxFields; ++i) many += "\"k\":\"v\",";
+  many.back() = '}';
+  SimpleBody simple;
+  EXPECT_FALSE(simple.Scan(many));
+}
+
+// Random edits of plain bodies: whenever SimpleBody takes one, nlohmann's events are the same.
+TEST(SimpleBody, WhatItTakesNlohmannReadsTheSameWay) {
+  const std::vector<std::string> seeds = {
+      R"({"user_id":"user_1","cost":2})", R"({"ip_address":"10.0.0.1","endpoint":"/a"})",
+      R"( { "api_key" : "k" , "tier" : "free" , "x" : 0 } )", R"({})"};
+  const std::string alphabet = "{}[]\":, \t\r\n\\0123456789.eE-+aZ\x01\x7f\xc3";
+  std::mt19937 rng(20261201);
+  size_t taken = 0;
+  for (int i = 0; i < 50'000; ++i) {
+    std::string body = seeds[rng() % seeds.size()];
+    const int edits = static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits && !body.empty(); ++e) {
+      const size_t at = rng() % body.size();
+      switch (rng() % 3) {
+        case 0:
+          body[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          body.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+        default:
+          body.erase(at, 1);
+      }
+    }
+    const std::vector<std::string> simple = Simple(body);
+    if (simple == std::vector<std::string>{"not plain"}) continue;
+    ++taken;
+    ASSERT_EQ(simple, Nlohmann(body)) << testing::PrintToString(body);
+  }
+  EXPECT_GT(taken, 10'000u) << "too few plain bodies to compare";
+}
+
+}  // namespace
+}  // namespace sluice::http
