@@ -164,6 +164,15 @@ for sc in ("allowed-heavy", "rejected-heavy"):
     s, n = med(sc, "sluice", 2), med(sc, "nginx", 2)
     print(f"| req/s at saturation, {sc} | {s:,.0f} | {n:,.0f} | {s / n:.2f}× |")
 print()
+# The machine's speed drifts between runs; the two runs of a pair are back to back, so the ratio
+# within each pair is the steadier figure.
+for sc in ("allowed-heavy", "rejected-heavy"):
+    s = [float(r[5]) + float(r[6]) for r in runs if r[0] == sc and r[1] == "sluice"]
+    n = [float(r[5]) + float(r[6]) for r in runs if r[0] == sc and r[1] == "nginx"]
+    ratios = sorted(a / b for a, b in zip(s, n))
+    print(f"CPU ratio within each pair, {sc}: " + ", ".join(f"{r:.2f}×" for r in ratios) +
+          f" (median {statistics.median(ratios):.2f}×)")
+print()
 PY
   peak=$(awk '$1 == "allowed-heavy" && $2 == "sluice" {print $3}' "$work/closed.txt" | sort -n |
     awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
