@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
+#include "tests/testing/random_edits.h"
 
 namespace sluice::http {
 namespace {
@@ -101,7 +102,7 @@ TEST(SimpleBody, LeavesEverythingElse) {
            "\xef\xbb\xbf{}",
        }) {
     SimpleBody simple;
-    EXPECT_FALSE(simple.Scan(body)) << testing::PrintToString(std::string(body));
+    EXPECT_FALSE(simple.Scan(body)) << ::testing::PrintToString(std::string(body));
   }
   std::string many = "{";
   for (size_t i = 0; i <= SimpleBody::kMaxFields; ++i) many += "\"k\":\"v\",";
@@ -121,23 +122,11 @@ TEST(SimpleBody, WhatItTakesNlohmannReadsTheSameWay) {
   for (int i = 0; i < 50'000; ++i) {
     std::string body = seeds[rng() % seeds.size()];
     const int edits = static_cast<int>(rng() % 3);
-    for (int e = 0; e < edits && !body.empty(); ++e) {
-      const size_t at = rng() % body.size();
-      switch (rng() % 3) {
-        case 0:
-          body[at] = alphabet[rng() % alphabet.size()];
-          break;
-        case 1:
-          body.insert(at, 1, alphabet[rng() % alphabet.size()]);
-          break;
-        default:
-          body.erase(at, 1);
-      }
-    }
+    sluice::testing::RandomEdits(body, rng, alphabet, edits);
     const std::vector<std::string> simple = Simple(body);
     if (simple == std::vector<std::string>{"not plain"}) continue;
     ++taken;
-    ASSERT_EQ(simple, Nlohmann(body)) << testing::PrintToString(body);
+    ASSERT_EQ(simple, Nlohmann(body)) << ::testing::PrintToString(body);
   }
   EXPECT_GT(taken, 10'000u) << "too few plain bodies to compare";
 }

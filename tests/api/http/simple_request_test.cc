@@ -9,6 +9,7 @@
 
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/string_body.hpp"
+#include "tests/testing/random_edits.h"
 
 namespace sluice::http {
 namespace {
@@ -162,19 +163,7 @@ TEST(SimpleRequest, WhatItTakesBeastReadsTheSameWay) {
   for (int i = 0; i < 20'000; ++i) {
     std::string bytes(kCheck);
     const int edits = 1 + static_cast<int>(rng() % 3);
-    for (int e = 0; e < edits; ++e) {
-      const size_t at = rng() % bytes.size();
-      switch (rng() % 3) {
-        case 0:
-          bytes[at] = alphabet[rng() % alphabet.size()];
-          break;
-        case 1:
-          bytes.insert(at, 1, alphabet[rng() % alphabet.size()]);
-          break;
-        default:
-          bytes.erase(at, 1);
-      }
-    }
+    sluice::testing::RandomEdits(bytes, rng, alphabet, edits);
     SimpleRequest fast;
     if (!Parse(bytes, fast)) continue;
     ++taken;
@@ -182,16 +171,16 @@ TEST(SimpleRequest, WhatItTakesBeastReadsTheSameWay) {
     beast.eager(true);
     boost::beast::error_code ec;
     const size_t used = beast.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
-    ASSERT_FALSE(ec) << ec.message() << " for " << testing::PrintToString(bytes);
-    ASSERT_TRUE(beast.is_done()) << testing::PrintToString(bytes);
+    ASSERT_FALSE(ec) << ec.message() << " for " << ::testing::PrintToString(bytes);
+    ASSERT_TRUE(beast.is_done()) << ::testing::PrintToString(bytes);
     const auto& req = beast.get();
-    EXPECT_EQ(used, fast.size) << testing::PrintToString(bytes);
+    EXPECT_EQ(used, fast.size) << ::testing::PrintToString(bytes);
     EXPECT_EQ(std::string_view(req.method_string().data(), req.method_string().size()),
               fast.method);
     EXPECT_EQ(std::string_view(req.target().data(), req.target().size()), fast.target);
     EXPECT_EQ(req.version(), fast.version);
     EXPECT_EQ(req.body(), fast.body);
-    EXPECT_EQ(req.keep_alive(), fast.keep_alive) << testing::PrintToString(bytes);
+    EXPECT_EQ(req.keep_alive(), fast.keep_alive) << ::testing::PrintToString(bytes);
   }
   EXPECT_GT(taken, 1000u) << "the edits left too few requests in the simple form to compare";
 }
