@@ -42,6 +42,18 @@ requires(!std::same_as<T, char> && !std::same_as<T, bool>) void AppendDecimal(st
   out.append(digits, static_cast<size_t>(end - digits));
 }
 
+// Whether `a` and `b` are equal ignoring ASCII case: HTTP field names, schemes, tokens.
+inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
 // `s` without the spaces and tabs around it: HTTP's optional whitespace (RFC 9110 §5.6.3) around
 // a field value or a list element.
 inline std::string_view TrimOws(std::string_view s) {

@@ -34,10 +34,10 @@ inline char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>
 inline char AsciiUpper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c; }
 std::string AsciiLower(std::string_view s);
 std::string AsciiUpper(std::string_view s);
-bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
 inline absl::string_view ToAbsl(std::string_view s) { return {s.data(), s.size()}; }
 
-using ::sluice::Cat;  // base/strings.h
+using ::sluice::Cat;               // base/strings.h
+using ::sluice::EqualsIgnoreCase;  // base/strings.h
 
 }  // namespace sluice::rules::internal

@@ -1,6 +1,5 @@
 #include "api/http/check_codec.h"
 
-#include <charconv>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -240,15 +239,13 @@ std::string ErrorBody(std::string_view code, std::string_view message) {
 
 namespace {
 
-void AppendInt(std::string& out, int64_t n) { AppendDecimal(out, n); }
-
 // "<rule_id>";<key>=<a>;<key2>=<b>: the structured field values of RateLimit-Policy and RateLimit.
 void AppendLimitItem(std::string& out, std::string_view quoted_id, std::string_view key1, int64_t a,
                      std::string_view key2, int64_t b) {
   out.append(quoted_id).append(key1);
-  AppendInt(out, a);
+  AppendDecimal(out, a);
   out.append(key2);
-  AppendInt(out, b);
+  AppendDecimal(out, b);
 }
 
 // Collects the headers as (name, value) pairs, for Rendered.
@@ -305,9 +302,9 @@ unsigned RenderCheckInto(const CheckResult& r, HeaderSink& headers, std::string&
     fill();
     return std::string_view(scratch);
   };
-  headers.Add("X-RateLimit-Limit", value([&] { AppendInt(scratch, d.limit); }));
-  headers.Add("X-RateLimit-Remaining", value([&] { AppendInt(scratch, d.remaining); }));
-  headers.Add("X-RateLimit-Reset", value([&] { AppendInt(scratch, reset_at); }));
+  headers.Add("X-RateLimit-Limit", value([&] { AppendDecimal(scratch, d.limit); }));
+  headers.Add("X-RateLimit-Remaining", value([&] { AppendDecimal(scratch, d.remaining); }));
+  headers.Add("X-RateLimit-Reset", value([&] { AppendDecimal(scratch, reset_at); }));
   headers.Add("RateLimit-Policy", value([&] {
                 AppendLimitItem(scratch, quoted_id, ";q=", d.limit,
                                 ";w=", std::max<int64_t>(1, CeilSeconds(r.window)));
@@ -318,15 +315,15 @@ unsigned RenderCheckInto(const CheckResult& r, HeaderSink& headers, std::string&
   // Built by hand rather than through a JSON DOM: this is the hot path of every check.
   if (r.outcome == Outcome::kAllowed) {
     body.append(R"({"allowed":true,"limit":)");
-    AppendInt(body, d.limit);
+    AppendDecimal(body, d.limit);
     body.append(R"(,"remaining":)");
-    AppendInt(body, d.remaining);
+    AppendDecimal(body, d.remaining);
     body.append(R"(,"reset_at":)");
-    AppendInt(body, reset_at);
+    AppendDecimal(body, reset_at);
     body.append(R"(,"rule_id":)").append(quoted_id);
     if (r.algorithm == Algorithm::kLeakyBucket) {
       body.append(R"(,"delay_ms":)");
-      AppendInt(body, static_cast<int64_t>(int_math::CeilDiv(d.delay, kMicrosPerMilli)));
+      AppendDecimal(body, static_cast<int64_t>(int_math::CeilDiv(d.delay, kMicrosPerMilli)));
     }
     if (!r.lease_id.empty()) {
       body.append(R"(,"lease_id":)");
@@ -343,21 +340,18 @@ unsigned RenderCheckInto(const CheckResult& r, HeaderSink& headers, std::string&
                                         "' can ever admit."));
   } else {
     const int64_t retry = std::max<int64_t>(1, CeilSeconds(d.retry_after));
-    char digits[24];
-    headers.Add(
-        "Retry-After",
-        std::string_view(digits, std::to_chars(digits, digits + sizeof(digits), retry).ptr));
+    headers.Add("Retry-After", value([&] { AppendDecimal(scratch, retry); }));
     body.append(R"("RATE_LIMIT_EXCEEDED","message":"Rate limit exceeded. Try again in )");
-    AppendInt(body, retry);
+    AppendDecimal(body, retry);
     body.append(retry == 1 ? R"( second.")" : R"( seconds.")").append(R"(,"retry_after":)");
-    AppendInt(body, retry);
+    AppendDecimal(body, retry);
   }
   body.append(R"(,"limit":)");
-  AppendInt(body, d.limit);
+  AppendDecimal(body, d.limit);
   body.append(R"(,"remaining":)");
-  AppendInt(body, d.remaining);
+  AppendDecimal(body, d.remaining);
   body.append(R"(,"reset_at":)");
-  AppendInt(body, reset_at);
+  AppendDecimal(body, reset_at);
   body.append(R"(,"rule_id":)").append(quoted_id).append("}}");
   return 429;
 }

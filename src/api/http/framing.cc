@@ -3,21 +3,11 @@
 #include <array>
 
 #include "base/strings.h"
-#include "boost/beast/core/string.hpp"
 #include "boost/beast/http/field.hpp"
 
 namespace sluice::http {
 
 namespace bhttp = boost::beast::http;
-
-namespace {
-
-bool IEquals(std::string_view a, std::string_view b) {
-  return boost::beast::iequals(boost::beast::string_view(a.data(), a.size()),
-                               boost::beast::string_view(b.data(), b.size()));
-}
-
-}  // namespace
 
 bool ValidHostValue(std::string_view host) {
   static constexpr auto kHostChars = [] {
@@ -62,10 +52,10 @@ bhttp::status CheckFraming(const bhttp::request_header<>& request) {
       if (element.empty()) continue;  // "a, , b": empty list elements are allowed and ignored
       ++codings;
       // transfer-coding = token *( OWS ";" OWS transfer-parameter ); `chunked` has none.
-      last_is_chunked = IEquals(element, "chunked");
+      last_is_chunked = EqualsIgnoreCase(element, "chunked");
       if (last_is_chunked) {
         ++chunked;
-      } else if (IEquals(TrimOws(element.substr(0, element.find(';'))), "chunked")) {
+      } else if (EqualsIgnoreCase(TrimOws(element.substr(0, element.find(';'))), "chunked")) {
         return bhttp::status::bad_request;  // chunked with parameters: not a framing we know
       } else {
         unknown = true;
@@ -82,8 +72,9 @@ std::string_view TargetPath(std::string_view target) {
     // absolute-form: scheme "://" authority [path-abempty] ["?" query]; the scheme is
     // case-insensitive. Anything else (asterisk-form, authority-form) routes nowhere.
     const size_t scheme_end = target.find("://");
-    if (scheme_end != std::string_view::npos && (IEquals(target.substr(0, scheme_end), "http") ||
-                                                 IEquals(target.substr(0, scheme_end), "https"))) {
+    if (scheme_end != std::string_view::npos &&
+        (EqualsIgnoreCase(target.substr(0, scheme_end), "http") ||
+         EqualsIgnoreCase(target.substr(0, scheme_end), "https"))) {
       const std::string_view rest = target.substr(scheme_end + 3);
       const size_t path = rest.find_first_of("/?#");
       if (path == std::string_view::npos || rest[path] != '/') return "/";
@@ -96,7 +87,7 @@ std::string_view TargetPath(std::string_view target) {
 bool ExpectsContinue(const bhttp::request_header<>& request) {
   if (request.version() < 11) return false;
   const auto expect = request[bhttp::field::expect];
-  return IEquals(TrimOws(std::string_view(expect.data(), expect.size())), "100-continue");
+  return EqualsIgnoreCase(TrimOws(std::string_view(expect.data(), expect.size())), "100-continue");
 }
 
 }  // namespace sluice::http

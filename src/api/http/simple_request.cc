@@ -3,6 +3,7 @@
 #include <array>
 
 #include "api/http/framing.h"
+#include "base/strings.h"
 
 namespace sluice::http {
 
@@ -20,22 +21,6 @@ constexpr auto kTokenChars = [] {
 
 bool IsTokenChar(unsigned char c) { return kTokenChars[c]; }
 
-char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (Lower(a[i]) != Lower(b[i])) return false;
-  }
-  return true;
-}
-
-std::string_view TrimSpaces(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // Reads a decimal Content-Length of at most 18 digits (no sign, no spaces inside).
 bool ParseLength(std::string_view s, size_t& out) {
   if (s.empty() || s.size() > 18) return false;
@@ -52,7 +37,7 @@ bool ParseLength(std::string_view s, size_t& out) {
 
 std::string_view SimpleRequest::Header(std::string_view name) const {
   for (size_t i = 0; i < field_count; ++i) {
-    if (IEquals(fields[i].first, name)) return fields[i].second;
+    if (EqualsIgnoreCase(fields[i].first, name)) return fields[i].second;
   }
   return {};
 }
@@ -102,7 +87,7 @@ bool ParseSimpleRequest(std::string_view bytes, const SimpleLimits& limits, Simp
     for (char c : name) {
       if (!IsTokenChar(static_cast<unsigned char>(c))) return false;
     }
-    const std::string_view value = TrimSpaces(field.substr(colon + 1));
+    const std::string_view value = TrimOws(field.substr(colon + 1));
     for (char c : value) {
       if ((c < 0x20 && c != '\t') || c >= 0x7f) return false;  // controls, DEL, obs-text
     }
@@ -111,15 +96,15 @@ bool ParseSimpleRequest(std::string_view bytes, const SimpleLimits& limits, Simp
       return false;
     }
     out.fields[out.field_count++] = {name, value};
-    if (IEquals(name, "host")) {
+    if (EqualsIgnoreCase(name, "host")) {
       if (++hosts > 1 || !ValidHostValue(value)) return false;
-    } else if (IEquals(name, "content-length")) {
+    } else if (EqualsIgnoreCase(name, "content-length")) {
       if (++lengths > 1 || !ParseLength(value, length)) return false;
-    } else if (IEquals(name, "connection")) {
+    } else if (EqualsIgnoreCase(name, "connection")) {
       if (!connection.empty() || value.empty()) return false;
       connection = value;
-    } else if (IEquals(name, "transfer-encoding") || IEquals(name, "expect") ||
-               IEquals(name, "upgrade")) {
+    } else if (EqualsIgnoreCase(name, "transfer-encoding") || EqualsIgnoreCase(name, "expect") ||
+               EqualsIgnoreCase(name, "upgrade")) {
       return false;
     }
   }
@@ -127,9 +112,9 @@ bool ParseSimpleRequest(std::string_view bytes, const SimpleLimits& limits, Simp
 
   if (connection.empty()) {
     out.keep_alive = out.version == 11;
-  } else if (IEquals(connection, "close")) {
+  } else if (EqualsIgnoreCase(connection, "close")) {
     out.keep_alive = false;
-  } else if (IEquals(connection, "keep-alive")) {
+  } else if (EqualsIgnoreCase(connection, "keep-alive")) {
     out.keep_alive = true;
   } else {
     return false;
