@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <filesystem>
 #include <thread>
@@ -77,6 +78,12 @@ class FeedBase : public ChangeFeed {
 
 // SQLite: inotify on the folder (the database file may be replaced; its -wal file comes and
 // goes), filtered to the file's own names.
+//
+// A commit's last write to the -wal file comes before SQLite publishes the commit in the -shm
+// index, a shared mapping whose writes inotify does not see. A catch-up woken by that write can
+// therefore still read the previous snapshot, and nothing else would wake the server before its
+// next poll. So each burst of writes is followed by catch-ups once it has settled: kSettle after
+// the burst's last write.
 class SqliteFeed final : public FeedBase {
  public:
   SqliteFeed(ChangeFeedOptions options, std::filesystem::path path, int inotify)
@@ -90,12 +97,28 @@ class SqliteFeed final : public FeedBase {
   }
 
  private:
+  static constexpr std::array<std::chrono::milliseconds, 2> kSettle = {
+      std::chrono::milliseconds(20), std::chrono::milliseconds(250)};
+
   void Run() override {
     const std::string name = path_.filename().string();
     alignas(inotify_event) char buffer[16 * 1024];
+    Clock::time_point last_write;
+    size_t settled = kSettle.size();  // kSettle[settled] after last_write is the next catch-up
     for (;;) {
+      std::chrono::milliseconds timeout = Tick();
+      if (settled < kSettle.size()) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            last_write + kSettle[settled] - Clock::now());
+        timeout =
+            std::clamp(left + std::chrono::milliseconds(1), std::chrono::milliseconds(0), timeout);
+      }
       bool readable = false;
-      if (!Wait(inotify_, Tick(), &readable)) return;
+      if (!Wait(inotify_, timeout, &readable)) return;
+      if (settled < kSettle.size() && Clock::now() >= last_write + kSettle[settled]) {
+        ++settled;
+        Fire();
+      }
       if (!readable) continue;
       const ssize_t n = read(inotify_, buffer, sizeof(buffer));
       bool ours = false;
@@ -105,7 +128,10 @@ class SqliteFeed final : public FeedBase {
         ours |= file == name || file == name + "-wal";
         at += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
       }
-      if (ours) Fire();
+      if (!ours) continue;
+      Fire();
+      last_write = Clock::now();
+      settled = 0;
     }
   }
 

@@ -3,7 +3,8 @@
 //   - PostgreSQL: LISTEN on the channel every committed change NOTIFYs (sql_database.cc), on a
 //     connection of its own, re-established when lost (backoff from 100 ms, doubling to 1 s);
 //   - SQLite: inotify on the database file's folder (the file and its -wal journal), since
-//     another process's commit is a write to those files.
+//     another process's commit is a write to those files; and again 20 ms and 250 ms after
+//     the last of a burst of writes (the commit becomes visible a moment after its last write).
 // Either way it also fires every `poll` (the catch-up for anything missed, e.g. while
 // PostgreSQL was down), when the PostgreSQL connection is lost (so that the server sees the
 // database down at once) and once after it comes back.
