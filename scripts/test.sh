@@ -2,9 +2,11 @@
 # Installs what is missing, builds, and runs every test:
 #   1. formatting: every C++ file matches .clang-format (scripts/check-format.sh);
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build (-O1, line tables, with the
-#      benchmarks compiled so that they cannot rot): every test, unit and integration;
-#   3. thread-safety analysis: Clang parses every source file of src/ with
-#      -Werror=thread-safety, so ABSL_GUARDED_BY and co. are checked (scripts/check-thread-safety.sh);
+#      benchmarks compiled so that they cannot rot): every test, unit and integration, and the
+#      fuzz targets replaying their corpus and every crash ever found (fuzz_*_replay);
+#   3. fuzzing (scripts/fuzz.sh): Clang builds every source file of src/ with libFuzzer's
+#      instrumentation, ASan, UBSan and -Werror=thread-safety (so ABSL_GUARDED_BY and co. are
+#      checked), then runs every fuzz target for FUZZ_SECONDS (default 10) each;
 #   4. ThreadSanitizer build: the tests labelled "concurrency".
 # The plain release build is not built here: every test it would run runs in step 2, on the same
 # optimized code with the sanitizers watching. `--fast` builds it and runs its tests only (the
@@ -26,6 +28,7 @@ build() {  # build DIR SANITIZE [TARGET]
 
 status=0
 failed=()  # "BUILD_DIR TEST" for each test that failed, summarized at the end
+fuzz_failed=0
 run_ctest() {  # run_ctest DIR [ctest args...]: runs the tests, remembers which failed
   local dir=$1
   shift
@@ -37,6 +40,11 @@ run_ctest() {  # run_ctest DIR [ctest args...]: runs the tests, remembers which 
 }
 # The output of every failed test again at the very end, where a log's tail shows it.
 summary() {
+  if [ "$fuzz_failed" = 1 ]; then
+    echo "== fuzzing failed; the end of each failed target's log:"
+    grep -l "FAILED\|ERROR: \|SUMMARY: " build-fuzz/fuzz-*.log 2>/dev/null |
+      while read -r log; do echo "--- $log"; tail -n 40 "$log"; done
+  fi
   [ ${#failed[@]} -eq 0 ] && return
   echo "== failed tests"
   local entry
@@ -64,8 +72,8 @@ echo "== address+undefined sanitizer build: all tests"
 build build-asan "address,undefined"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build-asan
 
-echo "== thread-safety analysis (clang, every source file of src/)"
-scripts/check-thread-safety.sh build-asan || status=1
+echo "== fuzzing, ${FUZZ_SECONDS:-10} s per target (clang: thread-safety analysis of src/ too)"
+scripts/fuzz.sh all "${FUZZ_SECONDS:-10}" || { status=1; fuzz_failed=1; }
 
 echo "== thread sanitizer build: concurrency tests"
 build build-tsan "thread" concurrency_tests

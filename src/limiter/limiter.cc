@@ -306,6 +306,10 @@ struct Limiter::CheckJob final : Job {
   // The slot id of the request's concurrency items (the items' `lease` points into it); empty
   // when no concurrency rule applies.
   std::string lease;
+  // Penalties: items, keys and decisions [n, n + m) read the bans of the m applicable rules with
+  // a `penalty` (rules[penalized[j]]'s ban is item n + j); rejections[j] is its rejections key.
+  absl::InlinedVector<size_t, 1> penalized;
+  absl::InlinedVector<std::string, 1> rejections;
   Callback done;
 
   // Hands the outcome, the latency and each rule's key (moved out of `keys`) to the stats.
@@ -327,7 +331,8 @@ struct Limiter::CheckJob final : Job {
   }
 
   void UseLocalLimits(const Limiter&) override {
-    for (size_t i = 0; i < items.size(); ++i) {
+    // The bans' reads keep their limits: the fallback knows no ban (docs/configuration.md).
+    for (size_t i = 0; i < rule_index.size(); ++i) {
       items[i].limit = &snapshot->local_limits[rule_index[i]];
     }
   }
@@ -357,6 +362,20 @@ struct Limiter::CheckJob final : Job {
       result.degraded = true;
       // Report the rule's limit (CONTRACT §4), not the share this server granted alone.
       for (size_t i = 0; i < n; ++i) decisions[i].limit = rules[i]->limit.limit();
+    }
+    // A key banned under a rule's penalty is denied as the deny list denies, whatever its
+    // counters said (they were charged in the same call: docs/configuration.md, "Penalties").
+    for (size_t j = 0; j < penalized.size() && decided_by == DecidedBy::kStore; ++j) {
+      const Decision& ban = decisions[n + j];
+      if (ban.remaining > 0) continue;
+      const rules::Rule& rule = *rules[penalized[j]];
+      snapshot->deny_list.blocked->Increment();
+      limiter.NoteBan(rule, keys[n + j], now + ban.reset_after);
+      result.outcome = Outcome::kDenied;
+      result.rule_id = "deny_list";
+      result.deny_reason = Cat("penalty:", rule.id);
+      Record(limiter, stats::Result::kBlocked, decided_by);
+      return std::move(done)(std::move(result));
     }
 
     // The reported rule: among enforced rejections, a cost no rule could ever admit first, then
@@ -407,6 +426,11 @@ struct Limiter::CheckJob final : Job {
       result.outcome = Outcome::kRejected;
       limiter.rejections_.Rejected(result.rule_id, keys[reported], result.decision.retry_after,
                                    request_id);
+      for (size_t j = 0; j < penalized.size() && decided_by == DecidedBy::kStore; ++j) {
+        const size_t i = penalized[j];
+        if (decisions[i].allowed) continue;
+        limiter.CountRejection(snapshot, *rules[i], std::move(rejections[j]), keys[n + j]);
+      }
     } else {
       for (size_t i = 0; i < n; ++i) {
         // Shaping: the longest delay of the enforced shape rules (each within its max_delay:
@@ -421,6 +445,96 @@ struct Limiter::CheckJob final : Job {
     std::move(done)(std::move(result));
   }
 };
+
+// ---- Penalties ----
+
+void Limiter::CountRejection(std::shared_ptr<const Snapshot> snapshot, const rules::Rule& rule,
+                             std::string rejections_key, std::string ban_key) {
+  struct Count {
+    std::shared_ptr<const Snapshot> snapshot;  // holds `rule`
+    const rules::Rule* rule;
+    std::string rejections_key;
+    std::string ban_key;
+    ChargeItem item;
+    Decision decision;
+  };
+  auto count = std::make_unique<Count>(Count{.snapshot = std::move(snapshot),
+                                             .rule = &rule,
+                                             .rejections_key = std::move(rejections_key),
+                                             .ban_key = std::move(ban_key),
+                                             .item = {},
+                                             .decision = {}});
+  count->item = ChargeItem{.key = count->rejections_key,
+                           .limit = &rule.penalty->rejections,
+                           .cost = 1,
+                           .consistency = Consistency::kExact,
+                           .rule_id = rule.id};
+  Count* raw = count.get();
+  store_.Charge({&raw->item, 1}, {&raw->decision, 1},
+                [this, count = std::move(count)](absl::Status status) mutable {
+                  // Fewer than `after` rejections within `within` so far: no ban yet. At
+                  // `after` (remaining 0) or past it (the log full: a ban lifted, or shorter
+                  // than `within`), the key is banned, unless it is already.
+                  if (!status.ok() || (count->decision.allowed && count->decision.remaining > 0)) {
+                    return;
+                  }
+                  const rules::Rule& rule = *count->rule;
+                  count->item = ChargeItem{.key = count->ban_key,
+                                           .limit = &rule.penalty->banned,
+                                           .cost = 1,
+                                           .consistency = Consistency::kExact,
+                                           .rule_id = rule.id};
+                  count->decision = Decision{};
+                  Count* raw = count.get();
+                  store_.Charge({&raw->item, 1}, {&raw->decision, 1},
+                                [this, count = std::move(count)](absl::Status status) mutable {
+                                  // Not allowed: banned already (by another server, or by a
+                                  // rejection a moment ago): the ban is not extended.
+                                  if (!status.ok() || !count->decision.allowed) return;
+                                  const rules::Rule& rule = *count->rule;
+                                  metrics_.PenaltyBans(rule.id).Increment();
+                                  const Micros until = clock_.NowMicros() + rule.penalty->ban;
+                                  obs::LogEvent(spdlog::level::warn, "penalty_ban",
+                                                {{"rule_id", rule.id},
+                                                 {"key", count->ban_key},
+                                                 {"rejections", rule.penalty->after},
+                                                 {"within_us", rule.penalty->within},
+                                                 {"ban_us", rule.penalty->ban}});
+                                  NoteBan(rule, count->ban_key, until);
+                                });
+                });
+}
+
+void Limiter::NoteBan(const rules::Rule& rule, std::string_view ban_key, Micros until) {
+  MutexLock lock(bans_mu_);
+  Ban& ban = bans_[std::string(ban_key)];
+  ban.rule_id = rule.id;
+  ban.until = until;
+  // Expired bans go as new ones come: the map holds at most the bans of the last `ban` period.
+  if (bans_.size() > 2 * bans_swept_size_ + 64) {
+    const Micros now = clock_.NowMicros();
+    for (auto it = bans_.begin(); it != bans_.end();) {
+      if (it->second.until <= now) {
+        bans_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    bans_swept_size_ = bans_.size();
+  }
+}
+
+std::vector<Limiter::BanInfo> Limiter::Bans() const {
+  const Micros now = clock_.NowMicros();
+  std::vector<BanInfo> out;
+  MutexLock lock(bans_mu_);
+  for (const auto& [key, ban] : bans_) {
+    if (ban.until > now) out.push_back({.key = key, .rule_id = ban.rule_id, .until = ban.until});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const BanInfo& a, const BanInfo& b) { return a.key < b.key; });
+  return out;
+}
 
 void Limiter::Release(std::string_view lease_id, ReleaseCallback done) {
   auto invalid = [&](std::string_view why) {
@@ -521,9 +635,12 @@ void Limiter::Check(CheckRequest request, Callback done) {
     return std::move(done)(std::move(result));
   }
   const size_t n = job->rules.size();
-  job->keys.resize(n);
-  job->items.resize(n);
-  job->decisions.resize(n);
+  size_t m = 0;  // rules with a penalty: one more item each, its ban's read
+  for (const Rule* rule : job->rules) m += rule->penalty.has_value() ? 1 : 0;
+  // Sized once: the items point into `keys`.
+  job->keys.resize(n + m);
+  job->items.resize(n + m);
+  job->decisions.resize(n + m);
   job->rule_index.resize(n);
   const Rule* first = rules.rules().data();
   for (const Rule* rule : job->rules) {
@@ -552,6 +669,21 @@ void Limiter::Check(CheckRequest request, Callback done) {
         .lease = rule.limit.algorithm() == Algorithm::kConcurrency ? std::string_view(job->lease)
                                                                    : std::string_view()};
     job->rule_index[i] = static_cast<size_t>(&rule - first);
+  }
+  for (size_t i = 0, j = n; j < n + m; ++i) {
+    const Rule& rule = *job->rules[i];
+    if (!rule.penalty.has_value()) continue;
+    job->penalized.push_back(i);
+    rules::RuleSet::PenaltyKeys(rule, request.attributes, &job->rejections.emplace_back(),
+                                &job->keys[j]);
+    // A read: a shadow item of cost 0 never rejects; remaining 0 means banned.
+    job->items[j] = ChargeItem{.key = job->keys[j],
+                               .limit = &rule.penalty->banned,
+                               .cost = 0,
+                               .role = ItemRole::kShadow,
+                               .consistency = Consistency::kExact,
+                               .rule_id = rule.id};
+    ++j;
   }
   job->snapshot = std::move(snapshot);
   job->request_id = std::move(request.request_id);

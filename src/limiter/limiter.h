@@ -187,6 +187,16 @@ class Limiter {
   // exactly once, possibly before ProbeStore returns. Thread-safe.
   void ProbeStore(ProbeCallback done);
 
+  // The penalty bans this server knows of (it set them, or a check found the key banned), not
+  // yet expired, by key: what the lists API shows beside the deny list (CONTRACT §8). A ban set
+  // by another server shows here once a check of this one meets it. Thread-safe.
+  struct BanInfo {
+    std::string key;  // the ban's store key ("ban|RULE|NAME=VALUE...")
+    std::string rule_id;
+    Micros until = 0;  // microseconds since the epoch
+  };
+  std::vector<BanInfo> Bans() const;
+
   // Whether the last store round trip failed (for /health). Relaxed: advisory.
   bool store_failing() const { return store_failing_.load(std::memory_order_relaxed); }
   FailurePolicy on_failure() const { return options_.on_failure; }
@@ -279,6 +289,13 @@ class Limiter {
   prometheus::Counter& DescriptorCounter(const Snapshot& snapshot, const std::string& metric_key,
                                          DescriptorResult result) const;
 
+  // Penalties: counts a rejection of `rule`'s key (its rejections counter, in the store), and
+  // bans the key when that makes `after` within `within`. Runs after the check has answered.
+  void CountRejection(std::shared_ptr<const Snapshot> snapshot, const rules::Rule& rule,
+                      std::string rejections_key, std::string ban_key);
+  // Remembers a ban for Bans().
+  void NoteBan(const rules::Rule& rule, std::string_view ban_key, Micros until);
+
   Store& store_;
   const Clock& clock_;
   obs::Metrics& metrics_;
@@ -291,6 +308,14 @@ class Limiter {
   std::atomic<bool> store_failing_{false};
   prometheus::Histogram& store_latency_;
   prometheus::Counter& store_errors_;
+
+  struct Ban {
+    std::string rule_id;
+    Micros until = 0;
+  };
+  mutable Mutex bans_mu_;
+  absl::flat_hash_map<std::string, Ban> bans_ ABSL_GUARDED_BY(bans_mu_);
+  size_t bans_swept_size_ ABSL_GUARDED_BY(bans_mu_) = 0;
 };
 
 }  // namespace sluice

@@ -56,6 +56,10 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                      "Leased counting: slices of a counter's quota taken from the store, "
                      "returned unused, or expired with tokens left")
                  .Register(*registry_);
+  penalty_bans_ = &prometheus::BuildCounter()
+                       .Name("sluice_penalty_bans_total")
+                       .Help("Keys banned by this server under a rule's penalty (repeat offenders)")
+                       .Register(*registry_);
   lease_bound_ = &prometheus::BuildGauge()
                       .Name("sluice_lease_overshoot_bound")
                       .Help(
@@ -297,6 +301,10 @@ prometheus::Counter& Metrics::StoreCalls(std::string_view backend) {
 
 prometheus::Counter& Metrics::Leases(std::string_view rule_id, std::string_view event) {
   return leases_->Add({{"rule_id", std::string(rule_id)}, {"event", std::string(event)}});
+}
+
+prometheus::Counter& Metrics::PenaltyBans(std::string_view rule_id) {
+  return penalty_bans_->Add({{"rule_id", std::string(rule_id)}});
 }
 
 prometheus::Gauge& Metrics::LeaseOvershootBound(std::string_view rule_id) {

@@ -117,6 +117,8 @@ class Metrics {
   // sluice_leases_total{rule_id, event}: leased counting's slices taken, returned and expired
   // (CONTRACT §11). Takes the registry's lock: per lease, never per check.
   prometheus::Counter& Leases(std::string_view rule_id, std::string_view event);
+  // sluice_penalty_bans_total{rule_id}: keys this server banned under a rule's `penalty`.
+  prometheus::Counter& PenaltyBans(std::string_view rule_id);
   // sluice_lease_overshoot_bound{rule_id}: the over-admission bound in force per window, tokens.
   prometheus::Gauge& LeaseOvershootBound(std::string_view rule_id);
   prometheus::Gauge& rules_loaded() { return *rules_loaded_; }
@@ -172,6 +174,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* store_cached_rejections_;
   prometheus::Family<prometheus::Counter>* store_calls_;
   prometheus::Family<prometheus::Counter>* leases_;
+  prometheus::Family<prometheus::Counter>* penalty_bans_;
   prometheus::Family<prometheus::Gauge>* lease_bound_;
   prometheus::Family<prometheus::Counter>* http_errors_;
   prometheus::Family<prometheus::Counter>* proxy_requests_;

@@ -39,6 +39,20 @@ enum class RuleMode : uint8_t {
 // of their own (see Limiter::Options): the loader refuses it as a rule id.
 inline constexpr std::string_view kOtherRuleId = "_other";
 
+// `penalty: {after, within, ban}` (docs/configuration.md, "Penalties"): a key this rule rejects
+// `after` times within `within` is denied (403, reason "penalty:RULE") for `ban`, on every server
+// sharing the store. Both counters live in the store, beside the rule's own (counter_key.h).
+struct Penalty {
+  int64_t after = 0;  // rejections, >= 1
+  Micros within = 0;
+  Micros ban = 0;
+  // sliding_window_log, `after` per `within`: one entry per rejection of the key.
+  Limit rejections;
+  // token_bucket, 1 per `ban`, burst 1: emptied when the key is banned, full again `ban` later.
+  // A read (cost 0) of it gives remaining 0 exactly while the ban lasts.
+  Limit banned;
+};
+
 struct Rule {
   std::string id;          // unique across all files
   std::string group;       // "" = no group; within a group only the best matching rule applies
@@ -55,7 +69,8 @@ struct Rule {
   // The queue then holds at most `max_delay`'s worth (see rules_file.cc): a request whose delay
   // would exceed it is rejected.
   bool shape = false;
-  Micros max_delay = 0;     // with shape: default 1 s
+  Micros max_delay = 0;  // with shape: default 1 s
+  std::optional<Penalty> penalty = std::nullopt;
   bool enabled = true;      // disabled rules are loaded (and counted) but never apply
   std::string description;  // free text for the admin API and the dashboard
   // The rule as canonical JSON (rule_json.h): as the admin API shows it and the rules database

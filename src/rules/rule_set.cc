@@ -105,10 +105,10 @@ void RuleSet::Applicable(const RequestAttributes& request, RuleList& out) const 
             [](const Rule* a, const Rule* b) { return a->file_order < b->file_order; });
 }
 
-bool RuleSet::CounterKey(const Rule& rule, const RequestAttributes& request, std::string* out) {
-  out->assign("rule|");
-  internal::AppendKeyPart(out, rule.id);
-  internal::AppendLimitIdentity(out, rule.limit);
+namespace {
+
+// Appends "|NAME=VALUE" for each key attribute of `rule`; false when one is absent.
+bool AppendKeyAttributes(const Rule& rule, const RequestAttributes& request, std::string* out) {
   for (const AttributeRef& ref : rule.key) {
     const std::string_view value = request.Get(ref);
     if (value.empty()) return false;
@@ -130,6 +130,25 @@ bool RuleSet::CounterKey(const Rule& rule, const RequestAttributes& request, std
       internal::AppendKeyPart(out, value);
     }
   }
+  return true;
+}
+
+}  // namespace
+
+bool RuleSet::CounterKey(const Rule& rule, const RequestAttributes& request, std::string* out) {
+  out->assign("rule|");
+  internal::AppendKeyPart(out, rule.id);
+  internal::AppendLimitIdentity(out, rule.limit);
+  return AppendKeyAttributes(rule, request, out);
+}
+
+bool RuleSet::PenaltyKeys(const Rule& rule, const RequestAttributes& request,
+                          std::string* rejections, std::string* ban) {
+  ban->assign("ban|");
+  internal::AppendKeyPart(ban, rule.id);
+  if (!AppendKeyAttributes(rule, request, ban)) return false;
+  rejections->assign("penalty|");
+  rejections->append(std::string_view(*ban).substr(4));
   return true;
 }
 

@@ -78,6 +78,11 @@ class RuleSet {
   // `ip_address` (canonical form when it parses), so equivalent spellings share a counter.
   // Returns false, leaving `out` unspecified, when a key attribute is absent.
   static bool CounterKey(const Rule& rule, const RequestAttributes& request, std::string* out);
+  // The keys of `rule`'s penalty counters for `request` (Penalty): its rejections and its ban.
+  // Per (rule id, key attribute names and values), but not per algorithm and window: a ban
+  // outlives a reload that changes the rule's limit. False when a key attribute is absent.
+  static bool PenaltyKeys(const Rule& rule, const RequestAttributes& request,
+                          std::string* rejections, std::string* ban);
 
   // Checks the deny list, then the allow list, skipping entries expired at `now` (microseconds
   // since the epoch; passed in so that expiry needs no reload and tests need no clock).

@@ -30,6 +30,7 @@ class RulesFileReader {
   std::optional<Match> LoadMatch(const yaml::Field& field);
   std::optional<AttributePattern> LoadPattern(const AttributeRef& ref, const yaml::Field& field);
   void LoadLists(const yaml::Field& field);
+  std::optional<Penalty> LoadPenalty(const yaml::Field& field);
 
   void Problem(yaml::Pos pos, std::string_view message) { r_.Problem(pos, message); }
   size_t ProblemCount() { return r_.problems().size(); }
@@ -89,6 +90,8 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
   std::optional<Micros> max_delay;
   yaml::Pos max_delay_pos;
   yaml::Pos window_pos;
+  std::optional<Penalty> penalty;
+  yaml::Pos penalty_pos;
 
   r_.ForEachField(node, "rule", [&](const yaml::Field& f) {
     if (f.name == "id") {
@@ -155,6 +158,9 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
     } else if (f.name == "max_delay") {
       max_delay_pos = f.key_pos();
       max_delay = r_.Duration(f, Limit::kMaxWindow, "10 years");
+    } else if (f.name == "penalty") {
+      penalty_pos = f.key_pos();
+      penalty = LoadPenalty(f);
     } else if (f.name == "burst") {
       // Accepted on every algorithm: those without a bucket ignore it (Limit keeps it unused).
       burst = r_.Integer(f, 1).value_or(0);
@@ -206,6 +212,12 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
   if (max_delay.has_value() && !shape) {
     Problem(max_delay_pos, "'max_delay' applies only with 'shape: true'");
   }
+  if (penalty.has_value() && concurrent) {
+    Problem(penalty_pos, "'penalty' counts rejections of a rate: not for algorithm: concurrency");
+  }
+  if (penalty.has_value() && mode == RuleMode::kShadow) {
+    Problem(penalty_pos, "'penalty' needs an enforced rule: a shadow rule rejects nothing");
+  }
   if (ProblemCount() != problems_before) return;
 
   // CONTRACT §10: slots expire after lease_ttl (default 30 s), kept as the limit's window.
@@ -247,6 +259,7 @@ void RulesFileReader::LoadRule(const YAML::Node& node) {
                               .mode = mode,
                               .shape = shape,
                               .max_delay = delay_bound,
+                              .penalty = std::move(penalty),
                               .enabled = enabled,
                               .description = std::move(description),
                               .json = YamlToJson(node),
@@ -267,6 +280,46 @@ std::optional<AttributePattern> RulesFileReader::LoadPattern(const AttributeRef&
     return std::nullopt;
   }
   return *std::move(pattern);
+}
+
+// `penalty: {after: N, within: DURATION, ban: DURATION}`, all three required.
+std::optional<Penalty> RulesFileReader::LoadPenalty(const yaml::Field& field) {
+  if (!r_.ExpectMapping(field, "{after, within, ban}")) return std::nullopt;
+  // A rejection is one entry of a sliding window log: `after` bounds its memory per key.
+  constexpr int64_t kMaxAfter = 10'000;
+  std::optional<int64_t> after;
+  std::optional<Micros> within;
+  std::optional<Micros> ban;
+  const size_t problems_before = ProblemCount();
+  r_.Fields(
+      field.value, "'penalty'",
+      {{"after", [&](const yaml::Field& f) { after = r_.Integer(f, 1, kMaxAfter); }},
+       {"within",
+        [&](const yaml::Field& f) { within = r_.Duration(f, Limit::kMaxWindow, "10 years"); }},
+       {"ban",
+        [&](const yaml::Field& f) { ban = r_.Duration(f, Limit::kMaxWindow, "10 years"); }}});
+  if (ProblemCount() != problems_before) return std::nullopt;
+  for (const auto& [seen, name] :
+       {std::pair{after.has_value(), "after"}, std::pair{within.has_value(), "within"},
+        std::pair{ban.has_value(), "ban"}}) {
+    if (!seen) Problem(field.key_pos(), Cat("'penalty' is missing required key '", name, "'"));
+  }
+  if (ProblemCount() != problems_before) return std::nullopt;
+  absl::StatusOr<Limit> rejections = Limit::Create(
+      {.algorithm = Algorithm::kSlidingWindowLog, .limit = *after, .window = *within});
+  absl::StatusOr<Limit> banned =
+      Limit::Create({.algorithm = Algorithm::kTokenBucket, .limit = 1, .window = *ban, .burst = 1});
+  for (const absl::StatusOr<Limit>* made : {&rejections, &banned}) {
+    if (!made->ok()) {
+      Problem(field.key_pos(), Cat("invalid penalty: ", made->status().message()));
+      return std::nullopt;
+    }
+  }
+  return Penalty{.after = *after,
+                 .within = *within,
+                 .ban = *ban,
+                 .rejections = *rejections,
+                 .banned = *banned};
 }
 
 std::optional<Match> RulesFileReader::LoadMatch(const yaml::Field& field) {

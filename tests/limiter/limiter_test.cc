@@ -101,6 +101,48 @@ rules:
   }
 }
 
+// Verifies penalties: a key rejected `after` times within `within` is denied (reason
+// penalty:RULE) for `ban`, then counted afresh; other keys are untouched; rejections spread
+// wider than `within` never ban; and the ban shows in Bans() until it expires.
+TEST_F(LimiterTest, PenaltyBansARepeatOffenderForItsDuration) {
+  Limiter limiter(store_, clock_, metrics_, rejections_, {});
+  limiter.SetRules(Rules(R"(
+rules:
+  - {id: login, key: [user_id], limit: 1, window: 1s, algorithm: fixed_window,
+     penalty: {after: 3, within: 10s, ban: 1m}}
+)"));
+  using Outcome = CheckResult::Outcome;
+  clock_.Set(kNow - kNow % kMicrosPerSecond);  // at the start of a fixed window
+  EXPECT_EQ(Check(limiter, "mallory").outcome, Outcome::kAllowed);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Check(limiter, "mallory").outcome, Outcome::kRejected);
+  CheckResult banned = Check(limiter, "mallory");
+  EXPECT_EQ(banned.outcome, Outcome::kDenied);
+  EXPECT_EQ(banned.rule_id, "deny_list");
+  EXPECT_EQ(banned.deny_reason, "penalty:login");
+  EXPECT_EQ(Check(limiter, "alice").outcome, Outcome::kAllowed);  // another key
+  ASSERT_EQ(limiter.Bans().size(), 1u);
+  EXPECT_EQ(limiter.Bans()[0].rule_id, "login");
+  EXPECT_EQ(limiter.Bans()[0].until, clock_.NowMicros() + 60 * kMicrosPerSecond);
+
+  // Still banned in the rule's next windows, though its own limit has room again.
+  clock_.Advance(30 * kMicrosPerSecond);
+  EXPECT_EQ(Check(limiter, "mallory").outcome, Outcome::kDenied);
+  clock_.Advance(30 * kMicrosPerSecond);
+  EXPECT_EQ(Check(limiter, "mallory").outcome, Outcome::kAllowed);
+  EXPECT_TRUE(limiter.Bans().empty());
+
+  // Two rejections a window, 11 s apart: never 3 within 10 s, never banned.
+  for (int round = 0; round < 5; ++round) {
+    clock_.Advance(11 * kMicrosPerSecond);
+    EXPECT_EQ(Check(limiter, "bob").outcome, Outcome::kAllowed);
+    EXPECT_EQ(Check(limiter, "bob").outcome, Outcome::kRejected);
+    EXPECT_EQ(Check(limiter, "bob").outcome, Outcome::kRejected);
+  }
+  EXPECT_EQ(Check(limiter, "bob").outcome, Outcome::kRejected);  // the third within 10 s
+  EXPECT_EQ(Check(limiter, "bob").outcome, Outcome::kDenied);
+  EXPECT_EQ(metrics_.PenaltyBans("login").Value(), 2);
+}
+
 // Verifies shaping: an enforced `shape: true` leaky_bucket rule sets the hold to its delay, and
 // a request whose delay would pass max_delay is rejected (the queue holds max_delay's worth).
 TEST_F(LimiterTest, ShapeRulesSetTheHoldWithinMaxDelay) {

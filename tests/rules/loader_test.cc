@@ -434,6 +434,45 @@ descriptors:
               ElementsAre(HasSubstr("algorithm 'concurrency' is not available in domain files")));
 }
 
+// Verifies `penalty`: its three fields load into the rule with its two counters' limits, and
+// each problem is reported at its key or value.
+TEST(LoaderTest, PenaltyLoadsAndItsProblemsAreReported) {
+  TempDir dir;
+  const std::string path = dir.Write("p.yaml", R"(rules:
+  - {id: login, key: [ip_address], limit: 5, window: 1m,
+     penalty: {after: 10, within: 5m, ban: 1h}}
+)");
+  absl::StatusOr<std::shared_ptr<const RuleSet>> set = LoadRuleSet({path});
+  ASSERT_TRUE(set.ok()) << set.status();
+  const Rule* login = (*set)->FindRule("login");
+  ASSERT_NE(login, nullptr);
+  ASSERT_TRUE(login->penalty.has_value());
+  EXPECT_EQ(login->penalty->after, 10);
+  EXPECT_EQ(login->penalty->within, 5 * 60 * kMicrosPerSecond);
+  EXPECT_EQ(login->penalty->ban, 3600 * kMicrosPerSecond);
+  EXPECT_EQ(login->penalty->rejections.algorithm(), Algorithm::kSlidingWindowLog);
+  EXPECT_EQ(login->penalty->rejections.limit(), 10);
+  EXPECT_EQ(login->penalty->banned.window(), 3600 * kMicrosPerSecond);
+  EXPECT_FALSE((*set)->FindRule("login")->json.empty());
+
+  EXPECT_THAT(ProblemsOf(R"(rules:
+  - {id: a, limit: 5, window: 1s, penalty: {after: 0, within: 1s, ban: 1s}}
+  - {id: b, limit: 5, window: 1s, penalty: {after: 3, ban: 1s}}
+  - {id: c, limit: 5, window: 1s, penalty: {after: 3, within: 1s, ban: 1s, for: 1s}}
+  - {id: d, limit: 5, window: 1s, penalty: 3}
+  - {id: e, limit: 5, algorithm: concurrency, penalty: {after: 3, within: 1s, ban: 1s}}
+  - {id: f, limit: 5, window: 1s, mode: shadow, penalty: {after: 3, within: 1s, ban: 1s}}
+  - {id: g, limit: 5, window: 1s, penalty: {after: 3, within: 1s, ban: 0s}}
+)"),
+              ElementsAre(HasSubstr("'after' must be between 1 and 10000, got 0"),
+                          "f.yaml:3:35: 'penalty' is missing required key 'within'",
+                          HasSubstr("unknown key 'for' in 'penalty'"),
+                          HasSubstr("'penalty' must be a mapping"),
+                          HasSubstr("'penalty' counts rejections of a rate"),
+                          HasSubstr("'penalty' needs an enforced rule"),
+                          HasSubstr("'ban' must be longer than zero")));
+}
+
 // Verifies that `consistency: leased` on an algorithm that cannot be leased is a problem at the
 // consistency value, naming 'leased' and the algorithm; and that an unknown consistency or a bad
 // max_overshoot is reported at its value.

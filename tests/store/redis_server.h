@@ -7,6 +7,7 @@
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -76,6 +77,9 @@ class RedisServer {
       argv.push_back(nullptr);
       const int null = open("/dev/null", O_WRONLY);
       dup2(null, 1);
+      // Dies with the process that started it, even one that crashed (a fuzz target's abort):
+      // no redis-server is left behind holding the test's output pipe open.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
       execvp("redis-server", argv.data());
       _exit(127);
     }

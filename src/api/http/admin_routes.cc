@@ -561,6 +561,17 @@ Response Served::Lists(const Segments& s) {
         entries.push_back(std::move(j));
       }
     });
+    // Keys banned under a rule's penalty, as far as this server knows (Limiter::Bans): read-only,
+    // they expire by themselves.
+    if (kind == TargetKind::kDenyList) {
+      for (const Limiter::BanInfo& ban : limiter_.Bans()) {
+        entries.push_back({{"id", ban.key},
+                           {"source", "penalty"},
+                           {"rule_id", ban.rule_id},
+                           {"reason", Cat("penalty:", ban.rule_id)},
+                           {"expires_at", Rfc3339(ban.until)}});
+      }
+    }
     return Json(call_, 200, {{"entries", std::move(entries)}});
   }
   if (!Is(bhttp::verb::post)) return NotAllowed("GET, HEAD, POST");

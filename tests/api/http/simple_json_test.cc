@@ -8,49 +8,22 @@
 #include <string>
 #include <vector>
 
-#include "nlohmann/json.hpp"
+#include "tests/testing/json_events.h"
 #include "tests/testing/random_edits.h"
 
 namespace sluice::http {
 namespace {
 
-// Writes down every SAX event as text.
-struct Recorder {
-  std::vector<std::string> events;
-  bool null() { return Add("null"); }
-  bool boolean(bool v) { return Add(v ? "true" : "false"); }
-  bool number_integer(int64_t v) { return Add("int " + std::to_string(v)); }
-  bool number_unsigned(uint64_t v) { return Add("uint " + std::to_string(v)); }
-  bool number_float(double, const std::string& s) { return Add("float " + s); }
-  bool string(std::string& s) { return Add("string " + s); }
-  bool binary(nlohmann::json::binary_t&) { return Add("binary"); }
-  bool start_object(std::size_t) { return Add("{"); }
-  bool key(std::string& k) { return Add("key " + k); }
-  bool end_object() { return Add("}"); }
-  bool start_array(std::size_t) { return Add("["); }
-  bool end_array() { return Add("]"); }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
-    return Add("error");
-  }
-  bool Add(std::string e) {
-    events.push_back(std::move(e));
-    return true;
-  }
-};
-
 std::vector<std::string> Simple(std::string_view body) {
   SimpleBody simple;
   if (!simple.Scan(body)) return {"not plain"};
-  Recorder r;
+  sluice::testing::JsonEvents r;
   EXPECT_TRUE(simple.Drive(r));
   return r.events;
 }
 
 std::vector<std::string> Nlohmann(std::string_view body) {
-  Recorder r;
-  nlohmann::json::sax_parse(body.begin(), body.end(), &r, nlohmann::json::input_format_t::json,
-                            true);
-  return r.events;
+  return sluice::testing::NlohmannEvents(body);
 }
 
 TEST(SimpleBody, ReadsPlainBodies) {

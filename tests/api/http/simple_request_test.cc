@@ -9,6 +9,7 @@
 
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/string_body.hpp"
+#include "tests/testing/http_agreement.h"
 #include "tests/testing/random_edits.h"
 
 namespace sluice::http {
@@ -167,20 +168,8 @@ TEST(SimpleRequest, WhatItTakesBeastReadsTheSameWay) {
     SimpleRequest fast;
     if (!Parse(bytes, fast)) continue;
     ++taken;
-    boost::beast::http::request_parser<boost::beast::http::string_body> beast;
-    beast.eager(true);
-    boost::beast::error_code ec;
-    const size_t used = beast.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
-    ASSERT_FALSE(ec) << ec.message() << " for " << ::testing::PrintToString(bytes);
-    ASSERT_TRUE(beast.is_done()) << ::testing::PrintToString(bytes);
-    const auto& req = beast.get();
-    EXPECT_EQ(used, fast.size) << ::testing::PrintToString(bytes);
-    EXPECT_EQ(std::string_view(req.method_string().data(), req.method_string().size()),
-              fast.method);
-    EXPECT_EQ(std::string_view(req.target().data(), req.target().size()), fast.target);
-    EXPECT_EQ(req.version(), fast.version);
-    EXPECT_EQ(req.body(), fast.body);
-    EXPECT_EQ(req.keep_alive(), fast.keep_alive) << ::testing::PrintToString(bytes);
+    EXPECT_EQ(sluice::testing::DisagreementWithBeast(bytes, fast), "")
+        << ::testing::PrintToString(bytes);
   }
   EXPECT_GT(taken, 1000u) << "the edits left too few requests in the simple form to compare";
 }
