@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Builds the fuzz targets with clang and libFuzzer (build-fuzz/: ASan, UBSan, and clang's
-# thread-safety analysis as errors, over every source file of src/), then runs each target (or
-# TARGET alone) for SECONDS (default 10) from its committed corpus (fuzz/corpus/TARGET) with its
-# dictionary (fuzz/dict/). What a run finds that covers new code is kept in
-# build-fuzz/corpus/TARGET; FUZZ_MERGE=1 merges it into the committed corpus afterwards. A crash,
-# a leak or an input slower than 1 s fails the run: the input is saved under
-# build-fuzz/artifacts/TARGET/, and belongs in fuzz/regressions/TARGET/ once fixed (every build
+# Builds the sanitizer build with clang and libFuzzer (build-asan/, as scripts/test.sh does: ASan,
+# UBSan, libFuzzer's instrumentation and clang's thread-safety analysis as errors, everything
+# built), then runs each fuzz target (or TARGET alone) for SECONDS (default 10) from its committed
+# corpus (fuzz/corpus/TARGET) with its dictionary (fuzz/dict/). What a run finds that covers new
+# code is kept in build-asan/corpus/TARGET; FUZZ_MERGE=1 merges it into the committed corpus
+# afterwards. A crash, a leak or an input slower than 1 s fails the run: the input is saved under
+# build-asan/artifacts/TARGET/, and belongs in fuzz/regressions/TARGET/ once fixed (every build
 # replays those as the test fuzz_TARGET_replay).
 # Prints one line per target: executions, executions/s, coverage (edges), features, corpus size.
 # Usage: scripts/fuzz.sh [TARGET|all] [SECONDS]
+#        scripts/fuzz.sh --build-only        (what scripts/test.sh builds its tests with)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:-all}
 seconds=${2:-10}
-build=build-fuzz
+build=build-asan
 
 targets=(http_server http_parse check_body envoy_json grpc_request rules_yaml server_config
          admin_json resp_reply algorithms)
@@ -25,17 +26,21 @@ dict_of() {
     resp_reply) echo fuzz/dict/resp.dict ;;
   esac
 }
-if [ "$target" != all ]; then
+if [ "$target" != all ] && [ "$target" != --build-only ]; then
   [[ " ${targets[*]} " == *" $target "* ]] || { echo "fuzz: no target '$target' (${targets[*]})" >&2; exit 2; }
   targets=("$target")
 fi
 
+# A build directory configured for another compiler (an older GCC build-asan) starts afresh.
+if [ -f "$build/CMakeCache.txt" ] && ! grep -q '^SLUICE_FUZZ:BOOL=ON' "$build/CMakeCache.txt"; then
+  rm -rf "$build"
+fi
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 CXX=clang++ cmake -S . -B "$build" -G Ninja -DSLUICE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DSLUICE_BUILD_BENCH=OFF "${launcher[@]}" >/dev/null
-# `sluice` too: every source file of src/ then passes the thread-safety analysis.
-cmake --build "$build" -j "$(nproc)" --target fuzzers sluice
+  -DSLUICE_BUILD_BENCH=ON "${launcher[@]}" >/dev/null
+cmake --build "$build" -j "$(nproc)"
+[ "$target" = --build-only ] && exit 0
 
 status=0
 for t in "${targets[@]}"; do

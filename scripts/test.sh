@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test:
 #   1. formatting: every C++ file matches .clang-format (scripts/check-format.sh);
-#   2. AddressSanitizer + UndefinedBehaviorSanitizer build (-O1, line tables, with the
-#      benchmarks compiled so that they cannot rot): every test, unit and integration, and the
-#      fuzz targets replaying their corpus and every crash ever found (fuzz_*_replay);
-#   3. fuzzing (scripts/fuzz.sh): Clang builds every source file of src/ with libFuzzer's
-#      instrumentation, ASan, UBSan and -Werror=thread-safety (so ABSL_GUARDED_BY and co. are
-#      checked), then runs every fuzz target for FUZZ_SECONDS (default 10) each;
-#   4. ThreadSanitizer build: the tests labelled "concurrency".
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer build with Clang (-O1, line tables, with the
+#      benchmarks compiled so that they cannot rot), which also carries libFuzzer's
+#      instrumentation (the fuzz targets are libFuzzer executables) and Clang's thread-safety
+#      analysis as errors (ABSL_GUARDED_BY and co. are checked in every file): every test, unit
+#      and integration, and the fuzz targets replaying their corpus and every crash ever found
+#      (fuzz_*_replay);
+#   3. fuzzing (scripts/fuzz.sh, on that build): every fuzz target for FUZZ_SECONDS (default 10);
+#   4. ThreadSanitizer build (GCC): the tests labelled "concurrency".
 # The plain release build is not built here: every test it would run runs in step 2, on the same
 # optimized code with the sanitizers watching. `--fast` builds it and runs its tests only (the
 # quick loop while developing).
@@ -42,7 +43,7 @@ run_ctest() {  # run_ctest DIR [ctest args...]: runs the tests, remembers which 
 summary() {
   if [ "$fuzz_failed" = 1 ]; then
     echo "== fuzzing failed; the end of each failed target's log:"
-    grep -l "FAILED\|ERROR: \|SUMMARY: " build-fuzz/fuzz-*.log 2>/dev/null |
+    grep -l "FAILED\|ERROR: \|SUMMARY: " build-asan/fuzz-*.log 2>/dev/null |
       while read -r log; do echo "--- $log"; tail -n 40 "$log"; done
   fi
   [ ${#failed[@]} -eq 0 ] && return
@@ -68,11 +69,11 @@ if [ $fast -eq 1 ]; then
   exit $status
 fi
 
-echo "== address+undefined sanitizer build: all tests"
-build build-asan "address,undefined"
+echo "== address+undefined sanitizer build (clang, libFuzzer, thread-safety analysis): all tests"
+scripts/fuzz.sh --build-only
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 run_ctest build-asan
 
-echo "== fuzzing, ${FUZZ_SECONDS:-10} s per target (clang: thread-safety analysis of src/ too)"
+echo "== fuzzing, ${FUZZ_SECONDS:-10} s per target"
 scripts/fuzz.sh all "${FUZZ_SECONDS:-10}" || { status=1; fuzz_failed=1; }
 
 echo "== thread sanitizer build: concurrency tests"

@@ -11,6 +11,7 @@
 #include "rules/loader.h"
 #include "store/redis/cluster.h"
 #include "yaml-cpp/yaml.h"
+#include "yaml/parse.h"
 #include "yaml/reader.h"
 
 namespace sluice::app {
@@ -564,9 +565,30 @@ bool ParseHostPort(const std::string& text, std::string* host, uint16_t* port) {
   return true;
 }
 
+namespace {
+
+// A server config is small: far tighter limits than a rules file's, still far above any real one.
+constexpr yaml::Limits kConfigLimits{
+    .max_bytes = size_t{1} << 20, .max_nodes = 100'000, .max_depth = 32};
+
+// The first document of `text` within kConfigLimits (an empty file: a null node), or nullopt
+// after reporting why not to `problems`.
+std::optional<YAML::Node> ParseConfig(std::string_view text, yaml::Problems& problems) {
+  std::optional<std::vector<YAML::Node>> docs = yaml::Parse(text, kConfigLimits, problems);
+  if (!docs.has_value()) return std::nullopt;
+  return docs->empty() ? YAML::Node() : docs->front();
+}
+
+}  // namespace
+
 bool LooksLikeServerConfig(const std::string& path) {
+  absl::StatusOr<std::string> text = yaml::ReadFileAtMost(path, kConfigLimits.max_bytes);
+  if (!text.ok()) return false;
+  yaml::Problems ignored(path);
+  std::optional<YAML::Node> parsed = ParseConfig(*text, ignored);
+  if (!parsed.has_value()) return false;
   try {
-    YAML::Node root = YAML::LoadFile(path);
+    const YAML::Node& root = *parsed;
     if (!root.IsMap()) return false;
     if (root["listen"] || root["store"] || root["log"] || root["limits"] || root["envoy"] ||
         root["admin"] || root["stats"] || root["proxy"]) {
@@ -580,17 +602,20 @@ bool LooksLikeServerConfig(const std::string& path) {
 
 ServerConfig LoadServerConfig(const std::string& path, std::vector<std::string>* problems) {
   ServerConfig config;
-  std::string text;
-  std::string error;
-  if (!yaml::ReadFile(path, &text, &error)) {
-    problems->push_back(absl::StrCat(path, ": cannot read: ", error));
+  // Within limits, as rules files are read (docs/robustness.md): an alias bomb or a nesting
+  // thousands deep is refused before anything walks it.
+  absl::StatusOr<std::string> text = yaml::ReadFileAtMost(path, kConfigLimits.max_bytes);
+  if (!text.ok()) {
+    problems->push_back(absl::StrCat(path, ": ", std::string(text.status().message())));
     return config;
   }
   yaml::Problems found(path);
   yaml::Reader reader(found);
   const std::filesystem::path base = std::filesystem::path(path).parent_path();
-  // yaml-cpp throws on syntax errors (and on bad nodes met while walking): each becomes a problem.
-  yaml::Guard(found, [&] { ReadConfig(YAML::Load(text), base, reader, config); });
+  if (std::optional<YAML::Node> root = ParseConfig(*text, found)) {
+    // yaml-cpp throws on bad nodes met while walking: each becomes a problem.
+    yaml::Guard(found, [&] { ReadConfig(*root, base, reader, config); });
+  }
   found.MoveTo(problems);
   return config;
 }

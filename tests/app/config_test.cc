@@ -204,6 +204,34 @@ TEST(ConfigTest, SyntaxErrorsAndMissingFiles) {
   EXPECT_EQ(problems[0].rfind("/nonexistent/sluice.yaml: cannot read: ", 0), 0u);
 }
 
+// Verifies that a hostile config is refused before anything walks it, as rules files are: an
+// alias bomb, an alias inside its own anchor, nesting too deep; and that LooksLikeServerConfig
+// (sluice validate's peek) says no to them rather than hang.
+TEST(ConfigTest, RefusesAliasBombsAndDeepNesting) {
+  std::string bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  for (char c = 'b'; c <= 'h'; ++c) {
+    const char prev = static_cast<char>(c - 1);
+    bomb += std::string(1, c) + ": &" + c + " [*" + prev + ", *" + prev + ", *" + prev + ", *" +
+            prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev +
+            ", *" + prev + "]\n";
+  }
+  bomb += "store: {backend: memory}\n";
+  const std::string self = "listen: &l {http: [*l]}\n";
+  const std::string deep = "log: " + std::string(40, '[') + std::string(40, ']') + "\n";
+  for (const auto& [name, text, expected] :
+       {std::tuple{"bomb.yaml", bomb, "nodes once aliases are expanded"},
+        std::tuple{"self.yaml", self, "is used inside its own anchor's node"},
+        std::tuple{"deep.yaml", deep, "nesting deeper than 32 levels"}}) {
+    std::vector<std::string> problems;
+    const std::string path = Write(name, text);
+    LoadServerConfig(path, &problems);
+    ASSERT_EQ(problems.size(), 1u) << name;
+    EXPECT_NE(problems[0].find(expected), std::string::npos) << problems[0];
+    EXPECT_EQ(problems[0].rfind(path + ":", 0), 0u) << problems[0];
+    EXPECT_FALSE(LooksLikeServerConfig(path)) << name;
+  }
+}
+
 // Verifies what each Redis backend needs: seed nodes, shards with either a URL or Sentinel.
 TEST(ConfigTest, ChecksWhatEachRedisBackendNeeds) {
   std::vector<std::string> problems;
