@@ -45,9 +45,11 @@ struct Stop {
 // each alias as the nodes of its anchor's node, and as deep as that node nests.
 class LimitChecker final : public YAML::EventHandler {
  public:
-  LimitChecker(const Limits& limits, Problems& problems) : limits_(limits), problems_(problems) {}
+  LimitChecker(const Limits& limits, size_t text_bytes, Problems& problems)
+      : limits_(limits), max_events_(4 * text_bytes + 64), problems_(problems) {}
 
-  void OnDocumentStart(const YAML::Mark&) override {
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    Event(mark);
     // Anchors belong to their document; the node count is for the whole file.
     anchors_.clear();
     open_.clear();
@@ -64,6 +66,7 @@ class LimitChecker final : public YAML::EventHandler {
     Leaf(mark, anchor);
   }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Event(mark);
     // yaml-cpp refuses an unknown anchor before calling here; the guard is for safety only.
     if (anchor >= anchors_.size()) return Count(1, mark);
     const Anchor& a = anchors_[anchor];
@@ -107,6 +110,17 @@ class LimitChecker final : public YAML::EventHandler {
     int height = 1;
   };
 
+  // Every document, node and alias takes at least a byte of text, give or take a few (an empty
+  // document, an implicit null): yaml-cpp 0.7 can loop on some malformed texts, reporting
+  // empty documents for ever from 7 bytes ("'\n'('\n,", found by fuzzing). Far more events
+  // than bytes is that loop: stopped there rather than at the node limit, a million events on.
+  void Event(const YAML::Mark& mark) {
+    if (++events_ > max_events_) {
+      throw Stop{At(mark), Cat("the YAML parser went wrong on this text (", events_, " nodes from ",
+                               max_events_ / 4 - 16, " bytes); check its syntax")};
+    }
+  }
+
   void Count(size_t n, const YAML::Mark& mark) {
     nodes_ += n;  // both at most max_nodes: no overflow
     if (nodes_ > limits_.max_nodes) {
@@ -123,11 +137,13 @@ class LimitChecker final : public YAML::EventHandler {
   }
 
   void Leaf(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    Event(mark);
     Count(1, mark);
     if (anchor != YAML::NullAnchor) Define(anchor).nodes = 1;
   }
 
   void Open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    Event(mark);
     Count(1, mark);
     if (static_cast<int>(open_.size()) + 1 > limits_.max_depth) {
       throw Stop{At(mark), Cat("nesting deeper than ", limits_.max_depth, " levels")};
@@ -149,7 +165,9 @@ class LimitChecker final : public YAML::EventHandler {
   }
 
   const Limits& limits_;
+  const size_t max_events_;  // documents, nodes and aliases, each counted once
   Problems& problems_;
+  size_t events_ = 0;
   size_t nodes_ = 0;
   std::vector<Anchor> anchors_;  // by anchor id
   std::vector<OpenNode> open_;   // the sequences and mappings being read, outermost first
@@ -199,7 +217,7 @@ std::optional<std::vector<YAML::Node>> Parse(std::string_view text, const Limits
     ViewBuffer buffer(text);
     std::istream in(&buffer);
     YAML::Parser parser(in);
-    LimitChecker checker(limits, problems);
+    LimitChecker checker(limits, text.size(), problems);
     try {
       while (parser.HandleNextDocument(checker)) {
       }

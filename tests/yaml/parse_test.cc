@@ -16,6 +16,7 @@ namespace sluice::yaml {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
@@ -60,6 +61,27 @@ TEST(YamlParseTest, AliasBombRefusedAtTheAliasCrossingTheLimit) {
               ElementsAre("f.yaml:6:29: more than 1000000 nodes once aliases are expanded (the "
                           "limit per file)"));
   EXPECT_LT(elapsed, std::chrono::seconds(5));
+}
+
+// Verifies that yaml-cpp looping on a malformed text (found by fuzzing: 7 bytes on which it
+// reports empty documents for ever) is stopped after a few events per byte, not a million nodes
+// on; and that the densest valid texts (a flow sequence of one-letter items, a stream of empty
+// documents, a mapping of empty values) stay well within that.
+TEST(YamlParseTest, AParserLoopIsStoppedByEventsPerByte) {
+  const Parsed looping = ParseText("'\n'('\n,");
+  EXPECT_FALSE(looping.ok);
+  EXPECT_THAT(looping.problems, ElementsAre(HasSubstr("the YAML parser went wrong on this text")));
+
+  std::string dense = "[a";
+  for (int i = 0; i < 10000; ++i) dense += ",a";
+  dense += "]\n";
+  EXPECT_TRUE(ParseText(dense).ok);
+  std::string documents;
+  for (int i = 0; i < 1000; ++i) documents += "---\n";
+  EXPECT_EQ(ParseText(documents).documents, 1000u);
+  std::string empties = "{";
+  for (int i = 0; i < 1000; ++i) empties += (i ? ",k" : "k") + std::to_string(i) + ":";
+  EXPECT_TRUE(ParseText(empties + "}").ok);
 }
 
 // Verifies the count: every scalar, null, sequence and mapping (keys included), and each alias
