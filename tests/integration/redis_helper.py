@@ -770,3 +770,17 @@ class RedisSentinelGroup:
 def _pairs(flat):
     """[k1, v1, k2, v2, ...] (a SENTINEL reply entry) → {k1: v1, ...}."""
     return dict(zip(flat[::2], flat[1::2]))
+
+
+def start_fleet(test_class, count, files, **kwargs):
+    """Starts a RedisProcess as test_class.redis and `count` RedisSluice servers on it as
+    test_class.servers, each with `files(redis_url)` (and `kwargs` for RedisSluice); all are
+    stopped by the class cleanup, also when one fails to start."""
+    test_class.redis = RedisProcess().start()
+    test_class.addClassCleanup(test_class.redis.kill)
+    test_class.servers = []
+    for _ in range(count):
+        s = RedisSluice(files=files(test_class.redis.url), **kwargs)
+        test_class.addClassCleanup(s.stop)
+        s.start()
+        test_class.servers.append(s)

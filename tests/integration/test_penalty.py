@@ -8,7 +8,7 @@ ones are still within the minute)."""
 import time
 import unittest
 
-from redis_helper import RedisProcess, RedisSluice, server_config
+from redis_helper import server_config, start_fleet
 from sluice_server import POLL_TIMEOUT_S, poll, unique
 
 TOKEN = "penalty-test-token-5c1e"
@@ -26,26 +26,11 @@ RULES = """rules:
 class PenaltyTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.redis = RedisProcess().start()
-        cls.servers = []
-        try:
-            for _ in range(2):
-                s = RedisSluice(files={"sluice.yaml": server_config(cls.redis.url, "fail_closed",
-                                                                    timeout="2s"),
-                                       "rules.yaml": RULES},
-                                config="sluice.yaml", rules=["rules.yaml"],
-                                env={"SLUICE_ADMIN_TOKEN": TOKEN})
-                s.start()
-                cls.servers.append(s)
-        except Exception:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        for s in cls.servers:
-            s.stop()
-        cls.redis.kill()
+        start_fleet(cls, 2,
+                    lambda url: {"sluice.yaml": server_config(url, "fail_closed", timeout="2s"),
+                                 "rules.yaml": RULES},
+                    config="sluice.yaml", rules=["rules.yaml"],
+                    env={"SLUICE_ADMIN_TOKEN": TOKEN})
 
     def check(self, server, user):
         return server.check(user_id=user, endpoint="/login")
