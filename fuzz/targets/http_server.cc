@@ -11,11 +11,13 @@
 // thread ends the process, which libFuzzer reports with the input).
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #include "app/config.h"
 #include "app/server.h"
@@ -47,9 +49,28 @@ uint16_t StartServer() {
   return running->http_port();
 }
 
+// libFuzzer's -timeout alarm (SIGALRM, every second) interrupts blocking calls: they go on.
+bool Connect(int fd, const sockaddr_in& address) {
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) {
+    return true;
+  }
+  if (errno != EINTR) return false;
+  // The connection goes on in the background: wait for it, and read how it ended.
+  pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+  while (::poll(&p, 1, 5000) < 0) {
+    if (errno != EINTR) return false;
+  }
+  int error = 0;
+  socklen_t length = sizeof(error);
+  ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length);
+  errno = error;
+  return error == 0;
+}
+
 void WriteAll(int fd, std::string_view bytes) {
   while (!bytes.empty()) {
     const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return;  // the server closed early (e.g. after a 400): what it sent is read
     bytes.remove_prefix(static_cast<size_t>(n));
   }
@@ -70,8 +91,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   address.sin_family = AF_INET;
   address.sin_port = htons(port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    fuzz::Fail("the server does not accept connections any more", input);
+  if (!Connect(fd, address)) {
+    fuzz::Fail(Cat("the server does not accept connections any more: ", std::strerror(errno)),
+               input);
   }
   WriteAll(fd, input);
   ::shutdown(fd, SHUT_WR);
@@ -83,11 +105,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       response.append(buffer, static_cast<size_t>(n));
       continue;
     }
+    if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       fuzz::Fail("the server neither answered nor closed within 5 s of the client's end", input);
     }
     break;  // closed (or reset after an early refusal)
   }
+  // Closed with a reset: the client shut its side first, so a plain close would leave the
+  // connection in TIME_WAIT here for a minute, and a thousand runs a second would use up the
+  // ephemeral ports within 30 s.
+  const linger reset{.l_onoff = 1, .l_linger = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
   ::close(fd);
   if (!response.empty() && response.rfind("HTTP/1.", 0) != 0) {
     fuzz::Fail(

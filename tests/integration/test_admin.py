@@ -541,6 +541,27 @@ class AdminSuite:
                                        field="id")
         self.assertEqual(self.version(), version)
 
+    def test_path_ids_of_invalid_utf8_are_refused_and_the_server_goes_on(self):
+        # Found by fuzz_http_server: a PUT whose path id held bytes that are not UTF-8 ended the
+        # process (nlohmann threw writing them into JSON). Sent raw: http.client would not.
+        version = self.version()
+        body = json.dumps(rule("x", endpoint="/utf8")).encode()
+        for method in (b"PUT", b"GET", b"DELETE"):
+            with self.subTest(method=method):
+                s = self.server.connect()
+                s.sendall(method + b" /v1/admin/rules/f\xfe\xffz HTTP/1.1\r\nHost: x\r\n"
+                          b"Authorization: Bearer " + OPS_TOKEN.encode() + b"\r\n"
+                          b"Content-Type: application/json\r\nConnection: close\r\n"
+                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                answer = b""
+                while chunk := s.recv(65536):
+                    answer += chunk
+                s.close()
+                status = int(answer.split(b" ", 2)[1])
+                self.assertIn(status, (400, 404, 422), answer[:300])
+        self.assertEqual(self.server.get("/health").status, 200)
+        self.assertEqual(self.version(), version)
+
     def test_ids_the_api_accepts_are_addressable(self):
         for suffix in ["/x", "?x=1", "#x", "%2F", "%", " x", "r\u00e8gle-\u00fc", "a:b"]:
             rid = unique("addr") + suffix

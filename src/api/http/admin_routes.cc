@@ -20,6 +20,7 @@
 #include "nlohmann/json.hpp"
 #include "obs/log.h"
 #include "rules/rule_json.h"
+#include "yaml/values.h"
 
 namespace sluice::http {
 
@@ -80,8 +81,12 @@ std::optional<uint64_t> ParseUint(std::string_view text) {
 
 // ---- Responses ----
 
+// Invalid UTF-8 (from a request's path, say) is replaced, never thrown: nlohmann throws on it by
+// default, and nothing here would catch it.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 Response Json(const AdminRoutes::Call& call, unsigned status, const json& body) {
-  return JsonResponse(status, body.dump(), call.version);
+  return JsonResponse(status, Dump(body), call.version);
 }
 
 Response Error(const AdminRoutes::Call& call, unsigned status, std::string_view code,
@@ -371,6 +376,11 @@ class Served {
 
 Response Served::Route() {
   const Segments& s = call_.segments;
+  // Every id the API stores or shows is UTF-8: a path that is not names nothing. (PostgreSQL
+  // would refuse such an id as a query parameter, which read as the database being down.)
+  for (const std::string& segment : s) {
+    if (!yaml::IsValidUtf8(segment)) return NotFound("No such endpoint: the path is not UTF-8.");
+  }
   const std::string& head = s.empty() ? std::string() : s[0];
   if (head == "rules" || head == "rules:validate") return Rules(s);
   if (head == "lists") return Lists(s);
@@ -388,7 +398,7 @@ std::string Served::SourceOf(const std::string& id, uint64_t* revision, std::str
   managed_.Read([&](const admin::DatabaseRules& database, const rules::RuleSet& files) {
     if (const rules::Rule* rule = files.FindRule(id)) {
       source = FileSource(rule->location);
-      if (body != nullptr) *body = RuleJson(*rule, source, 0).dump();
+      if (body != nullptr) *body = Dump(RuleJson(*rule, source, 0));
       *revision = 0;
       return;
     }
@@ -396,7 +406,7 @@ std::string Served::SourceOf(const std::string& id, uint64_t* revision, std::str
     if (it == database.rules().end()) return;
     source = "database";
     *revision = it->second.revision;
-    if (body != nullptr) *body = RuleJson(it->second.value, source, it->second.revision).dump();
+    if (body != nullptr) *body = Dump(RuleJson(it->second.value, source, it->second.revision));
   });
   return source;
 }
@@ -448,7 +458,7 @@ Response Served::Validate() {
   std::string error;
   std::optional<json> j = BodyObject(call_.body, &error);
   if (!j.has_value()) return Error(call_, 400, "INVALID_REQUEST", error);
-  rules::JsonRule parsed = rules::ParseRuleJson(j->dump(), "request");
+  rules::JsonRule parsed = rules::ParseRuleJson(Dump(*j), "request");
   if (!parsed.problems.empty()) return Invalid(call_, "INVALID_RULE", parsed.problems);
   return Json(call_, 200, {{"valid", true}});
 }
@@ -459,6 +469,9 @@ Response Served::PutRule(const std::optional<std::string>& path_id) {
   std::optional<json> j = BodyObject(call_.body, &error);
   if (!j.has_value()) return Error(call_, 400, "INVALID_REQUEST", error);
   if (path_id.has_value()) {
+    // Checked first: the id goes into the body read below (an id of invalid UTF-8 in a JSON
+    // document would not survive it; found by fuzz_http_server).
+    if (!ValidId(*path_id)) return Invalid(call_, "INVALID_RULE", {{"id", std::string(kIdRule)}});
     // The path names the rule; a body that names another is a mistake, not a rename.
     if (!j->contains("id")) (*j)["id"] = *path_id;
     if ((*j)["id"].is_string() && (*j)["id"].get<std::string>() != *path_id) {
@@ -467,7 +480,7 @@ Response Served::PutRule(const std::optional<std::string>& path_id) {
                                  "' but the path names '", *path_id, "'")}});
     }
   }
-  rules::JsonRule parsed = rules::ParseRuleJson(j->dump(), "database");
+  rules::JsonRule parsed = rules::ParseRuleJson(Dump(*j), "database");
   if (!parsed.problems.empty()) return Invalid(call_, "INVALID_RULE", parsed.problems);
   const std::string& id = parsed.rule->id;
   if (!ValidId(id)) return Invalid(call_, "INVALID_RULE", {{"id", std::string(kIdRule)}});
@@ -586,7 +599,7 @@ Response Served::Lists(const Segments& s) {
     }
     id = given->get<std::string>();
   }
-  rules::JsonListEntry parsed = rules::ParseListEntryJson(j->dump(), "database");
+  rules::JsonListEntry parsed = rules::ParseListEntryJson(Dump(*j), "database");
   if (!parsed.problems.empty()) return Invalid(call_, "INVALID_ENTRY", parsed.problems);
   absl::StatusOr<db::Commit> commit =
       Write({db::Write::Of(db::Write::Op::kCreate, kind, id, parsed.canonical)},
