@@ -17,6 +17,7 @@
 #include "store/memory/memory_store.h"
 #include "store/redis/redis_store.h"
 #include "tests/store/redis_server.h"
+#include "tests/testing/decisions.h"
 
 namespace {
 
@@ -78,17 +79,8 @@ std::vector<Decision> RedisCharge(RedisStore& store, const ChargeItem& item, Mic
   return decisions;
 }
 
-std::string Describe(const Decision& d) {
-  return Cat("{allowed=", int{d.allowed}, " cel=", int{d.cost_exceeds_limit}, " limit=", d.limit,
-             " remaining=", d.remaining, " reset_after=", d.reset_after,
-             " retry_after=", d.retry_after, " delay=", d.delay, "}");
-}
-
-bool Same(const Decision& a, const Decision& b) {
-  return a.allowed == b.allowed && a.cost_exceeds_limit == b.cost_exceeds_limit &&
-         a.limit == b.limit && a.remaining == b.remaining && a.reset_after == b.reset_after &&
-         a.retry_after == b.retry_after && a.delay == b.delay;
-}
+using testing::DescribeDecision;
+using testing::SameDecision;
 
 }  // namespace
 
@@ -165,21 +157,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Cat("step ", step, " now ", now, " cost ", cost, " when ", static_cast<int>(when),
             " limit ", AlgorithmName(limit.algorithm()), " ", limit.limit(), "/", limit.window(),
             " burst ", limit.burst());
-    if (!Same(from_memory, from_functions)) {
-      fuzz::Fail(
-          Cat(where, ": memory ", Describe(from_memory), " functions ", Describe(from_functions)),
-          input);
+    if (!SameDecision(from_memory, from_functions)) {
+      fuzz::Fail(Cat(where, ": memory ", DescribeDecision(from_memory), " functions ",
+                     DescribeDecision(from_functions)),
+                 input);
     }
-    if (!Same(from_functions, from_eval)) {
-      fuzz::Fail(
-          Cat(where, ": functions ", Describe(from_functions), " evalsha ", Describe(from_eval)),
-          input);
+    if (!SameDecision(from_functions, from_eval)) {
+      fuzz::Fail(Cat(where, ": functions ", DescribeDecision(from_functions), " evalsha ",
+                     DescribeDecision(from_eval)),
+                 input);
     }
     core_follows &= when == ChargeWhen::kRequestAllowed;
     if (core_follows) {
       const Decision from_core = Admit(core, limit, now, cost);
-      if (!Same(from_core, from_memory)) {
-        fuzz::Fail(Cat(where, ": core ", Describe(from_core), " memory ", Describe(from_memory)),
+      if (!SameDecision(from_core, from_memory)) {
+        fuzz::Fail(Cat(where, ": core ", DescribeDecision(from_core), " memory ",
+                       DescribeDecision(from_memory)),
                    input);
       }
     }

@@ -448,61 +448,67 @@ struct Limiter::CheckJob final : Job {
 
 // ---- Penalties ----
 
+// One penalty counted for a key: its two store items, in turn (the rejection, then the ban).
+struct Limiter::PenaltyCount {
+  std::shared_ptr<const Snapshot> snapshot;  // holds `rule`
+  const rules::Rule* rule = nullptr;
+  std::string rejections_key;
+  std::string ban_key;
+  ChargeItem item;
+  Decision decision;
+
+  // Charges one of the penalty's counters (`key`, `limit`) by 1, then calls `next`.
+  template <typename Next>
+  static void Charge(Limiter& limiter, std::unique_ptr<PenaltyCount> count, std::string_view key,
+                     const Limit& limit, Next next) {
+    count->item = ChargeItem{.key = key,
+                             .limit = &limit,
+                             .cost = 1,
+                             .consistency = Consistency::kExact,
+                             .rule_id = count->rule->id};
+    count->decision = Decision{};
+    PenaltyCount* raw = count.get();
+    limiter.store_.Charge({&raw->item, 1}, {&raw->decision, 1},
+                          [count = std::move(count), next](absl::Status status) mutable {
+                            if (status.ok()) next(std::move(count));
+                          });
+  }
+};
+
 void Limiter::CountRejection(std::shared_ptr<const Snapshot> snapshot, const rules::Rule& rule,
                              std::string rejections_key, std::string ban_key) {
-  struct Count {
-    std::shared_ptr<const Snapshot> snapshot;  // holds `rule`
-    const rules::Rule* rule;
-    std::string rejections_key;
-    std::string ban_key;
-    ChargeItem item;
-    Decision decision;
-  };
-  auto count = std::make_unique<Count>(Count{.snapshot = std::move(snapshot),
-                                             .rule = &rule,
-                                             .rejections_key = std::move(rejections_key),
-                                             .ban_key = std::move(ban_key),
-                                             .item = {},
-                                             .decision = {}});
-  count->item = ChargeItem{.key = count->rejections_key,
-                           .limit = &rule.penalty->rejections,
-                           .cost = 1,
-                           .consistency = Consistency::kExact,
-                           .rule_id = rule.id};
-  Count* raw = count.get();
-  store_.Charge({&raw->item, 1}, {&raw->decision, 1},
-                [this, count = std::move(count)](absl::Status status) mutable {
-                  // Fewer than `after` rejections within `within` so far: no ban yet. At
-                  // `after` (remaining 0) or past it (the log full: a ban lifted, or shorter
-                  // than `within`), the key is banned, unless it is already.
-                  if (!status.ok() || (count->decision.allowed && count->decision.remaining > 0)) {
-                    return;
-                  }
-                  const rules::Rule& rule = *count->rule;
-                  count->item = ChargeItem{.key = count->ban_key,
-                                           .limit = &rule.penalty->banned,
-                                           .cost = 1,
-                                           .consistency = Consistency::kExact,
-                                           .rule_id = rule.id};
-                  count->decision = Decision{};
-                  Count* raw = count.get();
-                  store_.Charge({&raw->item, 1}, {&raw->decision, 1},
-                                [this, count = std::move(count)](absl::Status status) mutable {
-                                  // Not allowed: banned already (by another server, or by a
-                                  // rejection a moment ago): the ban is not extended.
-                                  if (!status.ok() || !count->decision.allowed) return;
-                                  const rules::Rule& rule = *count->rule;
-                                  metrics_.PenaltyBans(rule.id).Increment();
-                                  const Micros until = clock_.NowMicros() + rule.penalty->ban;
-                                  obs::LogEvent(spdlog::level::warn, "penalty_ban",
-                                                {{"rule_id", rule.id},
-                                                 {"key", count->ban_key},
-                                                 {"rejections", rule.penalty->after},
-                                                 {"within_us", rule.penalty->within},
-                                                 {"ban_us", rule.penalty->ban}});
-                                  NoteBan(rule, count->ban_key, until);
-                                });
-                });
+  auto count = std::make_unique<PenaltyCount>();
+  count->snapshot = std::move(snapshot);
+  count->rule = &rule;
+  count->rejections_key = std::move(rejections_key);
+  count->ban_key = std::move(ban_key);
+  const std::string_view key = count->rejections_key;
+  PenaltyCount::Charge(*this, std::move(count), key, rule.penalty->rejections,
+                       [this](std::unique_ptr<PenaltyCount> count) { BanIfDue(std::move(count)); });
+}
+
+void Limiter::BanIfDue(std::unique_ptr<PenaltyCount> count) {
+  // Fewer than `after` rejections within `within` so far: no ban yet. At `after` (remaining 0)
+  // or past it (the log full: a ban lifted, or shorter than `within`), the key is banned,
+  // unless it is already.
+  if (count->decision.allowed && count->decision.remaining > 0) return;
+  const std::string_view key = count->ban_key;
+  const Limit& banned = count->rule->penalty->banned;
+  PenaltyCount::Charge(*this, std::move(count), key, banned,
+                       [this](std::unique_ptr<PenaltyCount> count) {
+                         // Not allowed: banned already (by another server, or by a rejection a
+                         // moment ago): the ban is not extended.
+                         if (!count->decision.allowed) return;
+                         const rules::Rule& rule = *count->rule;
+                         metrics_.PenaltyBans(rule.id).Increment();
+                         obs::LogEvent(spdlog::level::warn, "penalty_ban",
+                                       {{"rule_id", rule.id},
+                                        {"key", count->ban_key},
+                                        {"rejections", rule.penalty->after},
+                                        {"within_us", rule.penalty->within},
+                                        {"ban_us", rule.penalty->ban}});
+                         NoteBan(rule, count->ban_key, clock_.NowMicros() + rule.penalty->ban);
+                       });
 }
 
 void Limiter::NoteBan(const rules::Rule& rule, std::string_view ban_key, Micros until) {

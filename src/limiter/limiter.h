@@ -293,6 +293,9 @@ class Limiter {
   // bans the key when that makes `after` within `within`. Runs after the check has answered.
   void CountRejection(std::shared_ptr<const Snapshot> snapshot, const rules::Rule& rule,
                       std::string rejections_key, std::string ban_key);
+  struct PenaltyCount;
+  // The second step: bans the key when its rejections counter says so.
+  void BanIfDue(std::unique_ptr<PenaltyCount> count);
   // Remembers a ban for Bans().
   void NoteBan(const rules::Rule& rule, std::string_view ban_key, Micros until);
 

@@ -18,6 +18,7 @@
 #include "store/memory/memory_store.h"
 #include "store/redis/redis_store.h"
 #include "tests/store/redis_server.h"
+#include "tests/testing/decisions.h"
 
 namespace sluice {
 namespace {
@@ -51,19 +52,9 @@ absl::StatusOr<Micros> RedisCharge(RedisStore& store, const std::vector<ChargeIt
   return result.get();
 }
 
-std::string Describe(const Decision& d) {
-  return "{allowed=" + std::to_string(d.allowed) + " cel=" + std::to_string(d.cost_exceeds_limit) +
-         " limit=" + std::to_string(d.limit) + " remaining=" + std::to_string(d.remaining) +
-         " reset_after=" + std::to_string(d.reset_after) +
-         " retry_after=" + std::to_string(d.retry_after) + " delay=" + std::to_string(d.delay) +
-         "}";
-}
+std::string Describe(const Decision& d) { return testing::DescribeDecision(d); }
 
-bool Same(const Decision& a, const Decision& b) {
-  return a.allowed == b.allowed && a.cost_exceeds_limit == b.cost_exceeds_limit &&
-         a.limit == b.limit && a.remaining == b.remaining && a.reset_after == b.reset_after &&
-         a.retry_after == b.retry_after && a.delay == b.delay;
-}
+bool Same(const Decision& a, const Decision& b) { return testing::SameDecision(a, b); }
 
 std::string DescribeLimit(const Limit& l) {
   return std::string(AlgorithmName(l.algorithm())) + " limit=" + std::to_string(l.limit()) +
