@@ -96,8 +96,10 @@ LOWER_SHARE = fractions.Fraction(98, 100)
 # over the limit, where a fixed window's servers refuse alone until the window ends, but a sliding
 # window counter's quota and a bucket's come back a few tokens at a time, each few taken by a
 # lease (exact counting makes one call per check, refused ones included). docs/benchmarks.md has
-# the allowed-heavy figures, where a slice serves many checks.
-MAX_STORE_CALLS_PER_DECISION = {"fixed_window": 0.1, "sliding_window_counter": 0.75,
+# the allowed-heavy figures, where a slice serves many checks. This detects "not leasing", it is
+# not an efficiency target: a sliding window counter at 1 % overshoot measured 0.70 here and 0.76
+# under ASan on a slower machine, against 1.0 or more for exact counting.
+MAX_STORE_CALLS_PER_DECISION = {"fixed_window": 0.1, "sliding_window_counter": 0.9,
                                 "token_bucket": 0.5, "gcra": 0.5}
 # Hang detectors, never assertions on speed.
 LOAD_HANG_S = 60.0

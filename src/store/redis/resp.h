@@ -54,7 +54,13 @@ class CommandWriter {
 // it has no complete one. Not thread-safe (one per connection).
 class ReplyReader {
  public:
-  ReplyReader() : reader_(redisReaderCreate()) {}
+  // Elements of all the arrays of one reply, nested ones included. hiredis allocates an array's
+  // element pointers when it reads the header, so "*111111111" alone would take 900 MB; no reply
+  // Sluice asks for comes near this (CLUSTER SLOTS of a fully fragmented cluster with replicas
+  // is under a million).
+  static constexpr int64_t kMaxElementsPerReply = int64_t{4} << 20;
+
+  explicit ReplyReader(int64_t max_elements_per_reply = kMaxElementsPerReply);
   ReplyReader(const ReplyReader&) = delete;
   ReplyReader& operator=(const ReplyReader&) = delete;
 
@@ -68,7 +74,13 @@ class ReplyReader {
   struct Free {
     void operator()(redisReader* r) const { redisReaderFree(r); }
   };
+  static void* CreateArray(const redisReadTask* task, int elements);
+
   std::unique_ptr<redisReader, Free> reader_;
+  redisReplyObjectFunctions functions_{};
+  void* (*create_array_)(const redisReadTask*, int) = nullptr;
+  const int64_t max_elements_;
+  int64_t elements_left_;  // of the reply being read
 };
 
 }  // namespace sluice::redis
