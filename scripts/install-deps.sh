@@ -12,6 +12,7 @@ packages=(
   libsqlite3-dev libpq-dev postgresql libssl-dev libhiredis-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   prometheus-cpp-dev
   redis-server nginx-light wrk nghttp2-client curl procps python3 faketime
+  iproute2 nftables  # the network chaos test: Redis behind a namespace, loss and partitions
   prometheus
   chromium   # the dashboard's browser test (driven by playwright-core from npm)
 )

@@ -37,8 +37,7 @@ TEST(ReplyReaderTest, RefusesAnArrayBeyondTheBudgetBeforeAllocatingIt) {
   ASSERT_TRUE(reader.Feed(bytes.data(), bytes.size()).ok());
   absl::StatusOr<Reply> reply = reader.Next();
   ASSERT_FALSE(reply.ok());
-  EXPECT_NE(reply.status().message().find("array elements"), std::string::npos)
-      << reply.status();
+  EXPECT_NE(reply.status().message().find("array elements"), std::string::npos) << reply.status();
 }
 
 TEST(ReplyReaderTest, TheBudgetIsPerReply) {
