@@ -38,7 +38,8 @@ bool OutOfResources(int error) {
 Listener::Listener(Options options, std::function<void(int fd)> hand_off)
     : options_(std::move(options)),
       hand_off_(std::move(hand_off)),
-      caps_(net::ConnectionCaps::Create(options_.caps)) {}
+      caps_(net::ConnectionCaps::Create(options_.caps)),
+      resets_(options_.resets) {}
 
 Listener::~Listener() { Stop(); }
 
@@ -131,7 +132,10 @@ void Listener::Stop() {
   }
   for (int fd : listen_fds_) close(fd);
   listen_fds_.clear();
-  for (auto& [fd, slot] : watched_) close(fd);
+  for (auto& [dup_fd, watched] : watched_) {
+    resets_.Closed(watched.fd, dup_fd);
+    close(dup_fd);
+  }
   watched_.clear();
   if (epoll_fd_ >= 0) close(epoll_fd_);
   if (wake_fd_ >= 0) close(wake_fd_);
@@ -181,8 +185,11 @@ void Listener::Run() {
       if ((events[i].events & EPOLLHUP) == 0) continue;
       const int dup_fd = static_cast<int>(tag);
       epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, dup_fd, nullptr);
+      if (auto it = watched_.find(dup_fd); it != watched_.end()) {
+        resets_.Closed(it->second.fd, dup_fd);  // before the number can be reused
+        watched_.erase(it);                     // gives the place back
+      }
       close(dup_fd);
-      watched_.erase(dup_fd);  // gives the place back
     }
   }
 }
@@ -211,6 +218,10 @@ int Listener::AcceptAll(int listen_fd) {
 
 bool Listener::Admit(int fd, const sockaddr* peer) {
   const std::string address = net::AddressKey(peer);
+  if (resets_.Banned(address)) {
+    close(fd);  // flooded resets a moment ago (logged then)
+    return true;
+  }
   net::ConnectionCaps::Verdict verdict = caps_->TryAcquire(address);
   if (!verdict.slot) {
     close(fd);  // over a cap: refused at once rather than queued
@@ -236,9 +247,22 @@ bool Listener::Admit(int fd, const sockaddr* peer) {
   }
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  watched_.emplace(dup_fd, std::move(verdict.slot));
+  watched_.emplace(dup_fd, Watched{.slot = std::move(verdict.slot), .fd = fd});
+  resets_.Opened(fd, dup_fd, address);
   hand_off_(fd);
   return true;
+}
+
+void Listener::NoteEarlyEnd(std::string_view peer) {
+  const int fd = PeerFd(peer);
+  if (fd < 0) return;
+  std::optional<ResetGuard::Shutdown> shut = resets_.NoteEarlyEnd(fd);
+  if (!shut) return;
+  obs::LogEvent(spdlog::level::warn, "grpc_reset_flood",
+                {{"address", shut->address},
+                 {"early_ends", shut->early_ends},
+                 {"ban_seconds",
+                  std::chrono::duration_cast<std::chrono::seconds>(options_.resets.ban).count()}});
 }
 
 }  // namespace sluice::grpc_api

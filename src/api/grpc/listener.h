@@ -11,6 +11,8 @@
 // socket down (shutdown(SHUT_RDWR)) before it closes it, and the peer's reset hangs it up too;
 // then the duplicate is closed and the connection's place given back. Each gRPC connection
 // thus holds two descriptors.
+// The duplicate also lets the listener end a connection gRPC would not: one that floods resets
+// (api/grpc/reset_guard.h), whose client address is then refused for a while.
 #pragma once
 
 #include <atomic>
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "api/grpc/reset_guard.h"
 #include "net/connection_caps.h"
 
 namespace sluice::grpc_api {
@@ -35,6 +38,7 @@ class Listener {
     // resolves to, on one port.
     std::string address;
     net::ConnectionCaps::Options caps;
+    ResetGuard::Options resets;
   };
   // `hand_off` takes each accepted connection's descriptor (it owns it from then on); it is
   // called on the acceptor's thread.
@@ -53,6 +57,10 @@ class Listener {
   // from here on. Connections already handed off are not touched (their duplicates are
   // closed). Idempotent; not thread-safe with Start.
   void Stop();
+
+  // A call on the connection gRPC names `peer` ("fd:17") ended before its request message.
+  // Thread-safe (gRPC's threads call it).
+  void NoteEarlyEnd(std::string_view peer);
 
   bool exhausted() const { return exhausted_.load(std::memory_order_relaxed); }
   size_t connections() const { return caps_->connections(); }
@@ -79,8 +87,14 @@ class Listener {
   std::atomic<bool> exhausted_{false};
   // Used by the acceptor thread only (and by Stop once it has ended).
   net::AcceptBackoff backoff_;
-  // Each handed-off connection: the duplicate descriptor → its place under the caps.
-  std::unordered_map<int, net::ConnectionCaps::Slot> watched_;
+  // Each handed-off connection: the duplicate descriptor → its place under the caps and the
+  // descriptor gRPC has.
+  struct Watched {
+    net::ConnectionCaps::Slot slot;
+    int fd;
+  };
+  std::unordered_map<int, Watched> watched_;
+  ResetGuard resets_;
 };
 
 }  // namespace sluice::grpc_api

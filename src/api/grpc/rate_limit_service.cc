@@ -20,13 +20,24 @@ namespace rls = ::envoy::service::ratelimit::v3;
   return ::grpc::Status(code, std::string(message.data(), message.size()));
 }
 
-// A call of a method this service does not have.
+using EarlyEnd = std::function<void(std::string_view)>;
+
+// A call of a method this service does not have. One the client cancels counts as an early end.
 class Unimplemented final : public ::grpc::ServerGenericBidiReactor {
  public:
-  explicit Unimplemented(const std::string& method) {
-    Finish(::grpc::Status(::grpc::StatusCode::UNIMPLEMENTED, "unknown method " + method));
+  Unimplemented(::grpc::GenericCallbackServerContext* context, const EarlyEnd& early_end)
+      : context_(context), early_end_(early_end) {
+    Finish(
+        ::grpc::Status(::grpc::StatusCode::UNIMPLEMENTED, "unknown method " + context->method()));
+  }
+  void OnCancel() override {
+    if (early_end_) early_end_(context_->peer());
   }
   void OnDone() override { delete this; }
+
+ private:
+  ::grpc::GenericCallbackServerContext* const context_;
+  const EarlyEnd& early_end_;
 };
 
 // One ShouldRateLimit call: read the request, make sure no second message follows, decide,
@@ -34,17 +45,24 @@ class Unimplemented final : public ::grpc::ServerGenericBidiReactor {
 class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
  public:
   ShouldRateLimitCall(Limiter& limiter, const EnvoyOptions& options,
-                      std::shared_ptr<std::atomic<int64_t>> in_flight, std::string request_id)
+                      std::shared_ptr<std::atomic<int64_t>> in_flight, std::string request_id,
+                      ::grpc::GenericCallbackServerContext* context, const EarlyEnd& early_end)
       : limiter_(limiter),
         options_(options),
         in_flight_(std::move(in_flight)),
-        request_id_(std::move(request_id)) {
+        request_id_(std::move(request_id)),
+        context_(context),
+        early_end_(early_end) {
     StartRead(&buffer_);
   }
 
   void OnReadDone(bool ok) override {
     if (!have_request_) {
-      if (!ok) return Finish(Error(::grpc::StatusCode::INTERNAL, "no request message"));
+      if (!ok) {
+        // Reset or closed before its request: what a rapid-reset flood is made of.
+        if (early_end_) early_end_(context_->peer());
+        return Finish(Error(::grpc::StatusCode::INTERNAL, "no request message"));
+      }
       have_request_ = true;
       bool parsed = false;
       {
@@ -108,6 +126,8 @@ class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
   const EnvoyOptions options_;
   const std::shared_ptr<std::atomic<int64_t>> in_flight_;
   std::string request_id_;
+  ::grpc::GenericCallbackServerContext* const context_;
+  const EarlyEnd& early_end_;  // the service's, which outlives its calls
   ::grpc::ByteBuffer buffer_;  // the request as read, then the response as written
   bool have_request_ = false;
   rls::RateLimitRequest request_;
@@ -118,7 +138,7 @@ class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
 
 ::grpc::ServerGenericBidiReactor* RateLimitService::CreateReactor(
     ::grpc::GenericCallbackServerContext* context) {
-  if (context->method() != kShouldRateLimitMethod) return new Unimplemented(context->method());
+  if (context->method() != kShouldRateLimitMethod) return new Unimplemented(context, early_end_);
   // The request id of the call's metadata (x-request-id, traceparent), for the rejection log.
   auto metadata = [&](std::string_view name) {
     const auto& all = context->client_metadata();
@@ -127,7 +147,8 @@ class ShouldRateLimitCall final : public ::grpc::ServerGenericBidiReactor {
                            : std::string_view(it->second.data(), it->second.size());
   };
   return new ShouldRateLimitCall(limiter_, options_, in_flight_,
-                                 obs::RequestId(metadata("x-request-id"), metadata("traceparent")));
+                                 obs::RequestId(metadata("x-request-id"), metadata("traceparent")),
+                                 context, early_end_);
 }
 
 }  // namespace sluice::grpc_api

@@ -16,7 +16,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string_view>
 
 #include "grpcpp/generic/async_generic_service.h"
 #include "limiter/limiter.h"
@@ -42,12 +44,20 @@ class RateLimitService final : public ::grpc::CallbackGenericService {
   ::grpc::ServerGenericBidiReactor* CreateReactor(
       ::grpc::GenericCallbackServerContext* context) override;
 
+  // Called with the call's peer ("fd:17") for each call that ended before its request message
+  // arrived: reset by the client, or closed empty (api/grpc/reset_guard.h). Set before the server
+  // starts; on gRPC's threads.
+  void OnEarlyEnd(std::function<void(std::string_view peer)> early_end) {
+    early_end_ = std::move(early_end);
+  }
+
   // Calls handed to the limiter and not finished yet (for a graceful stop).
   int64_t in_flight() const { return in_flight_->load(std::memory_order_acquire); }
 
  private:
   Limiter& limiter_;
   const EnvoyOptions options_;  // response_headers and dynamic_metadata
+  std::function<void(std::string_view)> early_end_;
   // Release on finish / acquire in in_flight(): whoever sees 0 also sees every Finish done.
   // Shared with the calls' callbacks: a callback decrements it after Finish, when the server (and
   // this service) may already be gone.

@@ -73,12 +73,15 @@ absl::Status GrpcServer::Start() {
   listener_ = std::make_unique<Listener>(
       Listener::Options{.address = options_.address,
                         .caps = {.max_connections = options_.max_connections,
-                                 .max_per_address = options_.max_connections_per_address}},
+                                 .max_per_address = options_.max_connections_per_address},
+                        .resets = {}},
       [this](int fd) { ::grpc::AddInsecureChannelFromFd(server_.get(), fd); });
   if (absl::Status bound = listener_->Bind(); !bound.ok()) {
     listener_.reset();
     return bound;
   }
+  service_.OnEarlyEnd(
+      [listener = listener_.get()](std::string_view peer) { listener->NoteEarlyEnd(peer); });
   // A process-wide switch that BuildAndStart reads: the server gets gRPC's grpc.health.v1
   // service (Check and Watch), whose statuses we set below.
   ::grpc::EnableDefaultHealthCheckService(true);
