@@ -14,12 +14,15 @@ import http.client
 import json
 import os
 import resource
+import socket
+import struct
 import subprocess
 import sys
 import time
 import unittest
 
-from sluice_server import SluiceServer, free_port
+import flood
+from sluice_server import SluiceServer, free_port, poll
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IDLE = 10_000
@@ -155,66 +158,70 @@ class FloodsTest(unittest.TestCase):
 
 class RapidResetTest(unittest.TestCase):
     """A connection that floods HEADERS + RST_STREAM is ended and its address refused for a
-    while (api/grpc/reset_guard.h); other addresses are served meanwhile."""
+    while (api/grpc/reset_guard.h), whatever the method; other addresses are served meanwhile."""
 
     def test_flooding_connection_ended_and_address_refused(self):
-        import socket
-        import struct
-
-        import flood
-
-        http_port, grpc_port = free_port(), free_port()
-        config = (f"listen:\n  http: 127.0.0.1:{http_port}\n  grpc: 127.0.0.1:{grpc_port}\n")
+        http_port, self.grpc_port = free_port(), free_port()
+        config = (f"listen:\n  http: 127.0.0.1:{http_port}\n  grpc: 127.0.0.1:{self.grpc_port}\n")
         server = SluiceServer(files={"sluice.yaml": config}, config="sluice.yaml", http=False)
         server.start(port=http_port)
         try:
-
-            def connect(source):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.settimeout(5)
-                s.bind((source, 0))
-                s.connect(("127.0.0.1", grpc_port))
-                s.sendall(flood.PREFACE + flood.frame(flood.SETTINGS, 0, 0))
-                return s
-
-            def served(s):
-                try:
-                    return len(s.recv(9)) > 0  # the server's SETTINGS
-                except (ConnectionResetError, socket.timeout):
-                    return False
-
-            attacker = connect("127.0.0.3")
-            self.assertTrue(served(attacker))
-            pairs = b"".join(
-                flood.frame(flood.HEADERS, flood.END_HEADERS, stream, flood.HEADERS_BLOCK)
-                + flood.frame(flood.RST_STREAM, 0, stream, struct.pack(">I", flood.CANCEL))
-                for stream in range(1, 2 * 300, 2))
-            attacker.sendall(pairs)
-            # Ended by the server: the stream ends (after whatever it had sent).
-            ended = False
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    if attacker.recv(65536) == b"":
-                        ended = True
-                        break
-                except ConnectionResetError:
-                    ended = True
-                    break
-                except socket.timeout:
-                    break
-            attacker.close()
-            self.assertTrue(ended, "the flooding connection was not ended")
-            # Its address is refused for a while; another is served.
-            again = connect("127.0.0.3")
-            self.assertFalse(served(again), "the flooding address was served again at once")
-            again.close()
-            other = connect("127.0.0.4")
-            self.assertTrue(served(other))
+            unknown = (b"\x83\x86" + flood.literal(b":path", b"/no.Such/Method")
+                       + flood.literal(b":authority", b"sluice")
+                       + flood.literal(b"content-type", b"application/grpc")
+                       + flood.literal(b"te", b"trailers"))
+            # ShouldRateLimit from 127.0.0.3, a method Sluice does not have from 127.0.0.5.
+            for source, block in (("127.0.0.3", flood.HEADERS_BLOCK), ("127.0.0.5", unknown)):
+                self.flood_ended_and_refused(source, block)
+            other = self.connect("127.0.0.4")
+            self.assertTrue(self.served(other))
             other.close()
-            self.assertIn("grpc_reset_flood", server.logs())
+            poll(lambda: server.logs().count("grpc_reset_flood") == 2,
+                 message="two grpc_reset_flood events in the log")
         finally:
             server.stop()
+
+    def connect(self, source):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", self.grpc_port))
+        s.sendall(flood.PREFACE + flood.frame(flood.SETTINGS, 0, 0))
+        return s
+
+    @staticmethod
+    def served(s):
+        try:
+            return len(s.recv(9)) > 0  # the server's SETTINGS
+        except (ConnectionResetError, socket.timeout):
+            return False
+
+    def flood_ended_and_refused(self, source, block):
+        attacker = self.connect(source)
+        self.assertTrue(self.served(attacker))
+        attacker.sendall(b"".join(
+            flood.frame(flood.HEADERS, flood.END_HEADERS, stream, block)
+            + flood.frame(flood.RST_STREAM, 0, stream, struct.pack(">I", flood.CANCEL))
+            for stream in range(1, 2 * 300, 2)))
+        # Ended by the server: the stream ends (after whatever it had sent).
+        ended = False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if attacker.recv(65536) == b"":
+                    ended = True
+                    break
+            except ConnectionResetError:
+                ended = True
+                break
+            except socket.timeout:
+                break
+        attacker.close()
+        self.assertTrue(ended, f"{source}: the flooding connection was not ended")
+        # Its address is refused for a while.
+        again = self.connect(source)
+        self.assertFalse(self.served(again), f"{source}: served again at once")
+        again.close()
 
 
 def raise_open_files():

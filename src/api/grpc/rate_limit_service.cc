@@ -22,22 +22,18 @@ namespace rls = ::envoy::service::ratelimit::v3;
 
 using EarlyEnd = std::function<void(std::string_view)>;
 
-// A call of a method this service does not have. One the client cancels counts as an early end.
+// A call of a method this service does not have. It reads no request, so it counts as an early
+// end: a rapid-reset flood may use any method (the call is set up before its path is matched;
+// whether a reset comes before the answer is a race), and no client needs more than the
+// allowance's 10 a second of calls that cannot succeed.
 class Unimplemented final : public ::grpc::ServerGenericBidiReactor {
  public:
-  Unimplemented(::grpc::GenericCallbackServerContext* context, const EarlyEnd& early_end)
-      : context_(context), early_end_(early_end) {
+  Unimplemented(::grpc::GenericCallbackServerContext* context, const EarlyEnd& early_end) {
+    if (early_end) early_end(context->peer());
     Finish(
         ::grpc::Status(::grpc::StatusCode::UNIMPLEMENTED, "unknown method " + context->method()));
   }
-  void OnCancel() override {
-    if (early_end_) early_end_(context_->peer());
-  }
   void OnDone() override { delete this; }
-
- private:
-  ::grpc::GenericCallbackServerContext* const context_;
-  const EarlyEnd& early_end_;
 };
 
 // One ShouldRateLimit call: read the request, make sure no second message follows, decide,

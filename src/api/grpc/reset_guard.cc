@@ -13,11 +13,10 @@ constexpr size_t kPruneBansAbove = 4096;
 
 void ResetGuard::Opened(int fd, int dup_fd, std::string address) {
   MutexLock lock(mu_);
-  connections_.insert_or_assign(
-      fd, Connection{.dup_fd = dup_fd,
-                     .address = std::move(address),
-                     .tokens = options_.burst,
-                     .refilled = clock_()});
+  connections_.insert_or_assign(fd, Connection{.dup_fd = dup_fd,
+                                               .address = std::move(address),
+                                               .tokens = options_.burst,
+                                               .refilled = clock_()});
 }
 
 void ResetGuard::Closed(int fd, int dup_fd) {
