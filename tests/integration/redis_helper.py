@@ -98,6 +98,19 @@ class RedisSluice(SluiceServer):
         return False
 
 
+class EachPolicy:
+    """Mixin for a TestCase with run_policy(policy): one test per failure policy (CONTRACT §7)."""
+
+    def test_fail_open(self):
+        self.run_policy("fail_open")
+
+    def test_fail_closed(self):
+        self.run_policy("fail_closed")
+
+    def test_local(self):
+        self.run_policy("local")
+
+
 def server_config(redis_url, on_failure, timeout="50ms", fallback_share=1.0):
     return (
         "store:\n"

@@ -23,7 +23,7 @@ import time
 import unittest
 
 from netns_helper import NetnsRedis, require_netns
-from redis_helper import Load, RedisSluice, server_config
+from redis_helper import EachPolicy, Load, RedisSluice, server_config
 from sluice_server import unique
 
 TIMEOUT_MS = 300
@@ -51,7 +51,7 @@ def setUpModule():
     require_netns()
 
 
-class ChaosTest(unittest.TestCase):
+class ChaosTest(EachPolicy, unittest.TestCase):
     def run_policy(self, policy):
         with NetnsRedis() as net:
             server = RedisSluice(
@@ -181,15 +181,6 @@ class ChaosTest(unittest.TestCase):
                             f"cleared: {statuses}")
             time.sleep(0.05)
         REPORT.append(f"{policy:<11} {fault:<15} recovered in {time.monotonic() - cleared:.2f} s")
-
-    def test_fail_open(self):
-        self.run_policy("fail_open")
-
-    def test_fail_closed(self):
-        self.run_policy("fail_closed")
-
-    def test_local(self):
-        self.run_policy("local")
 
 
 def tearDownModule():

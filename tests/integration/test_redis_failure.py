@@ -6,7 +6,7 @@ once Redis is back the shared limits are enforced again within 5 s, with no rest
 import time
 import unittest
 
-from redis_helper import Load, RedisProcess, RedisSluice, server_config
+from redis_helper import EachPolicy, Load, RedisProcess, RedisSluice, server_config
 from sluice_server import free_port, poll, unique
 
 LIMIT = 10
@@ -82,7 +82,7 @@ class PolicyChecks:
         self.assertEqual(statuses.count(429), 2, statuses)
 
 
-class RedisKilledMidLoadTest(PolicyChecks, unittest.TestCase):
+class RedisKilledMidLoadTest(PolicyChecks, EachPolicy, unittest.TestCase):
     def run_policy(self, policy):
         with RedisProcess() as redis:
             server = make_server(redis.url, policy)
@@ -115,17 +115,8 @@ class RedisKilledMidLoadTest(PolicyChecks, unittest.TestCase):
             finally:
                 server.stop()
 
-    def test_fail_open(self):
-        self.run_policy("fail_open")
 
-    def test_fail_closed(self):
-        self.run_policy("fail_closed")
-
-    def test_local(self):
-        self.run_policy("local")
-
-
-class RedisDownAtStartTest(PolicyChecks, unittest.TestCase):
+class RedisDownAtStartTest(PolicyChecks, EachPolicy, unittest.TestCase):
     def run_policy(self, policy):
         redis = RedisProcess(port=free_port())  # not started yet
         server = make_server(redis.url, policy)
@@ -137,15 +128,6 @@ class RedisDownAtStartTest(PolicyChecks, unittest.TestCase):
         finally:
             server.stop()
             redis.kill()
-
-    def test_fail_open(self):
-        self.run_policy("fail_open")
-
-    def test_fail_closed(self):
-        self.run_policy("fail_closed")
-
-    def test_local(self):
-        self.run_policy("local")
 
 
 if __name__ == "__main__":
