@@ -98,6 +98,19 @@ class RedisSluice(SluiceServer):
         return False
 
 
+def timed_checks(case, server, user, count, within_s, what):
+    """`count` checks for `user`, one after another, each asserted (on the TestCase `case`) to be
+    answered within `within_s`; the responses."""
+    answers = []
+    for _ in range(count):
+        started = time.monotonic()
+        res = server.check(user_id=user)
+        took = time.monotonic() - started
+        case.assertLess(took, within_s, f"{what}: a check took {took:.2f}s: {res!r}")
+        answers.append(res)
+    return answers
+
+
 class EachPolicy:
     """Mixin for a TestCase with run_policy(policy): one test per failure policy (CONTRACT §7)."""
 

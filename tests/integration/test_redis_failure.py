@@ -6,7 +6,8 @@ once Redis is back the shared limits are enforced again within 5 s, with no rest
 import time
 import unittest
 
-from redis_helper import EachPolicy, Load, RedisProcess, RedisSluice, server_config
+from redis_helper import (EachPolicy, Load, RedisProcess, RedisSluice, server_config,
+                          timed_checks)
 from sluice_server import free_port, poll, unique
 
 LIMIT = 10
@@ -38,14 +39,8 @@ class PolicyChecks:
     """Mixin: what each policy must answer while the store is down."""
 
     def assert_down_answers(self, server, policy):
-        user = unique(f"down-{policy}")
-        answers = []
-        for _ in range(LIMIT + 3):
-            started = time.monotonic()
-            res = server.check(user_id=user)
-            took = time.monotonic() - started
-            self.assertLess(took, ANSWER_WITHIN_S, f"a check waited {took:.2f}s: {res!r}")
-            answers.append(res)
+        answers = timed_checks(self, server, unique(f"down-{policy}"), LIMIT + 3, ANSWER_WITHIN_S,
+                               "store down")
         statuses = [r.status for r in answers]
         if policy == "fail_open":
             self.assertEqual(set(statuses), {200}, answers)
