@@ -1,5 +1,6 @@
 #include "app/server.h"
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <cerrno>
@@ -323,8 +324,12 @@ void Server::Sweep() {
         .Set(static_cast<double>(stats_->top_entries(stats::Ranking::kRejected)));
     metrics_.rules_version().Set(static_cast<double>(
         managed_->has_database() ? managed_->version() : limiter_->rules_version()));
+    bool shrunk = false;
     for (SweptStore& swept : memory_stores_) {
       swept.store->Sweep();
+      const uint64_t shrinks = swept.store->shrinks();
+      shrunk |= shrinks != swept.shrinks;
+      swept.shrinks = shrinks;
       // Counters only go up: export what was added since the last sweep.
       const uint64_t evictions = swept.store->evictions();
       const uint64_t expirations = swept.store->expirations();
@@ -334,6 +339,11 @@ void Server::Sweep() {
       swept.expirations = expirations;
       swept.metrics.keys->Set(static_cast<double>(swept.store->size()));
     }
+    // A table shrunk (the fallback store after an outage, the memory store after a busy hour):
+    // glibc keeps what was freed in its arenas, and the next growth of the tables allocates
+    // anew around it, so each outage would leave the process larger. malloc_trim hands the free
+    // pages back to the system. Rare (only after a shrink) and on this thread.
+    if (shrunk) malloc_trim(0);
     sweeper_mu_.lock();
   }
   sweeper_mu_.unlock();

@@ -93,6 +93,7 @@ class Server {
     obs::MemoryStoreMetrics metrics;
     uint64_t evictions = 0;    // as last exported
     uint64_t expirations = 0;  // likewise
+    uint64_t shrinks = 0;      // as last seen
   };
   std::vector<SweptStore> memory_stores_;  // used by the sweeper thread only, once started
   // What checks came to, for the stats API; the cluster view when the store is Redis.

@@ -53,12 +53,14 @@ TEST(MemoryStoreTest, IdleKeysExpireAndMemoryIsReclaimed) {
   clock.Advance(kSecond - 1);  // one token (1 s) refilled: not fresh yet
   EXPECT_EQ(store.Sweep(), 0u);
   EXPECT_EQ(store.size(), 20000u);
+  EXPECT_EQ(store.shrinks(), 0u);
 
   clock.Advance(2 * kSecond);
   EXPECT_EQ(store.Sweep(), 20000u);
   EXPECT_EQ(store.size(), 0u);
   EXPECT_EQ(store.expirations(), 20000u);
   EXPECT_LT(store.MemoryBytes(), full_bytes / 10);
+  EXPECT_EQ(store.shrinks(), 4u) << "each shard's table, once (what makes the server trim)";
 
   // An expired key starts fresh, exactly as if it had been kept.
   EXPECT_EQ(ChargeOne(store, "user:1", limit).remaining, 9);

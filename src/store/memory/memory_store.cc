@@ -223,7 +223,10 @@ size_t MemoryStore::SweepLocked(Shard& shard, uint32_t now_s) {
     }
   }
   // flat_hash_map never shrinks by itself; give memory back once the table is mostly empty.
-  if (removed > 0 && shard.map.size() * 4 < shard.map.bucket_count()) shard.map.rehash(0);
+  if (removed > 0 && shard.map.size() * 4 < shard.map.bucket_count()) {
+    shard.map.rehash(0);
+    shrinks_.fetch_add(1, std::memory_order_relaxed);
+  }
   expirations_.fetch_add(removed, std::memory_order_relaxed);
   keys_.fetch_sub(removed, std::memory_order_relaxed);
   return removed;

@@ -70,6 +70,8 @@ class MemoryStore final : public Store {
   uint64_t evictions() const { return evictions_.load(std::memory_order_relaxed); }
   uint64_t expirations() const { return expirations_.load(std::memory_order_relaxed); }
   uint64_t resets() const { return resets_.load(std::memory_order_relaxed); }
+  // Tables shrunk by Sweep() since construction: memory the allocator may give back.
+  uint64_t shrinks() const { return shrinks_.load(std::memory_order_relaxed); }
   // Bytes held: tables (slots + control bytes) and sliding-window-log entries.
   size_t MemoryBytes() const;
 
@@ -128,6 +130,7 @@ class MemoryStore final : public Store {
   std::atomic<size_t> keys_{0};
   std::atomic<uint64_t> expirations_{0};
   std::atomic<uint64_t> resets_{0};
+  std::atomic<uint64_t> shrinks_{0};
 };
 
 }  // namespace sluice
