@@ -6,8 +6,8 @@ for checks on a keep-alive connection and for checks each on a new connection.
 
 A latency bound in a test is unusual here; this one is the promise the server keeps under
 floods, well above the figures measured (docs/robustness.md), so only a real starvation fails
-it. The test runs alone (RUN_SERIAL), and a sanitizer build reports the figures without
-judging them (SLUICE_SANITIZED).
+it. The test runs alone (RUN_SERIAL); in a sanitizer build (SLUICE_SANITIZED) the bound is three
+times as long, as the sanitizers cost 2 to 4 times the CPU.
 """
 
 import http.client
@@ -32,6 +32,7 @@ SLOWLORIS_ADDRESSES = 10  # 127.0.1.2 .. 127.0.1.11
 MAX_CONNECTIONS = 11_000
 FLOOD_S = 12.0  # longer than the header deadline (10 s): slowloris connections are closed
 P99_MS = 10.0
+SANITIZER_FACTOR = 3
 FIGURES = []
 
 
@@ -150,10 +151,10 @@ class FloodsTest(unittest.TestCase):
         self.assertGreaterEqual(slow["closed_by_server"], SLOWLORIS,
                                 "slowloris connections outlived the header deadline")
         self.assertGreater(rapid["pairs"], 10_000, "the rapid-reset client did not run")
-        if os.environ.get("SLUICE_SANITIZED"):
-            return  # a sanitizer build's latencies are the sanitizer's: reported, not judged
-        self.assertLess(percentile(kept, 0.99), P99_MS, line("flood, keep-alive", kept))
-        self.assertLess(percentile(fresh, 0.99), P99_MS, line("flood, new connection each", fresh))
+        # Sanitizers make every instruction dearer (2 to 4 times here): their bound is scaled.
+        bound = P99_MS * (SANITIZER_FACTOR if os.environ.get("SLUICE_SANITIZED") else 1)
+        self.assertLess(percentile(kept, 0.99), bound, line("flood, keep-alive", kept))
+        self.assertLess(percentile(fresh, 0.99), bound, line("flood, new connection each", fresh))
 
 
 class RapidResetTest(unittest.TestCase):
