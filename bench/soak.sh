@@ -10,9 +10,9 @@
 #     close, 20 send a header promising a body and close.
 # Every minute: RSS, open file descriptors and threads of the server, checks/s, p50/p99 (wrk's),
 # and the errors the server logged by event; at the end, RSS growth after the warm-up, and whether
-# fds and threads stayed flat. The warm-up ends with minute 6: the first Redis outage (minute 5)
-# fills the local fallback store with every user's counters (up to 100k keys, ~5 MiB) once, and
-# the memory that takes stays with the process for the next outage.
+# fds and threads stayed flat. The warm-up ends with minute 6, after the first Redis outage
+# (minute 5) has filled the local fallback store with the counters of the users it saw and the
+# sweeper has emptied it again.
 # The stats API (CONTRACT §9) keeps the last hour: a ring of 3600 one-second buckets and 60
 # one-minute key summaries, which fill for the first hour of a server's life and then stay at
 # their size (src/stats/recorder.h). SOAK_STATS=off runs the soak without them, so that a run
