@@ -62,7 +62,6 @@ class NetnsRedis:
         self.relay_port = 6380
         self.redis = None
         self.relay = None
-        self._fault = "none"
 
     @property
     def url(self):
@@ -122,7 +121,7 @@ class NetnsRedis:
         except OSError:
             return False
 
-    def command(self, *args, timeout=2.0):
+    def command(self, *args):
         """One command straight to redis-server, inside the namespace (unaffected by faults)."""
         res = _run(*self._ns("redis-cli", "-p", str(self.redis_port), "--raw", *args),
                    check=True)
@@ -136,7 +135,6 @@ class NetnsRedis:
         with open(self._delay_file, "w") as f:
             f.write(str(int(ms)))
         self.relay.send_signal(signal.SIGUSR1)
-        self._fault = f"latency {ms} ms"
 
     def loss(self, percent):
         self.clear()
@@ -144,19 +142,16 @@ class NetnsRedis:
         rule = f"numgen random mod 100 < {int(percent)} drop"
         self._nft(f"add rule inet chaos in iifname {self.ns_if} {rule}\n"
                   f"add rule inet chaos out oifname {self.ns_if} {rule}\n")
-        self._fault = f"loss {percent} %"
 
     def partition(self):
         self.clear()
         self._nft(f"add rule inet chaos in iifname {self.ns_if} drop\n"
                   f"add rule inet chaos out oifname {self.ns_if} drop\n")
-        self._fault = "partition"
 
     def clear(self):
         self._nft("flush chain inet chaos in\nflush chain inet chaos out\n")
         if self.relay is not None and self.relay.poll() is None:
             self.relay.send_signal(signal.SIGUSR2)
-        self._fault = "none"
 
     def stop(self):
         for proc in (self.relay, self.redis):
