@@ -524,6 +524,22 @@ void ExpectResponse(const YAML::Node& want, const rls::RateLimitRequest& request
 
 enum class Backend { kMemory, kRedis };
 
+// Upstream's sequences count against minute, hour and day windows, which all roll over at a
+// minute boundary: a case that straddles one sees a fresh window part-way (a request that should
+// be over the limit is allowed). Waits, if need be, so that the case's steps (2 s plus their
+// sleeps, generous under sanitizers) end before the next boundary.
+void WaitForRoomInMinute(const YAML::Node& c) {
+  auto needed = std::chrono::milliseconds(2000);
+  for (const YAML::Node& step : c["steps"]) {
+    if (step["sleep_ms"]) needed += std::chrono::milliseconds(step["sleep_ms"].as<int>());
+  }
+  const auto into_minute = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch()) %
+                           std::chrono::minutes(1);
+  const auto left = std::chrono::minutes(1) - into_minute;
+  if (left < needed) std::this_thread::sleep_for(left + std::chrono::milliseconds(50));
+}
+
 // The server config of a case: its `server` snippet plus the store.
 std::string ServerConfig(const YAML::Node& c, Backend backend, const std::string& redis_url) {
   YAML::Node config = c["server"] ? YAML::Clone(c["server"]) : YAML::Node(YAML::NodeType::Map);
@@ -549,6 +565,7 @@ void RunRequestCase(const std::string& name, Backend backend, const std::string&
   ASSERT_TRUE(server.Start()) << "server config:\n" << files["sluice.yaml"];
   auto channel = ::grpc::CreateChannel(server.grpc_target(), ::grpc::InsecureChannelCredentials());
   auto stub = rls::RateLimitService::NewStub(channel);
+  WaitForRoomInMinute(c);
 
   std::optional<Response> previous;
   int step_number = 0;
