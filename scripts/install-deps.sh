@@ -14,6 +14,8 @@ packages=(
   redis-server nginx-light wrk nghttp2-client curl procps python3 faketime
   iproute2 nftables  # the network chaos test: Redis behind a namespace, loss and partitions
   prometheus
+  help2man  # sluice(1) from --help, for the Debian package
+  doxygen   # the embeddable library's API reference (scripts/api-docs.sh)
   chromium   # the dashboard's browser test (driven by playwright-core from npm)
 )
 # Node.js and npm run the browser test; Debian's packages only where no node is installed at all

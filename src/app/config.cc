@@ -543,20 +543,6 @@ void ReadConfig(const YAML::Node& root, const std::filesystem::path& base, yaml:
 
 }  // namespace
 
-std::string_view StoreBackendName(StoreBackend backend) {
-  switch (backend) {
-    case StoreBackend::kMemory:
-      return "memory";
-    case StoreBackend::kRedis:
-      return "redis";
-    case StoreBackend::kRedisCluster:
-      return "redis_cluster";
-    case StoreBackend::kRedisSharded:
-      return "redis_sharded";
-  }
-  return "unknown";
-}
-
 bool ParseHostPort(const std::string& text, std::string* host, uint16_t* port) {
   auto address = net::ParseHostPort(text, {.allow_port_zero = true});
   if (!address.ok()) return false;

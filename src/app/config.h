@@ -12,39 +12,10 @@
 #include "proxy/identity.h"
 #include "proxy/upstream_pool.h"
 #include "rules/pattern.h"
+#include "store/store_config.h"
 #include "yaml/pos.h"
 
 namespace sluice::app {
-
-enum class StoreBackend { kMemory, kRedis, kRedisCluster, kRedisSharded };
-
-// The backend's name as the config file spells it, and as logs and metrics show it: memory,
-// redis, redis_cluster, redis_sharded.
-std::string_view StoreBackendName(StoreBackend backend);
-
-struct ShardConfig {
-  std::string url;                     // redis://host:port[/db]
-  std::vector<std::string> sentinels;  // host:port; with `master`
-  std::string master;
-  yaml::Pos pos;  // where the shard is, for problems
-};
-
-struct StoreConfig {
-  StoreBackend backend = StoreBackend::kMemory;
-  std::string url = "redis://127.0.0.1:6379/0";
-  std::vector<std::string> nodes;
-  std::vector<ShardConfig> shards;
-  Micros timeout = 50 * kMicrosPerMilli;
-  int pool = 4;
-  std::string key_prefix = "sluice:";  // no braces, spaces or control characters
-  FailurePolicy on_failure = FailurePolicy::kFailOpen;
-  double fallback_share = 1.0;
-  bool functions = true;  // `scripts: functions` (else `eval`)
-  bool coalesce = true;
-  // CONTRACT §11: the defaults of rules that do not say.
-  Consistency consistency = Consistency::kExact;
-  Overshoot max_overshoot = Overshoot::PartsPerMillion(10'000);  // 1%
-};
 
 // Resource limits of the listeners: what one client may take (docs/configuration.md, "Limits").
 struct LimitsConfig {

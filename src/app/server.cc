@@ -11,7 +11,6 @@
 #include <utility>
 
 #include "absl/strings/str_join.h"
-#include "app/store_factory.h"
 #include "app/version.h"
 #include "base/strings.h"
 #include "google/protobuf/stubs/logging.h"
@@ -19,6 +18,7 @@
 #include "rules/loader.h"
 #include "store/leased/leased_store.h"
 #include "store/redis/redis_store.h"
+#include "store/store_factory.h"
 
 namespace sluice::app {
 

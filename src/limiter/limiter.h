@@ -27,10 +27,9 @@
 #include "rules/rule_set.h"
 #include "stats/recorder.h"
 #include "store/store.h"
+#include "store/store_config.h"
 
 namespace sluice {
-
-enum class FailurePolicy : uint8_t { kFailOpen, kFailClosed, kLocal };
 
 struct CheckRequest {
   rules::RequestAttributes attributes;

@@ -1,4 +1,4 @@
-#include "app/store_factory.h"
+#include "store/store_factory.h"
 
 #include <algorithm>
 #include <chrono>
@@ -11,7 +11,7 @@
 #include "store/memory/memory_store.h"
 #include "store/redis/redis_store.h"
 
-namespace sluice::app {
+namespace sluice {
 
 absl::StatusOr<std::unique_ptr<Store>> MakeStore(const StoreConfig& config, const Clock& clock,
                                                  obs::Metrics& metrics) {
@@ -68,4 +68,4 @@ absl::StatusOr<std::unique_ptr<Store>> MakeStore(const StoreConfig& config, cons
               }}));
 }
 
-}  // namespace sluice::app
+}  // namespace sluice

@@ -1,15 +1,15 @@
-// Builds the store `store:` asks for (CONTRACT §2, §7).
+// Builds the store `store:` asks for (CONTRACT §2, §7): for the server and the embeddable library.
 #pragma once
 
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "app/config.h"
 #include "core/time.h"
 #include "obs/metrics.h"
 #include "store/store.h"
+#include "store/store_config.h"
 
-namespace sluice::app {
+namespace sluice {
 
 // The shared store of `config`: a MemoryStore (backend memory) or a RedisStore on a single
 // server, a Redis Cluster or Sentinel-managed shards. Never blocks on Redis: connections are
@@ -18,4 +18,4 @@ namespace sluice::app {
 absl::StatusOr<std::unique_ptr<Store>> MakeStore(const StoreConfig& config, const Clock& clock,
                                                  obs::Metrics& metrics);
 
-}  // namespace sluice::app
+}  // namespace sluice

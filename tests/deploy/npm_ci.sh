@@ -1,0 +1,11 @@
+#!/bin/sh
+# Installs the deploy test's npm packages (as package-lock.json pins them) into the folder given,
+# which holds copies of package.json and package-lock.json (CMake makes them in the build
+# folder). Does nothing when that lock file is already installed there.
+set -eu
+cd "$1"
+if cmp -s package-lock.json node_modules/.sluice-installed-lock 2>/dev/null; then
+  exit 0
+fi
+npm ci --no-audit --no-fund --loglevel=error
+cp package-lock.json node_modules/.sluice-installed-lock
