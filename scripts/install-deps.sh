@@ -16,6 +16,7 @@ packages=(
   prometheus
   help2man  # sluice(1) from --help, for the Debian package
   doxygen   # the embeddable library's API reference (scripts/api-docs.sh)
+  systemd   # systemd-analyze verify on the package's unit (nothing is started)
   chromium   # the dashboard's browser test (driven by playwright-core from npm)
 )
 # Node.js and npm run the browser test; Debian's packages only where no node is installed at all

@@ -6,15 +6,14 @@
 // Serves GET /hello (rate limited: the user is X-User-Id, the client address the socket's peer)
 // and GET /metrics (Sluice's Prometheus metrics, not limited). Prints "listening on PORT" when
 // ready; stops on SIGINT or SIGTERM.
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
 #include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
-
-#include <boost/asio.hpp>
-#include <boost/beast.hpp>
 
 #include "sluice/sluice.h"
 
@@ -42,8 +41,8 @@ class RateLimit {
     const std::string target(req.target());
     check.endpoint = target.substr(0, target.find('?'));
     check.method = std::string(req.method_string());
-    limiter_.Check(check, [this, req = std::move(req), respond = std::move(respond)](
-                              sluice::embed::Result result) {
+    limiter_.Check(check, [this, req = std::move(req),
+                           respond = std::move(respond)](sluice::embed::Result result) {
       HttpResponse res;
       if (result.allowed()) {
         res = next_(req);
@@ -77,11 +76,11 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void Read() {
     req_ = {};
-    http::async_read(stream_, buffer_, req_, [self = shared_from_this()](beast::error_code ec,
-                                                                         size_t) {
-      if (ec) return self->Close();
-      self->Serve();
-    });
+    http::async_read(stream_, buffer_, req_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) return self->Close();
+                       self->Serve();
+                     });
   }
 
   void Serve() {
@@ -98,9 +97,8 @@ class Session : public std::enable_shared_from_this<Session> {
     limited_(std::move(req_), ec ? std::string() : peer.address().to_string(),
              [self = shared_from_this()](HttpResponse res) {
                // Back on the connection's executor: Sluice may answer on one of its threads.
-               asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
-                 self->Write(std::move(res));
-               });
+               asio::post(self->stream_.get_executor(),
+                          [self, res = std::move(res)]() mutable { self->Write(std::move(res)); });
              });
   }
 
@@ -160,8 +158,8 @@ int main(int argc, char** argv) {
   });
 
   asio::io_context io;
-  tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"),
-                              static_cast<unsigned short>(std::atoi(argv[1]))});
+  tcp::acceptor acceptor(
+      io, {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(std::atoi(argv[1]))});
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](beast::error_code, int) {
     acceptor.close();

@@ -163,13 +163,13 @@ struct StoreOptions {
     kFailClosed,  ///< Verdict::kStoreUnavailable
     kLocal,       ///< decided in memory on this process, each limit scaled by `fallback_share`
   };
-  Backend backend = Backend::kMemory;  ///< which store
+  Backend backend = Backend::kMemory;            ///< which store
   std::string url = "redis://127.0.0.1:6379/0";  ///< kRedis: redis://[:password@]host:port[/db]
   std::vector<std::string> cluster_nodes;        ///< kRedisCluster: "host:port" seeds
   std::chrono::milliseconds timeout{50};         ///< per store round trip
   int pool = 4;                                  ///< connections per Redis node
   std::string key_prefix = "sluice:";            ///< before every key Sluice writes
-  OnFailure on_failure = OnFailure::kFailOpen;  ///< what checks get while the store fails
+  OnFailure on_failure = OnFailure::kFailOpen;   ///< what checks get while the store fails
   double fallback_share = 1.0;  ///< kLocal: the share of each limit this process may admit
 };
 

@@ -143,7 +143,8 @@ absl::Status CheckStoreOptions(const StoreOptions& o) {
   }
   for (char c : o.key_prefix) {
     if (c == '{' || c == '}' || c == ' ' || static_cast<unsigned char>(c) < 0x20) {
-      return absl::InvalidArgumentError("store.key_prefix: no braces, spaces or control characters");
+      return absl::InvalidArgumentError(
+          "store.key_prefix: no braces, spaces or control characters");
     }
   }
   return absl::OkStatus();
@@ -174,7 +175,8 @@ Result ToResult(const CheckResult& r) {
     out.reset_at = http::CeilSeconds(r.now + r.decision.reset_after);
   }
   if (out.verdict == Verdict::kRejected) {
-    out.retry_after = std::chrono::seconds(std::max<int64_t>(1, http::CeilSeconds(r.decision.retry_after)));
+    out.retry_after =
+        std::chrono::seconds(std::max<int64_t>(1, http::CeilSeconds(r.decision.retry_after)));
   }
   out.degraded = r.degraded;
   out.deny_reason = r.deny_reason;
@@ -243,7 +245,7 @@ struct Limiter::Impl {
 
   // The files' rules followed by the code's, ids unique across both, swapped in whole.
   absl::Status Apply(std::shared_ptr<const rules::RuleSet> files, std::vector<rules::Rule> code)
-      /* rules_mu held */ {
+  /* rules_mu held */ {
     for (const rules::Rule& rule : code) {
       if (files->FindRule(rule.id) != nullptr) {
         return absl::InvalidArgumentError("rule id '" + rule.id +
@@ -307,8 +309,8 @@ void Limiter::Check(const Request& request, std::function<void(Result)> done) {
   a.method = request.method;
   a.tier = request.tier;
   if (!a.SetIpAddress(request.ip_address)) {
-    return done(Invalid("field 'ip_address' is not an IPv4 or IPv6 address: '" +
-                        request.ip_address + "'"));
+    return done(
+        Invalid("field 'ip_address' is not an IPv4 or IPv6 address: '" + request.ip_address + "'"));
   }
   if (!request.headers.empty()) a.SetHeaders(request.headers);
   check.cost = request.cost;

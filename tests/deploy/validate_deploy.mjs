@@ -22,7 +22,7 @@
 // Problems are listed as FILE:LINE: document N (Kind name): message.
 //
 // Run by CTest (deploy_validate). By hand, after `npm ci` in a folder holding
-// tests/deploy/package*.json (tests/deploy/npm_ci.sh FOLDER does it):
+// tests/deploy/package*.json (tests/testing/npm_ci.sh FOLDER does it):
 //   SLUICE_BIN=build/src/app/sluice SLUICE_NODE_MODULES=FOLDER/node_modules \
 //     node --test tests/deploy/validate_deploy.mjs
 import assert from 'node:assert/strict';
