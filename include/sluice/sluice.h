@@ -48,20 +48,20 @@ class SLUICE_API Status {
 
  private:
   bool ok_ = true;
-  std::string message_;
+  std::string message_{};
 };
 
 /// One request, as rules see it (CONTRACT §3.1's request attributes). An empty attribute counts
 /// as absent: a rule that matches or counts by it does not apply.
 struct Request {
-  std::string user_id;     ///< the caller's user
-  std::string api_key;     ///< the caller's API key
-  std::string ip_address;  ///< IPv4 or IPv6; matched against CIDRs
-  std::string endpoint;    ///< the path, e.g. "/api/orders"
-  std::string method;      ///< e.g. "POST"; matched case-insensitively
-  std::string tier;        ///< e.g. "free", "premium"
+  std::string user_id{};     ///< the caller's user
+  std::string api_key{};     ///< the caller's API key
+  std::string ip_address{};  ///< IPv4 or IPv6; matched against CIDRs
+  std::string endpoint{};    ///< the path, e.g. "/api/orders"
+  std::string method{};      ///< e.g. "POST"; matched case-insensitively
+  std::string tier{};        ///< e.g. "free", "premium"
   /// Request headers rules can match and count by (`headers.NAME`); names case-insensitive.
-  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::pair<std::string, std::string>> headers{};
   /// Units the request takes from every applicable rule (>= 0).
   int64_t cost = 1;
 };
@@ -85,7 +85,7 @@ struct Result {
   bool limited = false;
   /// The reported rule: when allowed, the enforced rule with the least remaining; when
   /// rejected, the rejecting rule with the longest wait.
-  std::string rule_id;
+  std::string rule_id{};
   int64_t limit = 0;      ///< the reported rule's limit
   int64_t remaining = 0;  ///< what is left of it after this request
   /// When the reported rule's counter is back to full, in seconds since the Unix epoch.
@@ -95,18 +95,18 @@ struct Result {
   /// The store failed and fail_open or local answered.
   bool degraded = false;
   /// kDenied: the deny list entry's reason.
-  std::string deny_reason;
+  std::string deny_reason{};
   /// The concurrency slots this admitted request holds (`algorithm: concurrency` rules), to be
   /// given back with Limiter::Release when the request ends; empty when it holds none.
-  std::string lease_id;
+  std::string lease_id{};
   /// The status POST /v1/ratelimit/check would answer: 200, 429, 403, 503 or 400.
   int http_status = 200;
   /// The limit headers of that answer (X-RateLimit-Limit, X-RateLimit-Remaining,
   /// X-RateLimit-Reset, RateLimit-Policy, RateLimit and, on a 429, Retry-After), in order; none
   /// when no enforced rule applied.
-  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::pair<std::string, std::string>> headers{};
   /// That answer's JSON body (CONTRACT §5): `{"allowed": ...}`, or the error object.
-  std::string body;
+  std::string body{};
 
   /// Whether the request may pass.
   bool allowed() const { return verdict == Verdict::kAllowed; }
@@ -125,14 +125,14 @@ enum class Algorithm {
 /// A rule, as a rules file's `rules:` entry says it (CONTRACT §3.1), for rules made in code.
 struct Rule {
   /// Unique among all rules (files' and structs'); required.
-  std::string id;
+  std::string id{};
   /// Attributes every matching request has: `user_id`, `api_key`, `ip_address` (an address or a
   /// CIDR), `endpoint`, `method`, `tier`, `headers.NAME`; values may hold `*` globs. Empty:
   /// every request.
-  std::vector<std::pair<std::string, std::string>> match;
+  std::vector<std::pair<std::string, std::string>> match{};
   /// The attributes that make up the counter key: one counter per distinct tuple. Empty: one
   /// counter for every matching request.
-  std::vector<std::string> key;
+  std::vector<std::string> key{};
   /// Requests (units of cost) per window; >= 0.
   int64_t limit = 0;
   /// The window (the refill period for the bucket algorithms); at least 1 ms.
@@ -142,7 +142,7 @@ struct Rule {
   /// The bucket size for token_bucket, leaky_bucket and gcra; 0: the same as `limit`.
   int64_t burst = 0;
   /// Within a group only the matching rule with the lowest `priority` applies.
-  std::string group;
+  std::string group{};
   /// Lower wins inside a group; ties go to the earlier rule.
   int priority = 100;
   /// Counted and reported, never rejects (`mode: shadow`).
@@ -165,7 +165,7 @@ struct StoreOptions {
   };
   Backend backend = Backend::kMemory;            ///< which store
   std::string url = "redis://127.0.0.1:6379/0";  ///< kRedis: redis://[:password@]host:port[/db]
-  std::vector<std::string> cluster_nodes;        ///< kRedisCluster: "host:port" seeds
+  std::vector<std::string> cluster_nodes{};      ///< kRedisCluster: "host:port" seeds
   std::chrono::milliseconds timeout{50};         ///< per store round trip
   int pool = 4;                                  ///< connections per Redis node
   std::string key_prefix = "sluice:";            ///< before every key Sluice writes
@@ -176,11 +176,15 @@ struct StoreOptions {
 /// How to build a Limiter.
 struct Options {
   /// Rules files and folders (every *.yaml in a folder, in name order), as `rules.paths`.
-  std::vector<std::string> rules_paths;
+  std::vector<std::string> rules_paths{};
   /// Rules made in code, after the files' rules.
-  std::vector<Rule> rules;
+  std::vector<Rule> rules{};
   /// Where counters live.
-  StoreOptions store;
+  StoreOptions store{};
+  /// Rejections written to the log (event `rate_limit_exceeded`, through spdlog's default
+  /// logger), at most this many a second, the rest counted in the next line's `suppressed`;
+  /// 0: none.
+  int log_rejections_per_second = 0;
 };
 
 /// The rate limiter. Create one per process and share it.
@@ -220,7 +224,7 @@ class SLUICE_API Limiter {
  private:
   struct Impl;
   explicit Limiter(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_{};
 };
 
 /// The library's version, e.g. "0.1.0".

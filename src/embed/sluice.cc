@@ -211,7 +211,7 @@ struct Limiter::Impl {
   Options options;
   SystemClock clock;
   obs::Metrics metrics{SLUICE_VERSION};
-  obs::RejectionLog rejections{clock};
+  std::unique_ptr<obs::RejectionLog> rejections;
   std::unique_ptr<Store> store;
   std::unique_ptr<MemoryStore> fallback;  // on_failure: local over Redis
   std::unique_ptr<Engine> engine;
@@ -284,7 +284,9 @@ std::unique_ptr<Limiter> Limiter::Create(Options options, Status* status) {
   if (config.backend != StoreBackend::kMemory && config.on_failure == FailurePolicy::kLocal) {
     m.fallback = std::make_unique<MemoryStore>(m.clock);
   }
-  m.engine = std::make_unique<Engine>(*m.store, m.clock, m.metrics, m.rejections,
+  m.rejections = std::make_unique<obs::RejectionLog>(
+      m.clock, std::max<int64_t>(0, m.options.log_rejections_per_second));
+  m.engine = std::make_unique<Engine>(*m.store, m.clock, m.metrics, *m.rejections,
                                       Engine::Options{
                                           .on_failure = config.on_failure,
                                           .fallback = m.fallback.get(),

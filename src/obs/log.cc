@@ -84,9 +84,11 @@ void LogEvent(spdlog::level::level_enum level, std::string_view event,
 
 RejectionLog::RejectionLog(const Clock& clock, int64_t per_second)
     : clock_(clock),
-      limit_(*Limit::Create({.algorithm = Algorithm::kTokenBucket,
-                             .limit = per_second,
-                             .window = kMicrosPerSecond})) {}
+      limit_(per_second > 0
+                 ? std::optional<Limit>(*Limit::Create({.algorithm = Algorithm::kTokenBucket,
+                                                        .limit = per_second,
+                                                        .window = kMicrosPerSecond}))
+                 : std::nullopt) {}
 
 std::string RequestId(std::string_view x_request_id, std::string_view traceparent) {
   auto printable = [](std::string_view s) {
@@ -123,10 +125,11 @@ std::string NewRequestId() {
 
 void RejectionLog::Rejected(std::string_view rule_id, std::string_view key, Micros retry_after,
                             std::string_view request_id) {
+  if (!limit_.has_value()) return;
   uint64_t suppressed;
   {
     std::lock_guard lock(mu_);
-    if (!TokenBucket::Admit(bucket_, limit_, clock_.NowMicros(), 1).allowed) {
+    if (!TokenBucket::Admit(bucket_, *limit_, clock_.NowMicros(), 1).allowed) {
       ++suppressed_;
       return;
     }

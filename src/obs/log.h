@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -46,6 +47,7 @@ std::string NewRequestId();
 // Thread-safe.
 class RejectionLog {
  public:
+  // `per_second` 0: logs nothing (the embeddable library's default).
   RejectionLog(const Clock& clock, int64_t per_second = 20);
   // `request_id` is the caller's (see RequestId); when empty, a random one is made up, so that
   // every line can be found again.
@@ -54,7 +56,7 @@ class RejectionLog {
 
  private:
   const Clock& clock_;
-  Limit limit_;
+  std::optional<Limit> limit_;  // none: per_second 0, nothing is logged
   std::mutex mu_;
   BucketState bucket_;       // guarded by mu_
   uint64_t suppressed_ = 0;  // guarded by mu_
