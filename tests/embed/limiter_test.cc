@@ -2,8 +2,6 @@
 // Sluice::sluice sees it: rules from files and structs, their problems, reloads that keep the
 // last good rules, both Check forms, answers as the HTTP API renders them, leases, metrics, and
 // exact admission when many threads hit one key.
-#include "sluice/sluice.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -15,6 +13,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "sluice/sluice.h"
 
 namespace {
 
@@ -31,8 +31,9 @@ using sluice::embed::Verdict;
 class EmbedTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("sluice-embed-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("sluice-embed-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -99,7 +100,8 @@ TEST_F(EmbedTest, RulesFileLimitsAndAnswersAsTheHttpApi) {
 
 TEST_F(EmbedTest, ProblemsComeBackWithTheirPlace) {
   Status status;
-  const std::string path = Write("bad.yaml", "rules:\n  - {id: x, match: {}, limit: -1, window: 1s}\n");
+  const std::string path =
+      Write("bad.yaml", "rules:\n  - {id: x, match: {}, limit: -1, window: 1s}\n");
   EXPECT_EQ(Limiter::Create({.rules_paths = {path}}, &status), nullptr);
   EXPECT_FALSE(status.ok());
   EXPECT_NE(status.message().find(path + ":2:"), std::string::npos) << status.message();
@@ -131,13 +133,14 @@ TEST_F(EmbedTest, CodeRulesBesideFileRules) {
 
   // An id the files already have, and invalid rules: refused, the rules in force stay.
   const uint64_t version = limiter->rules_version();
-  Status clash = limiter->SetRules({{.id = "per-user", .limit = 1, .window = std::chrono::seconds(1)}});
+  Status clash =
+      limiter->SetRules({{.id = "per-user", .limit = 1, .window = std::chrono::seconds(1)}});
   EXPECT_FALSE(clash.ok());
   EXPECT_NE(clash.message().find("per-user"), std::string::npos) << clash.message();
-  Status invalid = limiter->SetRules({{.id = "a", .limit = 1, .window = std::chrono::seconds(1)},
-                                      {.id = "a", .limit = 1, .window = std::chrono::seconds(1)},
-                                      {.id = "b", .match = {{"nope", "x"}}, .limit = 1,
-                                       .window = std::chrono::seconds(1)}});
+  Status invalid = limiter->SetRules(
+      {{.id = "a", .limit = 1, .window = std::chrono::seconds(1)},
+       {.id = "a", .limit = 1, .window = std::chrono::seconds(1)},
+       {.id = "b", .match = {{"nope", "x"}}, .limit = 1, .window = std::chrono::seconds(1)}});
   EXPECT_FALSE(invalid.ok());
   EXPECT_NE(invalid.message().find("rules[1] (a).id: duplicate rule id"), std::string::npos)
       << invalid.message();
@@ -195,10 +198,10 @@ TEST_F(EmbedTest, CallbackFormAnswersOnce) {
 }
 
 TEST_F(EmbedTest, ConcurrencySlotsComeBackOnRelease) {
-  auto limiter = Limiter::Create({.rules_paths = {Write(
-                                      "rules.yaml",
-                                      "rules:\n  - {id: inflight, match: {}, key: [user_id], "
-                                      "algorithm: concurrency, limit: 2, lease_ttl: 30s}\n")}});
+  auto limiter = Limiter::Create(
+      {.rules_paths = {Write("rules.yaml",
+                             "rules:\n  - {id: inflight, match: {}, key: [user_id], "
+                             "algorithm: concurrency, limit: 2, lease_ttl: 30s}\n")}});
   ASSERT_NE(limiter, nullptr);
   const Result first = limiter->Check({.user_id = "u"});
   const Result second = limiter->Check({.user_id = "u"});
@@ -214,9 +217,9 @@ TEST_F(EmbedTest, ConcurrencySlotsComeBackOnRelease) {
 
 // Many threads on one key: exactly the limit is admitted, whatever the interleaving.
 TEST_F(EmbedTest, ExactUnderConcurrency) {
-  for (Algorithm algorithm : {Algorithm::kFixedWindow, Algorithm::kSlidingWindowLog,
-                              Algorithm::kSlidingWindowCounter, Algorithm::kTokenBucket,
-                              Algorithm::kGcra, Algorithm::kLeakyBucket}) {
+  for (Algorithm algorithm :
+       {Algorithm::kFixedWindow, Algorithm::kSlidingWindowLog, Algorithm::kSlidingWindowCounter,
+        Algorithm::kTokenBucket, Algorithm::kGcra, Algorithm::kLeakyBucket}) {
     Status status;
     auto limiter = Limiter::Create({.rules = {{.id = "hot",
                                                .limit = 500,
