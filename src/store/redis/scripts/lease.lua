@@ -92,6 +92,13 @@ local function lease(keys, args)
     if credit > 0 then
       redis.call('HSET', keys[2], 'p', int(period), 'c', int(used + credit))
       expire_at(keys[2], item, now, (period + 1) * w - now)
+      -- Checks admitted on credit report this reply's reset_after, which describes the state
+      -- without them: one admitted now keeps a fixed window busy to the end of this window and
+      -- a sliding window counter to the end of the next (its count still weighs there). Without
+      -- this, credit taken while this window's count is still 0 (the quota spent, the
+      -- previous window's count weighing alone) reported the end of this window.
+      local busy_until = (period + (item.algorithm == 1 and 2 or 1)) * w
+      d.reset_after = math.max(d.reset_after, busy_until - now)
     end
   end
 
