@@ -5,6 +5,7 @@
 //                      headers, the JSON body), what Result carries
 //   BM_Library         embed::Limiter::Check, blocking form, through libsluice.so
 //   BM_LibraryCallback embed::Limiter::Check, callback form
+//   BM_LibraryNoHttpAnswer  the blocking form with Options::http_answer = false
 // Each allowed-heavy (a limit never reached) and rejected-heavy (1 an hour: all but the first
 // check per user rejected).
 //
@@ -78,11 +79,13 @@ BENCHMARK(BM_Engine)
     ->Args({1, 0})
     ->Args({1, 1});
 
-// state.range(0): 1 = the callback form; state.range(1): 1 = rejected-heavy.
+// state.range(0): 1 = the callback form; state.range(1): 1 = rejected-heavy; state.range(2):
+// 1 = Options::http_answer (the default).
 void BM_Library(benchmark::State& state) {
   const bool callback = state.range(0) == 1;
   const std::string path = RulesFile(state.range(1) == 1);
-  auto limiter = embed::Limiter::Create({.rules_paths = {path}});
+  auto limiter =
+      embed::Limiter::Create({.rules_paths = {path}, .http_answer = state.range(2) == 1});
   std::filesystem::remove(path);
   const std::vector<std::string> users = Users();
   std::mt19937 rng(1);
@@ -97,12 +100,20 @@ void BM_Library(benchmark::State& state) {
     }
   }
 }
-BENCHMARK(BM_Library)->ArgNames({"callback", "rejected_heavy"})->Args({0, 0})->Args({0, 1});
+BENCHMARK(BM_Library)
+    ->ArgNames({"callback", "rejected_heavy", "http_answer"})
+    ->Args({0, 0, 1})
+    ->Args({0, 1, 1});
 BENCHMARK(BM_Library)
     ->Name("BM_LibraryCallback")
-    ->ArgNames({"callback", "rejected_heavy"})
-    ->Args({1, 0})
-    ->Args({1, 1});
+    ->ArgNames({"callback", "rejected_heavy", "http_answer"})
+    ->Args({1, 0, 1})
+    ->Args({1, 1, 1});
+BENCHMARK(BM_Library)
+    ->Name("BM_LibraryNoHttpAnswer")
+    ->ArgNames({"callback", "rejected_heavy", "http_answer"})
+    ->Args({0, 0, 0})
+    ->Args({0, 1, 0});
 
 }  // namespace
 }  // namespace sluice

@@ -103,9 +103,10 @@ struct Result {
   int http_status = 200;
   /// The limit headers of that answer (X-RateLimit-Limit, X-RateLimit-Remaining,
   /// X-RateLimit-Reset, RateLimit-Policy, RateLimit and, on a 429, Retry-After), in order; none
-  /// when no enforced rule applied.
+  /// when no enforced rule applied, or when Options::http_answer is false.
   std::vector<std::pair<std::string, std::string>> headers{};
-  /// That answer's JSON body (CONTRACT §5): `{"allowed": ...}`, or the error object.
+  /// That answer's JSON body (CONTRACT §5): `{"allowed": ...}`, or the error object; empty
+  /// when Options::http_answer is false.
   std::string body{};
 
   /// Whether the request may pass.
@@ -185,6 +186,10 @@ struct Options {
   /// logger), at most this many a second, the rest counted in the next line's `suppressed`;
   /// 0: none.
   int log_rejections_per_second = 0;
+  /// Whether each Result carries the HTTP answer's `headers` and `body`. Rendering them costs
+  /// more than the decision itself (bench/run.sh embed, docs/api.md); without them a Result
+  /// still has the verdict, the numbers the headers are made of, and `http_status`.
+  bool http_answer = true;
 };
 
 /// The rate limiter. Create one per process and share it.

@@ -150,7 +150,7 @@ absl::Status CheckStoreOptions(const StoreOptions& o) {
   return absl::OkStatus();
 }
 
-Result ToResult(const CheckResult& r) {
+Result ToResult(const CheckResult& r, bool http_answer) {
   Result out;
   switch (r.outcome) {
     case CheckResult::Outcome::kAllowed:
@@ -181,6 +181,26 @@ Result ToResult(const CheckResult& r) {
   out.degraded = r.degraded;
   out.deny_reason = r.deny_reason;
   out.lease_id = r.lease_id;
+  if (!http_answer) {
+    switch (out.verdict) {
+      case Verdict::kAllowed:
+        out.http_status = 200;
+        break;
+      case Verdict::kRejected:
+        out.http_status = 429;
+        break;
+      case Verdict::kDenied:
+        out.http_status = 403;
+        break;
+      case Verdict::kStoreUnavailable:
+        out.http_status = 503;
+        break;
+      case Verdict::kInvalid:
+        out.http_status = 400;
+        break;
+    }
+    return out;
+  }
   http::Rendered rendered = http::RenderCheckResult(r);
   out.http_status = static_cast<int>(rendered.status);
   out.headers = std::move(rendered.headers);
@@ -316,9 +336,9 @@ void Limiter::Check(const Request& request, std::function<void(Result)> done) {
   }
   if (!request.headers.empty()) a.SetHeaders(request.headers);
   check.cost = request.cost;
-  impl_->engine->Check(std::move(check), [done = std::move(done)](CheckResult result) mutable {
-    done(ToResult(result));
-  });
+  impl_->engine->Check(std::move(check),
+                       [done = std::move(done), http_answer = impl_->options.http_answer](
+                           CheckResult result) mutable { done(ToResult(result, http_answer)); });
 }
 
 Result Limiter::Check(const Request& request) {

@@ -98,6 +98,21 @@ TEST_F(EmbedTest, RulesFileLimitsAndAnswersAsTheHttpApi) {
       << metrics;
 }
 
+TEST_F(EmbedTest, WithoutTheHttpAnswer) {
+  auto limiter =
+      Limiter::Create({.rules_paths = {Write("rules.yaml", kPerUser)}, .http_answer = false});
+  ASSERT_NE(limiter, nullptr);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(limiter->Check({.user_id = "carol"}).http_status, 200);
+  const Result r = limiter->Check({.user_id = "carol"});
+  EXPECT_EQ(r.verdict, Verdict::kRejected);
+  EXPECT_EQ(r.http_status, 429);
+  EXPECT_EQ(r.limit, 3);
+  EXPECT_GE(r.retry_after, std::chrono::seconds(1));
+  EXPECT_TRUE(r.headers.empty());
+  EXPECT_TRUE(r.body.empty());
+  EXPECT_EQ(limiter->Check({.user_id = "mallory"}).http_status, 403);
+}
+
 TEST_F(EmbedTest, ProblemsComeBackWithTheirPlace) {
   Status status;
   const std::string path =
