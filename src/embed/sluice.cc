@@ -4,17 +4,17 @@
 #include "sluice/sluice.h"
 
 #include <algorithm>
-#include <condition_variable>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "api/http/check_codec.h"
+#include "base/mutex.h"
 #include "core/limit.h"
 #include "core/time.h"
 #include "limiter/limiter.h"
@@ -208,6 +208,31 @@ Result ToResult(const CheckResult& r, bool http_answer) {
   return out;
 }
 
+// The blocking forms' wait for a callback that runs exactly once, on this thread (before Wait)
+// or on a store thread.
+template <typename T>
+class Answer {
+ public:
+  void Set(T value) {
+    MutexLock lock(mu_);
+    value_ = std::move(value);
+    cv_.NotifyOne();
+  }
+  T Wait() {
+    MutexLock lock(mu_);
+    while (!cv_.WaitFor(mu_, std::chrono::seconds(1), [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return value_.has_value();
+    })) {
+    }
+    return std::move(*value_);
+  }
+
+ private:
+  Mutex mu_;
+  CondVar cv_;
+  std::optional<T> value_ ABSL_GUARDED_BY(mu_);
+};
+
 Result Invalid(std::string message) {
   Result out;
   out.verdict = Verdict::kInvalid;
@@ -236,28 +261,30 @@ struct Limiter::Impl {
   std::unique_ptr<MemoryStore> fallback;  // on_failure: local over Redis
   std::unique_ptr<Engine> engine;
 
-  std::mutex rules_mu;  // one rules change at a time; checks never take it
-  std::shared_ptr<const rules::RuleSet> file_rules;
-  std::vector<rules::Rule> code_rules;
+  Mutex rules_mu;  // one rules change at a time; checks never take it
+  std::shared_ptr<const rules::RuleSet> file_rules ABSL_GUARDED_BY(rules_mu);
+  std::vector<rules::Rule> code_rules ABSL_GUARDED_BY(rules_mu);
 
   // Memory stores drop expired keys once a second, as the server's do.
-  std::mutex sweep_mu;
-  std::condition_variable sweep_cv;
-  bool stopping = false;
+  Mutex sweep_mu;
+  CondVar sweep_cv;
+  bool stopping ABSL_GUARDED_BY(sweep_mu) = false;
   std::thread sweeper;
 
   ~Impl() {
     {
-      std::lock_guard<std::mutex> lock(sweep_mu);
+      MutexLock lock(sweep_mu);
       stopping = true;
     }
-    sweep_cv.notify_all();
+    sweep_cv.NotifyAll();
     if (sweeper.joinable()) sweeper.join();
   }
 
   void Sweep() {
-    std::unique_lock<std::mutex> lock(sweep_mu);
-    while (!sweep_cv.wait_for(lock, std::chrono::seconds(1), [this] { return stopping; })) {
+    MutexLock lock(sweep_mu);
+    while (!sweep_cv.WaitFor(sweep_mu, std::chrono::seconds(1),
+                             [this]()
+                                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(sweep_mu) { return stopping; })) {
       if (auto* memory = dynamic_cast<MemoryStore*>(store.get())) memory->Sweep();
       if (fallback != nullptr) fallback->Sweep();
     }
@@ -265,7 +292,7 @@ struct Limiter::Impl {
 
   // The files' rules followed by the code's, ids unique across both, swapped in whole.
   absl::Status Apply(std::shared_ptr<const rules::RuleSet> files, std::vector<rules::Rule> code)
-  /* rules_mu held */ {
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(rules_mu) {
     for (const rules::Rule& rule : code) {
       if (files->FindRule(rule.id) != nullptr) {
         return absl::InvalidArgumentError("rule id '" + rule.id +
@@ -313,7 +340,7 @@ std::unique_ptr<Limiter> Limiter::Create(Options options, Status* status) {
                                           .fallback_share = config.fallback_share,
                                       });
   {
-    std::lock_guard<std::mutex> lock(m.rules_mu);
+    MutexLock lock(m.rules_mu);
     if (absl::Status s = m.Apply(std::move(*files), std::move(code)); !s.ok()) return fail(s);
   }
   m.sweeper = std::thread([&m] { m.Sweep(); });
@@ -342,47 +369,32 @@ void Limiter::Check(const Request& request, std::function<void(Result)> done) {
 }
 
 Result Limiter::Check(const Request& request) {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<Result> answer;
-  Check(request, [&](Result result) {
-    std::lock_guard<std::mutex> lock(mu);
-    answer = std::move(result);
-    cv.notify_one();
-  });
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return answer.has_value(); });
-  return std::move(*answer);
+  Answer<Result> answer;
+  Check(request, [&answer](Result result) { answer.Set(std::move(result)); });
+  return answer.Wait();
 }
 
 Status Limiter::Reload() {
   auto files = rules::LoadRuleSet(impl_->options.rules_paths);
   if (!files.ok()) return FromAbsl(files.status());
-  std::lock_guard<std::mutex> lock(impl_->rules_mu);
+  MutexLock lock(impl_->rules_mu);
   return FromAbsl(impl_->Apply(std::move(*files), impl_->code_rules));
 }
 
 Status Limiter::SetRules(std::vector<Rule> rules) {
   std::vector<rules::Rule> code;
   if (absl::Status s = ParseRules(rules, &code); !s.ok()) return FromAbsl(s);
-  std::lock_guard<std::mutex> lock(impl_->rules_mu);
+  MutexLock lock(impl_->rules_mu);
   return FromAbsl(impl_->Apply(impl_->file_rules, std::move(code)));
 }
 
 uint64_t Limiter::rules_version() const { return impl_->engine->rules_version(); }
 
 Status Limiter::Release(std::string_view lease_id) {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<absl::Status> answer;
-  impl_->engine->Release(lease_id, [&](absl::Status status) {
-    std::lock_guard<std::mutex> lock(mu);
-    answer = std::move(status);
-    cv.notify_one();
-  });
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return answer.has_value(); });
-  return FromAbsl(*answer);
+  Answer<absl::Status> answer;
+  impl_->engine->Release(lease_id,
+                         [&answer](absl::Status status) { answer.Set(std::move(status)); });
+  return FromAbsl(answer.Wait());
 }
 
 std::string Limiter::Metrics() const { return impl_->metrics.Render(); }
