@@ -10,6 +10,7 @@
 #include "net/host_port.h"
 #include "rules/loader.h"
 #include "store/redis/cluster.h"
+#include "store/store_factory.h"
 #include "yaml-cpp/yaml.h"
 #include "yaml/parse.h"
 #include "yaml/reader.h"
@@ -67,26 +68,6 @@ void CheckTopology(yaml::Reader& r, const StorePositions& at, const StoreConfig&
       }
       break;
   }
-}
-
-// Every Redis key is `<key_prefix>{K}`, the braces making K the Redis Cluster hash tag (Redis
-// hashes the text between the first '{' and the next '}'). A brace in the prefix would move the
-// tag into the prefix: one slot, one shard, for every counter, or a counter's keys split across
-// slots. Whitespace and control characters are refused too: nothing needs them, and they make
-// keys hard to read and to type in redis-cli. Checked on every backend, so that a config stays
-// valid when it moves from memory to Redis.
-std::optional<std::string> CheckKeyPrefix(const std::string& prefix) {
-  if (prefix.find_first_of("{}") != std::string::npos) {
-    return "'key_prefix' must not contain '{' or '}': Redis Cluster would take them as the hash "
-           "tag and put every counter in one slot";
-  }
-  for (const char c : prefix) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f) {
-      return "'key_prefix' must not contain spaces or control characters";
-    }
-  }
-  return std::nullopt;
 }
 
 // `rules.database`: sqlite://PATH (a relative PATH is the config file's folder's) or a

@@ -141,11 +141,8 @@ absl::Status CheckStoreOptions(const StoreOptions& o) {
   if (o.backend == StoreOptions::Backend::kRedisCluster && o.cluster_nodes.empty()) {
     return absl::InvalidArgumentError("store.cluster_nodes: at least one host:port");
   }
-  for (char c : o.key_prefix) {
-    if (c == '{' || c == '}' || c == ' ' || static_cast<unsigned char>(c) < 0x20) {
-      return absl::InvalidArgumentError(
-          "store.key_prefix: no braces, spaces or control characters");
-    }
+  if (std::optional<std::string> problem = CheckKeyPrefix(o.key_prefix)) {
+    return absl::InvalidArgumentError("store: " + *problem);
   }
   return absl::OkStatus();
 }

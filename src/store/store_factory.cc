@@ -13,6 +13,26 @@
 
 namespace sluice {
 
+// Every Redis key is `<key_prefix>{K}`, the braces making K the Redis Cluster hash tag (Redis
+// hashes the text between the first '{' and the next '}'). A brace in the prefix would move the
+// tag into the prefix: one slot, one shard, for every counter, or a counter's keys split across
+// slots. Whitespace and control characters are refused too: nothing needs them, and they make
+// keys hard to read and to type in redis-cli. Checked on every backend, so that a config stays
+// valid when it moves from memory to Redis.
+std::optional<std::string> CheckKeyPrefix(const std::string& prefix) {
+  if (prefix.find_first_of("{}") != std::string::npos) {
+    return "'key_prefix' must not contain '{' or '}': Redis Cluster would take them as the hash "
+           "tag and put every counter in one slot";
+  }
+  for (const char c : prefix) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) {
+      return "'key_prefix' must not contain spaces or control characters";
+    }
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<std::unique_ptr<Store>> MakeStore(const StoreConfig& config, const Clock& clock,
                                                  obs::Metrics& metrics) {
   if (config.backend == StoreBackend::kMemory) return std::make_unique<MemoryStore>(clock);

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "core/time.h"
@@ -17,5 +19,9 @@ namespace sluice {
 // the config cannot make a store (a bad URL).
 absl::StatusOr<std::unique_ptr<Store>> MakeStore(const StoreConfig& config, const Clock& clock,
                                                  obs::Metrics& metrics);
+
+// What is wrong with `prefix` as `store.key_prefix` (a sentence naming the field), or nothing:
+// no braces, spaces or control characters. For the config file and the library alike.
+std::optional<std::string> CheckKeyPrefix(const std::string& prefix);
 
 }  // namespace sluice
